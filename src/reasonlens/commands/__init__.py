@@ -1,0 +1,21 @@
+"""CLI commands, grouped by pipeline stage. Each module exposes `register(app)`."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+# Order is the order `reasonlens --help` lists them.
+_MODULES = ["models", "generate", "trace", "data"]
+
+
+def register_all(app: typer.Typer) -> None:
+    for name in _MODULES:
+        try:
+            module = importlib.import_module(f"reasonlens.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"reasonlens.commands.{name}":
+                continue  # stage not built yet
+            raise
+        module.register(app)
