@@ -17,30 +17,13 @@ app = typer.Typer(
 )
 
 
-def _register_commands() -> None:
-    # Each stage keeps its commands in its own module; importing them registers them on `app`.
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. Usage errors exit 2 (typer's own message); so does a UserError, as one line."""
     from reasonlens.commands import register_all
 
     register_all(app)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; a UserError becomes one line on stderr and exit code 2."""
-    _register_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="reasonlens")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        raise SystemExit(130) from None
-    except SystemExit:
-        raise
-    except Exception as err:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            raise SystemExit(2) from None
-        raise

@@ -11,6 +11,10 @@ _MODULES = ["models", "generate", "trace", "data"]
 
 
 def register_all(app: typer.Typer) -> None:
+    """Add every stage's commands to `app`, once."""
+    if getattr(app, "_reasonlens_registered", False):
+        return
+    app._reasonlens_registered = True  # type: ignore[attr-defined]
     for name in _MODULES:
         try:
             module = importlib.import_module(f"reasonlens.commands.{name}")

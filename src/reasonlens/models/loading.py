@@ -6,6 +6,8 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,7 +197,8 @@ def load_model(
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        hf = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
+        with _quiet_loading():
+            hf = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
     except OSError as err:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         raise UserError(
@@ -209,6 +212,20 @@ def load_model(
     hf.to(dev).eval()
     tokenizer = _tokenizer(source, name)
     return LoadedModel(name=name, hf=hf, tokenizer=tokenizer, arch=arch, source=source.path)
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Hide transformers' per-tensor progress bar: a cached load takes a fraction of a second."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:

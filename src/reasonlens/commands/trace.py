@@ -1,0 +1,63 @@
+"""`reasonlens trace`: capture activations into an activation store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from reasonlens.commands.models import DeviceOpt, DtypeOpt, ModelOpt
+from reasonlens.errors import UserError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("trace")
+    def trace_cmd(
+        sites: str = typer.Option(
+            ..., "--sites", "-s", help='Site addresses, e.g. "layers.*.resid_post layers.0-3.k".'
+        ),
+        out: Path = typer.Option(..., "--out", "-o", help="Directory of the activation store."),
+        input_file: Path = typer.Option(
+            None, "--input", "-i", help="JSONL: {'text'|'input_ids', 'positions'?} per line."
+        ),
+        text: list[str] = typer.Option(None, "--text", "-t", help="Text to trace (repeatable)."),
+        positions: str = typer.Option(
+            "all", help="all, last, or given (each input line's 'positions')."
+        ),
+        model: str = ModelOpt,
+        batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
+        chat: bool = typer.Option(False, "--chat", help="Wrap each text in the chat template."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different store."),
+        device: str = DeviceOpt,
+        dtype: str = DtypeOpt,
+    ) -> None:
+        """Capture SITES at POSITIONS for every input into an activation store (resumable)."""
+        from rich.console import Console
+
+        from reasonlens.models import load_model
+        from reasonlens.trace import CaptureStats, JsonlInputs, TraceInput, capture
+
+        if (input_file is None) == (not text):
+            raise UserError("give either --input FILE.jsonl or one or more --text")
+        inputs = JsonlInputs(input_file) if input_file else [TraceInput(text=t) for t in text]
+        loaded = load_model(model, device=device, dtype=dtype)
+        stats = CaptureStats()
+        store = capture(
+            loaded,
+            inputs,
+            sites,
+            positions=positions,
+            batch_size=batch_size,
+            out=out,
+            overwrite=overwrite,
+            chat=chat,
+            stats=stats,
+        )
+        mb = stats.bytes_written / 1e6
+        rate = mb / stats.seconds_writing if stats.seconds_writing else float("nan")
+        Console(stderr=True).print(
+            f"{store.n_examples} examples, {len(store.sites)} sites -> {out} "
+            f"({mb:.1f} MB written at {rate:.0f} MB/s"
+            + (f"; resumed, {stats.skipped_shards} shards already done" if stats.skipped_shards else "")
+            + ")"
+        )

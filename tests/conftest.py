@@ -1,0 +1,25 @@
+import os
+
+# Nothing in the test suite may reach for the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from reasonlens.models.tiny import tiny_model  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    return tiny_model("llama")
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The real default model (SmolLM2-135M), loaded once for the slow end-to-end tests."""
+    from reasonlens.models import load_model
+
+    return load_model("smollm2-135m", device="cpu")
