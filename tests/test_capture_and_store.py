@@ -1,5 +1,6 @@
 """Capture over batched datasets, and the on-disk activation store."""
 
+import importlib
 import json
 
 import pytest
@@ -7,8 +8,14 @@ import torch
 
 from reasonlens.errors import UserError
 from reasonlens.models.prompts import pad_batch, tokenize
-from reasonlens.trace import ActivationStore, CaptureStats, JsonlInputs, TraceInput, capture, run_with_cache
-import importlib
+from reasonlens.trace import (
+    ActivationStore,
+    CaptureStats,
+    JsonlInputs,
+    TraceInput,
+    capture,
+    run_with_cache,
+)
 
 capture_module = importlib.import_module("reasonlens.trace.capture")
 
@@ -27,16 +34,25 @@ def test_all_positions_match_unpadded_single_runs(tiny_llama):
     assert acts.n_examples == len(TEXTS)
     for i, text in enumerate(TEXTS):
         for site in ("layers.1.resid_post", "layers.1.k"):
-            torch.testing.assert_close(acts.example(i, site), _alone(tiny_llama, text, site), atol=1e-5, rtol=0)
+            torch.testing.assert_close(
+                acts.example(i, site), _alone(tiny_llama, text, site), atol=1e-5, rtol=0
+            )
         assert acts.input_ids(i) == tokenize(tiny_llama.tokenizer, text)
         assert acts.positions(range(i, i + 1)).tolist() == list(range(len(acts.input_ids(i))))
 
 
 def test_last_and_given_positions(tiny_llama):
-    last = capture(tiny_llama, TEXTS, "layers.0.resid_post", positions="last", batch_size=4, progress=False)
+    last = capture(
+        tiny_llama, TEXTS, "layers.0.resid_post", positions="last", batch_size=4, progress=False
+    )
     assert last.get("layers.0.resid_post").shape == (len(TEXTS), tiny_llama.d_model)
     for i, text in enumerate(TEXTS):
-        torch.testing.assert_close(last.example(i, "layers.0.resid_post")[0], _alone(tiny_llama, text, "layers.0.resid_post")[-1], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            last.example(i, "layers.0.resid_post")[0],
+            _alone(tiny_llama, text, "layers.0.resid_post")[-1],
+            atol=1e-5,
+            rtol=0,
+        )
     given = capture(
         tiny_llama,
         [TraceInput(text="abcdef", positions=(0, -1)), TraceInput(text="xyz", positions=(1,))],
@@ -50,12 +66,19 @@ def test_last_and_given_positions(tiny_llama):
 
 def test_given_position_outside_the_example_is_reported(tiny_llama):
     with pytest.raises(UserError, match="example 1: position 9 is outside its 3 tokens"):
-        capture(tiny_llama, [TraceInput(text="ok", positions=(0,)), TraceInput(text="xyz", positions=(9,))],
-                "layers.0.resid_post", positions="given", progress=False)
+        capture(
+            tiny_llama,
+            [TraceInput(text="ok", positions=(0,)), TraceInput(text="xyz", positions=(9,))],
+            "layers.0.resid_post",
+            positions="given",
+            progress=False,
+        )
 
 
 def test_attention_patterns_in_memory(tiny_llama):
-    acts = capture(tiny_llama, ["abc", "abcdef"], "layers.0.attn_pattern", positions="last", progress=False)
+    acts = capture(
+        tiny_llama, ["abc", "abcdef"], "layers.0.attn_pattern", positions="last", progress=False
+    )
     pattern = acts.get("layers.0.attn_pattern")  # [rows, heads, keys]
     assert pattern.shape[:2] == (2, 4)
     torch.testing.assert_close(pattern.sum(-1), torch.ones(2, 4))
@@ -67,7 +90,9 @@ def test_store_equals_memory_and_reads_lazily(tiny_llama, tmp_path):
     store = capture(tiny_llama, TEXTS, SITES, batch_size=4, out=tmp_path / "s", progress=False)
     assert isinstance(store, ActivationStore)
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
-        "meta.json", "shard-00000.safetensors", "shard-00001.safetensors"
+        "meta.json",
+        "shard-00000.safetensors",
+        "shard-00001.safetensors",
     ]
     for site in memory.sites:
         assert torch.equal(store.get(site), memory.get(site))

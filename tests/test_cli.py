@@ -33,7 +33,17 @@ def test_trace_writes_a_store(tiny_dir, tmp_path, capsys):
     inputs = tmp_path / "in.jsonl"
     inputs.write_text('{"text": "hello"}\n{"text": "world wide", "positions": [0, -1]}\n')
     code, _, err = run(
-        ["trace", "-m", tiny_dir, "-s", "layers.*.resid_post", "-i", str(inputs), "-o", str(tmp_path / "s")],
+        [
+            "trace",
+            "-m",
+            tiny_dir,
+            "-s",
+            "layers.*.resid_post",
+            "-i",
+            str(inputs),
+            "-o",
+            str(tmp_path / "s"),
+        ],
         capsys,
     )
     assert code == 0, err
@@ -45,12 +55,39 @@ def test_trace_writes_a_store(tiny_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["trace", "-s", "layers.0.resid_post", "-t", "x", "-o", "OUT", "-m", "nope"], "unknown model 'nope'"),
-        (["trace", "-s", "layers.7.resid_post", "-t", "x", "-o", "OUT", "-m", "TINY"], "layer 7 does not exist"),
-        (["trace", "-s", "layers.0.bogus", "-t", "x", "-o", "OUT", "-m", "TINY"], "unknown site 'bogus'"),
-        (["trace", "-s", "layers.0.k", "-i", "BAD", "-o", "OUT", "-m", "TINY"], "bad.jsonl:2: not valid JSON"),
+        (
+            ["trace", "-s", "layers.0.resid_post", "-t", "x", "-o", "OUT", "-m", "nope"],
+            "unknown model 'nope'",
+        ),
+        (
+            ["trace", "-s", "layers.7.resid_post", "-t", "x", "-o", "OUT", "-m", "TINY"],
+            "layer 7 does not exist",
+        ),
+        (
+            ["trace", "-s", "layers.0.bogus", "-t", "x", "-o", "OUT", "-m", "TINY"],
+            "unknown site 'bogus'",
+        ),
+        (
+            ["trace", "-s", "layers.0.k", "-i", "BAD", "-o", "OUT", "-m", "TINY"],
+            "bad.jsonl:2: not valid JSON",
+        ),
         (["trace", "-s", "layers.0.k", "-o", "OUT", "-m", "TINY"], "give either --input"),
-        (["trace", "-s", "layers.0.k", "-t", "x", "-o", "OUT", "-m", "TINY", "--positions", "first"], "unknown positions 'first'"),
+        (
+            [
+                "trace",
+                "-s",
+                "layers.0.k",
+                "-t",
+                "x",
+                "-o",
+                "OUT",
+                "-m",
+                "TINY",
+                "--positions",
+                "first",
+            ],
+            "unknown positions 'first'",
+        ),
         (["models", "info", "gpt-17"], "unknown model 'gpt-17'"),
     ],
 )
@@ -70,7 +107,9 @@ def test_trace_refuses_to_overwrite_a_different_store(tiny_dir, tmp_path, capsys
     assert run(["trace", "-m", tiny_dir, "-s", "layers.0.k", "-t", "a", "-o", out], capsys)[0] == 0
     code, _, err = run(["trace", "-m", tiny_dir, "-s", "layers.0.k", "-t", "b", "-o", out], capsys)
     assert code == 2 and "already holds a different capture" in err
-    code, _, _ = run(["trace", "-m", tiny_dir, "-s", "layers.0.k", "-t", "b", "-o", out, "--overwrite"], capsys)
+    code, _, _ = run(
+        ["trace", "-m", tiny_dir, "-s", "layers.0.k", "-t", "b", "-o", out, "--overwrite"], capsys
+    )
     assert code == 0
 
 

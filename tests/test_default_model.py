@@ -11,7 +11,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_it_answers_the_capital_of_france(default_model):
-    answers = generate(default_model, ["What is the capital of France?", "Say hello."], max_new_tokens=16)
+    answers = generate(
+        default_model, ["What is the capital of France?", "Say hello."], max_new_tokens=16
+    )
     assert "Paris" in answers[0]
 
 
@@ -24,11 +26,15 @@ def test_batched_left_padded_generation_equals_one_at_a_time(default_model):
 
 def test_real_model_site_map(default_model):
     text = format_prompt(default_model.tokenizer, "What is the capital of France?")
-    batch = pad_batch([tokenize(default_model.tokenizer, text)], default_model.tokenizer.pad_token_id)
+    batch = pad_batch(
+        [tokenize(default_model.tokenizer, text)], default_model.tokenizer.pad_token_id
+    )
     with torch.no_grad():
         reference = default_model.hf(**batch).logits
     logits, cache = run_with_cache(
-        default_model, batch, "layers.*.resid_pre layers.*.attn_out layers.*.mlp_out layers.*.resid_post"
+        default_model,
+        batch,
+        "layers.*.resid_pre layers.*.attn_out layers.*.mlp_out layers.*.resid_post",
     )
     assert torch.equal(logits, reference)
     for layer in (0, 15, 29):
@@ -40,7 +46,13 @@ def test_real_model_site_map(default_model):
 
 
 def test_capture_last_token_on_real_model(default_model):
-    acts = capture(default_model, ["The capital of France is"], "layers.*.resid_post", positions="last", progress=False)
+    acts = capture(
+        default_model,
+        ["The capital of France is"],
+        "layers.*.resid_post",
+        positions="last",
+        progress=False,
+    )
     last = acts.get("layers.29.resid_post")
     token = default_model.unembed(default_model.final_norm(last)).argmax(-1).item()
     assert default_model.tokenizer.decode([token]).strip() == "Paris"

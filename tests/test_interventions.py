@@ -25,9 +25,7 @@ def _batch(model, texts):
 
 
 def _no_hooks_left(model):
-    return all(
-        not m._forward_hooks and not m._forward_pre_hooks for m in model.hf.modules()
-    )
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.hf.modules())
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
@@ -49,7 +47,9 @@ def test_patching_one_position_changes_only_later_positions(tiny_llama):
     a, b = _batch(tiny_llama, ["abcdefgh"]), _batch(tiny_llama, ["abcdXfgh"])
     _, cache_b = run_with_cache(tiny_llama, b, "layers.0.resid_post")
     logits_a, _ = run_with_cache(tiny_llama, a, "layers.0.resid_post")
-    with intervene(tiny_llama, Replace("layers.0.resid_post", [5], value=cache_b["layers.0.resid_post"])):
+    with intervene(
+        tiny_llama, Replace("layers.0.resid_post", [5], value=cache_b["layers.0.resid_post"])
+    ):
         patched, _ = run_with_cache(tiny_llama, a, "layers.0.resid_post")
     torch.testing.assert_close(patched[:, :5], logits_a[:, :5], rtol=0, atol=0)
     assert not torch.allclose(patched[:, 5], logits_a[:, 5])
@@ -102,8 +102,12 @@ def test_positions_stay_absolute_during_kv_cache_generation(tiny_llama):
     masked = zero_keys(tiny_llama, positions=[2, 3, prompt_len + 1])
     with intervene(tiny_llama, *masked):
         gen = tiny_llama.hf.generate(
-            **batch, max_new_tokens=4, do_sample=False, pad_token_id=0,
-            output_scores=True, return_dict_in_generate=True,
+            **batch,
+            max_new_tokens=4,
+            do_sample=False,
+            pad_token_id=0,
+            output_scores=True,
+            return_dict_in_generate=True,
         )
         full = tiny_llama.hf(input_ids=gen.sequences).logits
     for step, scores in enumerate(gen.scores):
@@ -131,10 +135,15 @@ def test_hooks_are_removed_when_the_block_raises(tiny_llama):
 
 def test_bad_intervention_inputs_are_clear(tiny_llama):
     batch = _batch(tiny_llama, ["bad"])
-    with pytest.raises(UserError, match="has size 3 but the site has width 64"):
-        with intervene(tiny_llama, Add("layers.0.resid_post", vector=torch.ones(3))):
-            run_with_cache(tiny_llama, batch, "layers.0.resid_post")
-    with pytest.raises(UserError, match="can be read but not intervened on"):
-        with intervene(tiny_llama, Zero("layers.0.attn_pattern")):
-            pass
+    steer = Add("layers.0.resid_post", vector=torch.ones(3))
+    with (
+        pytest.raises(UserError, match="has size 3 but the site has width 64"),
+        intervene(tiny_llama, steer),
+    ):
+        run_with_cache(tiny_llama, batch, "layers.0.resid_post")
+    with (
+        pytest.raises(UserError, match="can be read but not intervened on"),
+        intervene(tiny_llama, Zero("layers.0.attn_pattern")),
+    ):
+        pass
     assert _no_hooks_left(tiny_llama)

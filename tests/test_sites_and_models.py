@@ -36,7 +36,9 @@ def test_sublayer_outputs_rebuild_the_residual_stream(arch):
         parts = sum(cache[f"layers.{layer}.{s}"] for s in ("resid_pre", "attn_out", "mlp_out"))
         torch.testing.assert_close(parts, cache[f"layers.{layer}.resid_post"], rtol=0, atol=1e-5)
         if layer:
-            assert torch.equal(cache[f"layers.{layer}.resid_pre"], cache[f"layers.{layer - 1}.resid_post"])
+            assert torch.equal(
+                cache[f"layers.{layer}.resid_pre"], cache[f"layers.{layer - 1}.resid_post"]
+            )
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
@@ -51,7 +53,9 @@ def test_attention_pattern_is_a_causal_distribution(arch):
 
 
 def test_q_k_v_have_the_projection_widths(tiny_llama):
-    _, cache = run_with_cache(tiny_llama, _batch(tiny_llama, ["qkv"]), "layers.0.q layers.0.k layers.0.v")
+    _, cache = run_with_cache(
+        tiny_llama, _batch(tiny_llama, ["qkv"]), "layers.0.q layers.0.k layers.0.v"
+    )
     cfg = tiny_llama.hf.config
     head = cfg.hidden_size // cfg.num_attention_heads
     assert cache["layers.0.q"].shape[-1] == cfg.num_attention_heads * head
@@ -87,7 +91,9 @@ def test_bad_site_addresses_say_what_is_valid(spec, message):
 def test_unknown_architecture_is_refused_not_guessed():
     from transformers import BertConfig, BertForMaskedLM
 
-    bert = BertForMaskedLM(BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64))
+    bert = BertForMaskedLM(
+        BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64)
+    )
     with pytest.raises(UserError, match="architecture 'bert' is not supported"):
         architecture_for(bert)
 

@@ -58,6 +58,10 @@ def register(app: typer.Typer) -> None:
         Console(stderr=True).print(
             f"{store.n_examples} examples, {len(store.sites)} sites -> {out} "
             f"({mb:.1f} MB written at {rate:.0f} MB/s"
-            + (f"; resumed, {stats.skipped_shards} shards already done" if stats.skipped_shards else "")
+            + (
+                f"; resumed, {stats.skipped_shards} shards already done"
+                if stats.skipped_shards
+                else ""
+            )
             + ")"
         )

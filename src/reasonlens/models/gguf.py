@@ -1,4 +1,4 @@
-"""Convert a GGUF file once into a plain safetensors checkpoint that loads in a fraction of a second.
+"""Convert a GGUF file once into a safetensors checkpoint that loads in a fraction of a second.
 
 transformers dequantises GGUF weights to float on every load (~15-35 s here) and leaves a
 `quantization_config` on the config that blocks `save_pretrained`; so the first load rebuilds
@@ -48,7 +48,9 @@ def convert_gguf(
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    log.info("converting %s once into %s (later loads read the safetensors copy)", gguf_path, target)
+    log.info(
+        "converting %s once into %s (later loads read the safetensors copy)", gguf_path, target
+    )
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     if chat_template and not tokenizer.chat_template:

@@ -89,9 +89,7 @@ def _require_gguf_package() -> None:
     try:
         import gguf  # noqa: F401
     except ModuleNotFoundError:
-        raise UserError(
-            "reading GGUF files needs the 'gguf' package: pip install gguf"
-        ) from None
+        raise UserError("reading GGUF files needs the 'gguf' package: pip install gguf") from None
 
 
 def pick_device(device: str | None = None) -> torch.device:

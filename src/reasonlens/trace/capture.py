@@ -13,6 +13,7 @@ batch is ever held; padding never reaches the results.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Iterable, Iterator
@@ -265,6 +266,8 @@ def capture(
 
 
 def _cat_rows(parts: list[torch.Tensor], name: str) -> torch.Tensor:
+    if len(parts) == 1:
+        return parts[0]
     if name.endswith("attn_pattern"):
         width = max(p.shape[-1] for p in parts)
         parts = [torch.nn.functional.pad(p, (0, width - p.shape[-1])) for p in parts]
@@ -286,23 +289,28 @@ def _capture_batch(
     """One forward pass; each hook keeps only the chosen rows, moved off the device at the end."""
     batch = pad_batch(ids, model.tokenizer.pad_token_id, "right")
     batch = {k: v.to(model.device) for k, v in batch.items()}
+    width = batch["input_ids"].shape[1]
     rows_b = torch.tensor([b for b, k in enumerate(keep) for _ in k], device=model.device)
     rows_p = torch.tensor([p for k in keep for p in k], device=model.device)
+    flat = rows_b * width + rows_p  # row indices into [batch * seq, d]
     kept: dict[str, torch.Tensor] = {}
 
     def keep_rows(name: str, pattern: bool):
         def fn(x: torch.Tensor, _ctx: ForwardContext) -> None:
-            # attention weights are [batch, heads, query, key]; vectors are [batch, seq, d]
-            kept[name] = x[rows_b, :, rows_p] if pattern else x[rows_b, rows_p]
+            if pattern:  # attention weights are [batch, heads, query, key]
+                kept[name] = x[rows_b, :, rows_p]
+            else:  # one gather of the kept rows of [batch, seq, d]
+                kept[name] = x.reshape(-1, x.shape[-1]).index_select(0, flat)
 
         return fn
 
     hooks = [(r, keep_rows(r.name, r.site == "attn_pattern")) for r in refs]
-    with torch.inference_mode(), site_hooks(model, hooks, stop_after_layer=last_layer):
-        try:
-            model.hf(**batch, use_cache=False)
-        except StopForward:
-            pass
+    with (
+        torch.inference_mode(),
+        site_hooks(model, hooks, stop_after_layer=last_layer),
+        contextlib.suppress(StopForward),
+    ):
+        model.hf(**batch, use_cache=False)
     return {name: x.to("cpu", out_dtype) for name, x in kept.items()}
 
 

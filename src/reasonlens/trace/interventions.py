@@ -103,7 +103,8 @@ class Replace(Intervention):
             if value.shape[-2] != x.shape[1] or (value.dim() == 3 and value.shape[0] != x.shape[0]):
                 raise UserError(
                     f"value for {self.site} has shape {tuple(self.value.shape)}, which does not "
-                    f"cover this call's {tuple(x.shape)} (batch, columns {cols.start}-{cols.stop - 1})"
+                    f"cover this call's {tuple(x.shape)} "
+                    f"(batch, columns {cols.start}-{cols.stop - 1})"
                 )
         return value.expand_as(x)
 

@@ -81,7 +81,8 @@ def _parse_layers(text: str, n_layers: int, item: str) -> list[int]:
     bad = [layer for layer in layers if not 0 <= layer < n_layers]
     if bad:
         raise UserError(
-            f"layer {bad[0]} does not exist in {item!r}: the model has {n_layers} layers (0-{n_layers - 1})"
+            f"layer {bad[0]} does not exist in {item!r}: "
+            f"the model has {n_layers} layers (0-{n_layers - 1})"
         )
     return layers
 

@@ -1,0 +1,159 @@
+"""`reasonlens data blocksworld` makes a data set; `reasonlens validate FILE` checks one."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, TextIO
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reasonlens.errors import UserError
+
+
+def _split_extras(
+    extras: list[str], levels: list[str] | None, blocks: list[int] | None
+) -> tuple[list[str] | None, list[int] | None]:
+    """Let ``--levels L1 L2`` and ``--blocks 4 5 6`` take several values after one flag.
+
+    click gives an option one value; the rest arrive as extra arguments, which are told apart
+    by their form (``L3`` vs ``6``)."""
+    if levels is not None:
+        levels = [x for item in levels for x in item.split(",") if x]
+    for word in extras:
+        if re.fullmatch(r"[Ll]\d+", word) and levels is not None:
+            levels.append(word)
+        elif word.isdigit() and blocks is not None:
+            blocks.append(int(word))
+        else:
+            raise UserError(f"unexpected argument {word!r} (use --levels L1 L2 or --blocks 4 5)")
+    return levels, blocks
+
+
+def register(app: typer.Typer) -> None:
+    data = typer.Typer(help="Generate task data sets.", no_args_is_help=True)
+    app.add_typer(data, name="data")
+
+    @data.command("blocksworld")
+    def blocksworld_cmd(
+        out: Annotated[Path, typer.Option(help="Directory to write (created if needed).")],
+        preset: Annotated[
+            str, typer.Option(help="paper (Table 1, paper layout) or seed.")
+        ] = "paper",
+        levels: Annotated[
+            list[str] | None, typer.Option(help="Levels, e.g. --levels L1 L2 L3.")
+        ] = None,
+        blocks: Annotated[
+            list[int] | None, typer.Option(help="Block counts, e.g. --blocks 4 5 6.")
+        ] = None,
+        train: Annotated[
+            int | None,
+            typer.Option(min=0, help="Train problems per (level, blocks); overrides Table 1."),
+        ] = None,
+        test: Annotated[
+            int | None,
+            typer.Option(min=0, help="Test problems per (level, blocks); overrides Table 1."),
+        ] = None,
+        seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
+        slots: Annotated[int | None, typer.Option(min=1, help="Table slots (default 4).")] = None,
+        fmt: Annotated[
+            str | None, typer.Option("--format", help="Text layout: paper or seed.")
+        ] = None,
+        colors: Annotated[str | None, typer.Option(help="Palette, comma-separated.")] = None,
+        overwrite: Annotated[
+            bool, typer.Option(help="Replace a different data set in --out.")
+        ] = False,
+        extras: Annotated[
+            list[str] | None, typer.Argument(hidden=True, metavar="[MORE VALUES]")
+        ] = None,
+    ) -> None:
+        """Blocksworld problems with proven-optimal gold plans, one file per level and split.
+
+        Writes L{k}_train.jsonl, L{k}_test.jsonl and manifest.json.
+        Test problems are distinct, have one optimal plan, and never occur in train.
+        Counts default to the paper's Table 1; --train/--test override it (omitted: 0).
+        """
+        from reasonlens.tasks.blocksworld.dataset import resolve_config, write_dataset
+
+        levels, blocks = _split_extras(extras or [], levels, blocks)
+        palette = [c.strip() for c in colors.split(",") if c.strip()] if colors else None
+        config = resolve_config(
+            preset,
+            levels=levels,
+            blocks=blocks,
+            train=train,
+            test=test,
+            seed=seed,
+            slots=slots,
+            colors=palette,
+            fmt=fmt,
+        )
+        manifest = write_dataset(config, out, overwrite=overwrite)
+        table = Table("file", "examples", "by blocks", title=f"Blocksworld data in {out}")
+        for name, entry in manifest["files"].items():
+            by_blocks = ", ".join(f"{b}: {n}" for b, n in entry["by_blocks"].items())
+            table.add_row(name, str(entry["examples"]), by_blocks)
+        console = Console()
+        console.print(table)
+        totals = manifest["totals"]
+        console.print(
+            f"train {totals['train']}, test {totals['test']}; manifest: {out / 'manifest.json'}",
+            markup=False,
+            highlight=False,
+        )
+
+    @app.command("validate")
+    def validate_cmd(
+        file: Annotated[Path, typer.Argument(help="JSONL file, paper or seed layout.")],
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print only the totals, as JSON, on stdout.")
+        ] = False,
+        findings: Annotated[
+            Path | None, typer.Option(help="Write per-example findings here (JSONL).")
+        ] = None,
+        against: Annotated[
+            Path | None,
+            typer.Option(help="Another file (e.g. train): report problems found in both."),
+        ] = None,
+        slots: Annotated[
+            int | None,
+            typer.Option(min=1, help="Slots for seed records that do not say (default 4)."),
+        ] = None,
+        show: Annotated[int, typer.Option(min=0, help="How many issue lines to print.")] = 20,
+        strict: Annotated[
+            bool, typer.Option(help="Exit with status 1 if any example has an issue.")
+        ] = False,
+    ) -> None:
+        """Check every gold plan in FILE: parsed, legal, reaches the goal, optimal, not trivial."""
+        from reasonlens.tasks.blocksworld.files import atomic_write_text
+        from reasonlens.tasks.blocksworld.validate import validate_file
+
+        report = validate_file(file, slots=slots, against=against)
+        totals = report.totals()
+        if findings is not None:
+            lines = "".join(json.dumps(f.to_dict()) + "\n" for f in report.findings)
+            atomic_write_text(findings, lines)
+        issues = list(report.issue_lines())
+        if as_json:
+            print(json.dumps(totals))
+            _print_issues(issues, show, sys.stderr)
+        else:
+            table = Table("check", "examples", "share", title=f"validate {file}")
+            for key, value in totals.items():
+                share = f"{value / totals['total']:.1%}" if totals["total"] else "-"
+                table.add_row(key, str(value), share)
+            Console().print(table)
+            _print_issues(issues, show, sys.stdout)
+        if strict and totals["with_issues"]:
+            raise SystemExit(1)
+
+
+def _print_issues(issues: list[str], show: int, stream: TextIO) -> None:
+    for line in issues[:show]:
+        print(line, file=stream)
+    if len(issues) > show:
+        print(f"... and {len(issues) - show} more (--findings FILE lists all)", file=stream)

@@ -1,0 +1,1 @@
+"""Task generators, text formats, parsers and validators (pure Python, no torch)."""

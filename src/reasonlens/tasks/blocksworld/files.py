@@ -1,0 +1,68 @@
+"""JSONL files of examples: atomic writes, and reads that name the file and line of a fault."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from reasonlens.errors import UserError
+from reasonlens.tasks.blocksworld.example import Example, example_from_record
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place, so an
+    interrupted run leaves either the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def examples_to_jsonl(examples: Iterable[Example]) -> str:
+    return "".join(ex.to_json() + "\n" for ex in examples)
+
+
+def write_examples(path: str | Path, examples: Iterable[Example]) -> None:
+    """One JSON record per line (see :mod:`reasonlens.tasks.blocksworld.example`)."""
+    atomic_write_text(path, examples_to_jsonl(examples))
+
+
+def iter_records(path: str | Path) -> Iterator[tuple[int, Any | UserError]]:
+    """(line number, decoded JSON or the UserError saying why not) for each non-blank line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a UTF-8 text file") from None
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as err:
+            yield n, UserError(f"invalid JSON: {err.msg} at column {err.colno}")
+
+
+def read_examples(path: str | Path, *, slots: int | None = None) -> list[Example]:
+    """Every example in a JSONL file of either layout; the first bad line raises a UserError
+    naming ``file:line`` and the reason."""
+    out = []
+    for n, rec in iter_records(path):
+        try:
+            if isinstance(rec, UserError):
+                raise rec
+            out.append(example_from_record(rec, slots=slots))
+        except UserError as err:
+            raise UserError(f"{path}:{n}: {err}") from None
+    return out
