@@ -77,7 +77,7 @@ class RunDir:
                 if existing is None:
                     what = "files that are not a reasonlens run"
                 elif existing["kind"] != kind:
-                    what = f"a {existing['kind']} run"
+                    what = f"a run of another kind ({existing['kind']!r})"
                 else:
                     keys = sorted(
                         k
@@ -112,7 +112,7 @@ class RunDir:
         if record is None:
             raise UserError(f"{path} is not a reasonlens run directory (no {RUN_FILE})")
         if kind is not None and record["kind"] != kind:
-            raise UserError(f"{path} is a {record['kind']} run, not a {kind} run")
+            raise UserError(f"{path} is not a {kind} run (its kind is {record['kind']!r})")
         return cls(path, record["kind"], record["config"])
 
     def file(self, name: str) -> Path:

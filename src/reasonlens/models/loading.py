@@ -20,6 +20,7 @@ from reasonlens.models.architectures import Architecture, architecture_for
 from reasonlens.models.gguf import convert_gguf, converted_dir, gguf_source_key, is_current
 from reasonlens.models.registry import BUILTIN_MODELS, builtin
 from reasonlens.paths import cache_dir
+from reasonlens.runs import RUN_FILE
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ _DTYPES = {
 class ResolvedSource:
     """Where a model name points, after built-ins and GGUF files are turned into a directory."""
 
-    kind: str  # "builtin" | "gguf" | "directory" | "hub"
+    kind: str  # "builtin" | "gguf" | "run" | "directory" | "hub"
     path: str  # what from_pretrained receives
     builtin_name: str | None = None
 
@@ -70,7 +71,14 @@ def resolve_source(name: str) -> ResolvedSource:
         if not is_current(target, key):
             convert_gguf(path, target, key)
         return ResolvedSource("gguf", str(target))
+    if path.is_dir() and (path / RUN_FILE).is_file():
+        return _run_model(path)
     if path.is_dir():
+        if (path / "adapter_config.json").is_file():
+            raise UserError(
+                f"{name} is a LoRA adapter, not a full model: merge it into its base with "
+                "`reasonlens train merge` (a training run's directory loads directly)"
+            )
         if not (path / "config.json").is_file():
             raise UserError(
                 f"{name} is a directory but not a model: it has no config.json "
@@ -83,6 +91,25 @@ def resolve_source(name: str) -> ResolvedSource:
         f"unknown model {name!r}; use a built-in ({', '.join(BUILTIN_MODELS)}), "
         "a Hugging Face id (org/name), a model directory, or a .gguf file"
     )
+
+
+def _run_model(path: Path) -> ResolvedSource:
+    """A run directory: a training run loads the model it saved in `model/`."""
+    import json
+
+    kind = json.loads((path / RUN_FILE).read_text()).get("kind")
+    model_dir = path / "model"
+    if kind != "train":
+        raise UserError(
+            f"{path} is not a training run (its kind is {kind!r}): only a training run's "
+            "directory can be loaded as a model"
+        )
+    if not (model_dir / "config.json").is_file():
+        raise UserError(
+            f"{path} is a training run that has not finished (no model/ yet); re-run the same "
+            "train command to resume it"
+        )
+    return ResolvedSource("run", str(model_dir))
 
 
 def _require_gguf_package() -> None:

@@ -1,0 +1,245 @@
+"""The planning study (Men et al., EMNLP 2024): Blocksworld data -> fine-tune -> evaluate.
+
+Each stage writes its own run directory inside the study's, and a stage whose results are
+already there is not run again, so an interrupted study resumes where it stopped:
+
+    OUT/
+      run.json, config.yaml        the study's resolved configuration
+      data/                        Blocksworld files + manifest.json
+      train/                       the fine-tuning run (model/ at the end)
+      eval_base/, eval_finetuned/  evaluations of the model before and after fine-tuning
+      results.json, summary.md, accuracy.png
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reasonlens.errors import one_of
+from reasonlens.runs import RunDir
+from reasonlens.tasks.blocksworld import read_examples
+from reasonlens.tasks.blocksworld.dataset import (
+    MANIFEST,
+    PAPER_TABLE1,
+    PRESETS as DATA_PRESETS,
+    DatasetConfig,
+    write_dataset,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PlanningPreset:
+    """Sizes and hyper-parameters of one way to run the study."""
+
+    name: str
+    description: str
+    counts: tuple[tuple[int, int, int, int], ...]  # (level, blocks, train, test)
+    train: dict[str, Any]
+    eval_per_cell: int | None  # test problems evaluated per (level, blocks); None = all
+    eval_batch_size: int = 16
+    data_preset: str = "paper"
+    levels: tuple[int, ...] = (1, 2, 3)
+    blocks: tuple[int, ...] = (4, 5, 6)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def dataset(self, seed: int) -> DatasetConfig:
+        base = DATA_PRESETS[self.data_preset]
+        return DatasetConfig(
+            preset=self.data_preset,
+            seed=seed,
+            format=base.format,
+            slots=base.slots,
+            colors=base.colors,
+            levels=self.levels,
+            blocks=self.blocks,
+            counts=self.counts,
+        )
+
+
+def _paper_counts() -> tuple[tuple[int, int, int, int], ...]:
+    return tuple((lv, b, *PAPER_TABLE1[(b, lv)]) for lv in (1, 2, 3) for b in (4, 5, 6))
+
+
+def _full_counts() -> tuple[tuple[int, int, int, int], ...]:
+    # the paper's test sets, and as many training problems as the pools allow, up to 2,000 a cell
+    pools = {(4, 1): 240, (4, 2): 636, (4, 3): 1332}
+    counts = []
+    for lv in (1, 2, 3):
+        for b in (4, 5, 6):
+            test = PAPER_TABLE1[(b, lv)][1]
+            train = min(2000, pools.get((b, lv), 10**9) - test)
+            counts.append((lv, b, train, test))
+    return tuple(counts)
+
+
+PRESETS: dict[str, PlanningPreset] = {
+    "quick": PlanningPreset(
+        name="quick",
+        description="a laptop-CPU run in minutes: 3-5 blocks, L1-L3, one epoch, 60 test problems",
+        counts=tuple((lv, b, 64, 10) for lv in (1, 2, 3) for b in (4, 5)),
+        blocks=(4, 5),
+        train={
+            "method": "full",
+            "epochs": 1,
+            "batch_size": 8,
+            "grad_accum": 1,
+            "learning_rate": 1e-4,
+            "lr_scheduler": "linear",
+            "warmup_ratio": 0.05,
+        },
+        eval_per_cell=None,
+    ),
+    "paper": PlanningPreset(
+        name="paper",
+        description="the paper's data (Table 1, 567/1579) and fine-tuning: full, 3 epochs, "
+        "global batch 20, lr 5e-5",
+        counts=_paper_counts(),
+        train={
+            "method": "full",
+            "epochs": 3,
+            "batch_size": 4,
+            "grad_accum": 5,
+            "learning_rate": 5e-5,
+            "lr_scheduler": "constant",
+            "warmup_ratio": 0.0,
+        },
+        eval_per_cell=None,
+    ),
+    "full": PlanningPreset(
+        name="full",
+        description="the paper's test sets with up to 2,000 generated training problems per "
+        "cell (15,200 in all), full fine-tune, 3 epochs (meant for a GPU)",
+        counts=_full_counts(),
+        train={
+            "method": "full",
+            "epochs": 3,
+            "batch_size": 20,
+            "grad_accum": 1,
+            "learning_rate": 1e-4,
+            "lr_scheduler": "cosine",
+            "warmup_ratio": 0.03,
+        },
+        eval_per_cell=None,
+    ),
+}
+
+
+def preset(name: str) -> PlanningPreset:
+    if name not in PRESETS:
+        raise one_of("preset", name, PRESETS)
+    return PRESETS[name]
+
+
+def study_config(p: PlanningPreset, model: str, seed: int) -> dict[str, Any]:
+    return {
+        "study": "planning",
+        "preset": p.name,
+        "model": model,
+        "seed": seed,
+        "data": p.dataset(seed).to_dict(),
+        "train": p.train,
+        "eval_per_cell": p.eval_per_cell,
+    }
+
+
+def run_planning_study(
+    preset_name: str,
+    model: str,
+    out: str | Path,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the study into `out`; returns its results."""
+    from reasonlens.evaluate.planning import evaluate_planning, write_planning_eval
+    from reasonlens.models import load_model
+    from reasonlens.train import TrainConfig, train
+
+    p = preset(preset_name)
+    run = RunDir.create(out, "study-planning", study_config(p, model, seed), overwrite=overwrite)
+    handler = run.log_to_file()
+    timings: dict[str, float] = {}
+    try:
+        # 1. data
+        start = time.perf_counter()
+        data_dir = run.file("data")
+        if not (data_dir / MANIFEST).is_file():
+            log.info("generating Blocksworld data into %s", data_dir)
+            write_dataset(p.dataset(seed), data_dir)
+        train_files = sorted(str(f) for f in data_dir.glob("L*_train.jsonl"))
+        test_files = sorted(data_dir.glob("L*_test.jsonl"))
+        test = [ex for f in test_files for ex in read_examples(f)]
+        test = _per_cell(test, p.eval_per_cell)
+        timings["data_s"] = time.perf_counter() - start
+
+        # 2. fine-tune
+        start = time.perf_counter()
+        train_dir = run.file("train")
+        config = TrainConfig(model=model, data=train_files, seed=seed, **p.train)
+        if device:
+            config = TrainConfig(**{**asdict(config), "device": device})
+        if not (train_dir / "model" / "config.json").is_file():
+            train(config, train_dir, progress=progress)
+        timings["train_s"] = time.perf_counter() - start
+
+        # 3. evaluate base and fine-tuned, side by side
+        evals: dict[str, dict] = {}
+        for label, source in (("base", model), ("finetuned", str(train_dir))):
+            start = time.perf_counter()
+            eval_dir = run.file(f"eval_{label}")
+            if not (eval_dir / "results.json").is_file():
+                loaded = load_model(source, device=device)
+                result = evaluate_planning(
+                    loaded, test, mode="both", batch_size=p.eval_batch_size, progress=progress
+                )
+                eval_run = RunDir.create(
+                    eval_dir,
+                    "eval",
+                    {"model": source, "data": [str(f) for f in test_files], "mode": "both"},
+                )
+                write_planning_eval(result, eval_run)
+            evals[label] = _read_json(eval_dir / "results.json")
+            timings[f"eval_{label}_s"] = time.perf_counter() - start
+    finally:
+        logging.getLogger("reasonlens").removeHandler(handler)
+
+    from reasonlens.report.planning import write_planning_summary
+
+    results = {
+        "preset": p.name,
+        "model": model,
+        "seed": seed,
+        "data": _read_json(data_dir / MANIFEST)["totals"],
+        "train": _read_json(train_dir / "results.json"),
+        "eval": evals,
+        "timings_s": timings,
+    }
+    run.write_json("results.json", results)
+    write_planning_summary(run, results)
+    return results
+
+
+def _per_cell(examples: list, limit: int | None) -> list:
+    if limit is None:
+        return examples
+    seen: dict[tuple[int, int], int] = {}
+    kept = []
+    for ex in examples:
+        cell = (ex.level, ex.n_blocks)
+        if seen.get(cell, 0) < limit:
+            seen[cell] = seen.get(cell, 0) + 1
+            kept.append(ex)
+    return kept
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
