@@ -21,6 +21,7 @@ from typing import Any
 
 from reasonlens.errors import one_of
 from reasonlens.runs import RunDir
+from reasonlens.studies.planning_analyses import AnalysisLimits
 from reasonlens.tasks.blocksworld import read_examples
 from reasonlens.tasks.blocksworld.dataset import (
     MANIFEST,
@@ -43,6 +44,9 @@ class PlanningPreset:
     train: dict[str, Any]
     eval_per_cell: int | None  # test problems evaluated per (level, blocks); None = all
     eval_batch_size: int = 16
+    analysis_level: int = 3
+    analysis_blocks: int | None = 6  # None: every block count of the level
+    limits: AnalysisLimits = field(default_factory=AnalysisLimits)
     data_preset: str = "paper"
     levels: tuple[int, ...] = (1, 2, 3)
     blocks: tuple[int, ...] = (4, 5, 6)
@@ -81,19 +85,22 @@ def _full_counts() -> tuple[tuple[int, int, int, int], ...]:
 PRESETS: dict[str, PlanningPreset] = {
     "quick": PlanningPreset(
         name="quick",
-        description="a laptop-CPU run in minutes: 3-5 blocks, L1-L3, one epoch, 60 test problems",
-        counts=tuple((lv, b, 64, 10) for lv in (1, 2, 3) for b in (4, 5)),
+        description="a laptop-CPU run in minutes: 4-5 blocks, L1-L3, 384 training problems, "
+        "one epoch; 160 test problems; analyses on up to 64 solved L3 problems",
+        counts=tuple((lv, b, 64, 60 if lv == 3 else 10) for lv in (1, 2, 3) for b in (4, 5)),
         blocks=(4, 5),
         train={
             "method": "full",
             "epochs": 1,
             "batch_size": 8,
-            "grad_accum": 1,
+            "gradient_accumulation": 1,
             "learning_rate": 1e-4,
             "lr_scheduler": "linear",
             "warmup_ratio": 0.05,
         },
         eval_per_cell=None,
+        analysis_blocks=None,
+        limits=AnalysisLimits(analysis_set=64, flow=12, masking=16),
     ),
     "paper": PlanningPreset(
         name="paper",
@@ -104,7 +111,7 @@ PRESETS: dict[str, PlanningPreset] = {
             "method": "full",
             "epochs": 3,
             "batch_size": 4,
-            "grad_accum": 5,
+            "gradient_accumulation": 5,
             "learning_rate": 5e-5,
             "lr_scheduler": "constant",
             "warmup_ratio": 0.0,
@@ -120,7 +127,7 @@ PRESETS: dict[str, PlanningPreset] = {
             "method": "full",
             "epochs": 3,
             "batch_size": 20,
-            "grad_accum": 1,
+            "gradient_accumulation": 1,
             "learning_rate": 1e-4,
             "lr_scheduler": "cosine",
             "warmup_ratio": 0.03,
@@ -145,6 +152,11 @@ def study_config(p: PlanningPreset, model: str, seed: int) -> dict[str, Any]:
         "data": p.dataset(seed).to_dict(),
         "train": p.train,
         "eval_per_cell": p.eval_per_cell,
+        "analysis": {
+            "level": p.analysis_level,
+            "blocks": p.analysis_blocks,
+            **asdict(p.limits),
+        },
     }
 
 
@@ -206,7 +218,13 @@ def run_planning_study(
                 )
                 write_planning_eval(result, eval_run)
             evals[label] = _read_json(eval_dir / "results.json")
+            evals[label]["by_cell"] = _by_cell(eval_dir / "examples.jsonl")
             timings[f"eval_{label}_s"] = time.perf_counter() - start
+
+        # 4. the paper's analyses, on test problems the fine-tuned model solves
+        start = time.perf_counter()
+        analyses = _analyses(p, run, str(train_dir), test, seed, device, progress)
+        timings["analyses_s"] = time.perf_counter() - start
     finally:
         logging.getLogger("reasonlens").removeHandler(handler)
 
@@ -219,11 +237,64 @@ def run_planning_study(
         "data": _read_json(data_dir / MANIFEST)["totals"],
         "train": _read_json(train_dir / "results.json"),
         "eval": evals,
+        "analysis_set": analyses.pop("analysis_set"),
+        "analyses": {k: _headline(k, v) for k, v in analyses.items()},
         "timings_s": timings,
     }
     run.write_json("results.json", results)
-    write_planning_summary(run, results)
+    write_planning_summary(run, results, analyses)
     return results
+
+
+def _analyses(
+    p: PlanningPreset,
+    run: RunDir,
+    model_source: str,
+    test: list,
+    seed: int,
+    device: str | None,
+    progress: bool,
+) -> dict:
+    from reasonlens.models import load_model
+    from reasonlens.studies.planning_analyses import run_all, select_analysis_set
+
+    out = run.file("analyses")
+    candidates = [
+        ex
+        for ex in test
+        if ex.level == p.analysis_level
+        and (p.analysis_blocks is None or ex.n_blocks == p.analysis_blocks)
+    ]
+    model = load_model(model_source, device=device)
+    items, counts = select_analysis_set(model, candidates, p.limits.analysis_set, seed)
+    log.info("analysis set: %s", counts)
+    if not items:
+        return {"analysis_set": counts}
+    return {"analysis_set": counts, **run_all(model, items, out, p.limits, progress)}
+
+
+def _headline(name: str, result: dict) -> dict:
+    """What results.json keeps of an analysis (the full result is in analyses/NAME.json)."""
+    keep = ("n_examples", "seconds", "chunks", "normalized", "impact", "mean", "std")
+    if name == "extraction":
+        return {k: result["raw"][k] for k in ("mean", "std", "components")} | {
+            "n_examples": result["n_examples"],
+            "seconds": result["seconds"],
+        }
+    return {k: v for k, v in result.items() if k in keep}
+
+
+def _by_cell(examples_jsonl: Path) -> dict[str, dict]:
+    """Metrics per (level, blocks) cell, from the evaluation's per-example records."""
+    import json
+
+    from reasonlens.evaluate.planning import summarise
+
+    cells: dict[str, list[dict]] = {}
+    for line in examples_jsonl.read_text().splitlines():
+        record = json.loads(line)
+        cells.setdefault(f"L{record['level']}/{record['n_blocks']}", []).append(record)
+    return {key: summarise(records) for key, records in sorted(cells.items())}
 
 
 def _per_cell(examples: list, limit: int | None) -> list:

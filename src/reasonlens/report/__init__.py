@@ -1,0 +1,1 @@
+"""Reports: plots and run reports (Markdown and self-contained HTML)."""

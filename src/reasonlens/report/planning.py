@@ -1,0 +1,163 @@
+"""The planning study's report: this run's numbers beside the paper's, with provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reasonlens.report.document import Document, fmt
+from reasonlens.runs import RunDir
+
+# The paper's own accuracy (spec §2): complete-plan success on L3 with 6 blocks (709 problems).
+PAPER_S_PLAN_L3_6 = {"Llama-2-7b-chat": 0.61, "Vicuna-7B": 0.63}
+METRICS = ("S_step", "S_plan", "parsed", "legal", "goal_reached", "optimal", "exact_match")
+
+
+def write_planning_summary(
+    run: RunDir, results: dict[str, Any], analyses: dict[str, dict] | None = None
+) -> None:
+    """summary.md (short), report.md and report.html (everything), accuracy.png."""
+    from reasonlens.report import planning_analyses as sections
+
+    evals = results["eval"]
+    plot = plot_accuracy(evals, run.file("accuracy.png"))
+    doc = Document(f"Planning study — {results['model']} ({results['preset']} preset)")
+    _behaviour(doc, results, plot)
+    analyses = analyses or {}
+    if analyses:
+        chosen = results.get("analysis_set", {})
+        doc.heading("Analyses")
+        doc.paragraph(
+            f"Analysis set: {chosen.get('chosen')} test problems the fine-tuned model solves "
+            f"under teacher forcing (of {chosen.get('candidates')} candidates, "
+            f"{chosen.get('solved')} solved); the paper used 400 L3 6-block problems."
+        )
+    directory = run.file("analyses")
+    for name, section in (
+        ("extraction", sections.extraction_section),
+        ("flow", sections.flow_section),
+        ("masking", sections.masking_section),
+    ):
+        if name in analyses:
+            section(doc, analyses[name], directory)
+    _provenance(doc, run, results)
+    doc.write(run.path, "report")
+    run.write_text("summary.md", _short_summary(results))
+
+
+def _behaviour(doc: Document, results: dict, plot: Path) -> None:
+    evals = results["eval"]
+    doc.heading("Behaviour: base and fine-tuned, side by side")
+    doc.paragraph(
+        "Teacher-forced metrics as the paper defines them (S_step: each blank predicted with the "
+        "gold history; S_plan: every blank of a plan right), and free greedy generation checked "
+        "by the Blocksworld validator (parsed, legal, goal reached, optimal, exact match)."
+    )
+    doc.table(
+        ["metric", "base", "fine-tuned"],
+        [[m, evals["base"]["totals"].get(m), evals["finetuned"]["totals"].get(m)] for m in METRICS],
+    )
+    cells = _cells(evals["finetuned"])
+    if cells:
+        doc.paragraph("Fine-tuned model by level and number of blocks (S_plan / exact match):")
+        doc.table(["level", "blocks", "n", "S_step", "S_plan", "exact match"], cells)
+    l3_6 = _l3_6(evals["finetuned"])
+    paper = ", ".join(f"{k} {v:.2f}" for k, v in PAPER_S_PLAN_L3_6.items())
+    if l3_6 is not None:
+        doc.paragraph(
+            f"S_plan on L3 with 6 blocks: **{fmt(l3_6)}** (paper, fine-tuned 7B models: {paper})."
+        )
+    else:
+        doc.paragraph(
+            f"This preset has no L3 6-block test set, so the paper's headline figure ({paper}) "
+            "has no counterpart here; run `--preset paper` or `--preset full` for it."
+        )
+    doc.image(plot, "Accuracy by level, base vs fine-tuned")
+    train = results.get("train", {})
+    if train:
+        doc.heading("Fine-tuning", 3)
+        doc.table(
+            ["quantity", "value"],
+            [[k, v] for k, v in train.items() if not isinstance(v, dict | list)],
+        )
+
+
+def _cells(evaluation: dict) -> list[list]:
+    rows = []
+    for key, stats in evaluation.get("by_cell", {}).items():
+        level, blocks = key.split("/")
+        rows.append([level, blocks, stats["n"], stats["S_step"], stats["S_plan"], stats["exact_match"]])
+    if rows:
+        return rows
+    return [
+        [level, "all", s["n"], s["S_step"], s["S_plan"], s["exact_match"]]
+        for level, s in evaluation.get("by_level", {}).items()
+    ]
+
+
+def _l3_6(evaluation: dict) -> float | None:
+    cell = evaluation.get("by_cell", {}).get("L3/6")
+    return None if cell is None else cell["S_plan"]
+
+
+def plot_accuracy(evals: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = list(evals["finetuned"].get("by_level", {}))
+    metrics = ("S_step", "S_plan", "exact_match")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), sharey=True)
+    width = 0.38
+    for ax, metric in zip(axes, metrics, strict=True):
+        for shift, label in ((-width / 2, "base"), (width / 2, "finetuned")):
+            values = [evals[label]["by_level"][lv].get(metric) or 0.0 for lv in levels]
+            ax.bar([i + shift for i in range(len(levels))], values, width, label=label)
+        ax.set_xticks(range(len(levels)), levels)
+        ax.set_title(metric)
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("rate")
+    axes[0].legend(frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _provenance(doc: Document, run: RunDir, results: dict) -> None:
+    record = json.loads(run.file("run.json").read_text())
+    doc.heading("Provenance")
+    doc.bullets(
+        [
+            f"model: `{results['model']}`; preset: `{results['preset']}`; seed: {results['seed']}",
+            f"data: {results['data']['train']} training and {results['data']['test']} test "
+            "problems (see `data/manifest.json`)",
+            "software: "
+            + ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items()),
+            f"machine: {record.get('machine', {}).get('platform', '?')}",
+            "timings (s): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in results.get("timings_s", {}).items()),
+            "resolved configuration: `config.yaml`; per-stage runs: `data/`, `train/`, "
+            "`eval_base/`, `eval_finetuned/`",
+        ]
+    )
+
+
+def _short_summary(results: dict) -> str:
+    evals = results["eval"]
+    lines = [
+        f"# Planning study: {results['model']} ({results['preset']})",
+        "",
+        "| metric | base | fine-tuned |",
+        "|---|---|---|",
+    ]
+    for m in METRICS:
+        lines.append(
+            f"| {m} | {fmt(evals['base']['totals'].get(m))} | "
+            f"{fmt(evals['finetuned']['totals'].get(m))} |"
+        )
+    lines += ["", "Full report: report.md / report.html", ""]
+    return "\n".join(lines)

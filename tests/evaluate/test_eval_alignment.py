@@ -1,0 +1,114 @@
+"""Character spans map to the right tokens: the answer of every blank, and every chunk."""
+
+from __future__ import annotations
+
+import pytest
+
+from reasonlens.evaluate.alignment import (
+    TokenLocator,
+    encode_example,
+    example_token_spans,
+    token_spans,
+)
+from reasonlens.models.tiny import tiny_tokenizer
+from reasonlens.tasks.blocksworld import generate_problems
+
+# "<s>" (special, zero width), "Plan", ":\n", " red", " on", "\n"
+OFFSETS = [(0, 0), (0, 4), (4, 6), (6, 10), (10, 13), (13, 14)]
+
+
+@pytest.mark.parametrize(
+    ("char_span", "tokens"),
+    [
+        ((7, 10), (3, 4)),  # "red" lies in " red": the token holding its first character
+        ((6, 10), (3, 4)),  # " red" itself
+        ((0, 4), (1, 2)),  # the special token at (0, 0) belongs to no span
+        ((3, 8), (1, 4)),  # a span cutting through tokens takes every token it overlaps
+        ((5, 6), (2, 3)),
+        ((0, 14), (1, 6)),
+    ],
+)
+def test_token_spans_on_a_hand_made_offset_mapping(char_span, tokens):
+    assert token_spans(OFFSETS, char_span) == tokens
+
+
+@pytest.mark.parametrize("bad", [(14, 15), (3, 3), (5, 2), (-1, 2)])
+def test_a_span_no_token_covers_is_an_error(bad):
+    with pytest.raises(ValueError):
+        token_spans(OFFSETS, bad)
+
+
+def test_offsets_out_of_order_are_refused():
+    with pytest.raises(ValueError, match="not in text order"):
+        TokenLocator([(0, 2), (5, 6), (2, 5)])
+
+
+def _examples(fmt: str):
+    return [
+        ex
+        for blocks, level in ((4, 1), (5, 2), (6, 3))
+        for ex in generate_problems(blocks, level, 3, fmt=fmt, seed=3)
+    ]
+
+
+def _check_chunks(tok, example, enc):
+    """Each chunk's tokens decode to its text (BPE may add the leading space, nothing else)."""
+    ids, toks, sp = enc.input_ids, enc.tokens, example.spans
+
+    def text(span):
+        return tok.decode(ids[span[0] : span[1]])
+
+    def covers(span, char_span):
+        return text(span).strip() == example.text[char_span[0] : char_span[1]].strip()
+
+    assert covers(toks.rule, sp.rule) and covers(toks.plan_header, sp.plan_header)
+    assert covers(toks.init_state, sp.init_state) and covers(toks.goal_state, sp.goal_state)
+    assert all(covers(t, c) for t, c in zip(toks.init_slots, sp.init_slots, strict=True))
+    assert all(covers(t, c) for t, c in zip(toks.goal_slots, sp.goal_slots, strict=True))
+    assert tok.decode(ids[toks.prompt[0] : toks.prompt[1]], skip_special_tokens=True) == (
+        example.prompt
+    )
+    assert text(toks.completion) == example.completion
+    for step, chars in zip(toks.steps, sp.steps, strict=True):
+        assert covers(step.step, chars.step) and covers(step.action_prompt, chars.action_prompt)
+        assert step.step[0] <= step.action_prompt[0] < step.answer[1] <= step.step[1]
+        assert step.readout == step.answer[0] - 1
+
+
+@pytest.mark.parametrize("fmt", ["paper", "seed"])
+def test_every_answer_maps_to_exactly_its_bytes_with_a_byte_level_tokenizer(fmt):
+    tok = tiny_tokenizer()
+    for ex in _examples(fmt):
+        enc = encode_example(tok, ex)
+        assert len(enc.tokens.steps) == len(ex.plan)
+        for step, action in zip(enc.tokens.steps, ex.plan, strict=True):
+            first, last = step.answer
+            # one token per byte: the answer word and nothing else, the space excluded
+            assert tok.decode(enc.input_ids[first:last]) == action.answer
+            assert last - first == len(action.answer.encode())
+        _check_chunks(tok, ex, enc)
+
+
+def test_the_mapping_is_the_one_the_offsets_give():
+    tok = tiny_tokenizer()
+    ex = _examples("paper")[0]
+    enc = tok(ex.text, return_offsets_mapping=True)
+    assert example_token_spans(ex, enc["offset_mapping"]) == encode_example(tok, ex).tokens
+
+
+@pytest.mark.slow
+def test_every_answer_is_one_token_with_the_default_model_tokenizer():
+    from reasonlens.models import load_tokenizer
+
+    tok = load_tokenizer("smollm2-135m")
+    for ex in _examples("paper"):
+        enc = encode_example(tok, ex)
+        # the prompt ends on a token boundary: generation sees the same prompt tokens
+        assert enc.tokens.prompt[1] == enc.tokens.completion[0]
+        assert list(enc.input_ids[: enc.tokens.prompt[1]]) == tok(ex.prompt)["input_ids"]
+        for step, action in zip(enc.tokens.steps, ex.plan, strict=True):
+            first, last = step.answer
+            assert last - first == 1
+            assert tok.decode(enc.input_ids[first:last]) == " " + action.answer
+            assert tok.decode(enc.input_ids[step.readout]) in ("up", "of")
+        _check_chunks(tok, ex, enc)
