@@ -77,7 +77,7 @@ def resolve_source(name: str) -> ResolvedSource:
         if (path / "adapter_config.json").is_file():
             raise UserError(
                 f"{name} is a LoRA adapter, not a full model: merge it into its base with "
-                "`reasonlens train merge` (a training run's directory loads directly)"
+                "`reasonlens train-merge` (a training run's directory loads directly)"
             )
         if not (path / "config.json").is_file():
             raise UserError(

@@ -1,0 +1,142 @@
+"""`reasonlens train` (fine-tune into a run directory) and `reasonlens train-merge` (LoRA merge)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from reasonlens.train.config import TrainConfig
+
+_D = {name: field.default for name, field in TrainConfig.__dataclass_fields__.items()}
+
+
+def _opt(
+    *names: str, help: str, default_of: str | None = None, **kwargs
+) -> typer.models.OptionInfo:
+    """An option that is None unless given, so a --config file's value is not overridden."""
+    if default_of is not None:
+        help = f"{help.rstrip('.')} (default: {_D[default_of]})."
+    return typer.Option(None, *names, help=help, show_default=False, **kwargs)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train_cmd(
+        out: Path = typer.Option(
+            ..., "--out", "-o", help="Run directory (resumes if the same run)."
+        ),
+        config: Path = _opt("--config", "-c", help="YAML file of options; flags override it."),
+        data: list[Path] = _opt(
+            "--data", "-d", help="Training JSONL (repeatable): Blocksworld, or prompt/completion."
+        ),
+        model: str = _opt(
+            "--model", "-m", help="Built-in, HF id, model directory or .gguf.", default_of="model"
+        ),
+        method: str = _opt("--method", help="lora or full.", default_of="method"),
+        lora_r: int = _opt("--lora-r", help="LoRA rank.", default_of="lora_r", min=1),
+        lora_alpha: int = _opt("--lora-alpha", help="LoRA alpha.", default_of="lora_alpha", min=1),
+        lora_dropout: float = _opt(
+            "--lora-dropout", help="LoRA dropout.", default_of="lora_dropout"
+        ),
+        lora_target_modules: str = _opt(
+            "--lora-target-modules",
+            help="all-linear, or module names, comma-separated.",
+            default_of="lora_target_modules",
+        ),
+        learning_rate: float = _opt(
+            "--learning-rate", "--lr", help="Peak learning rate (default: 5e-5 full, 2e-4 lora)."
+        ),
+        lr_scheduler: str = _opt(
+            "--lr-scheduler", help="linear, cosine, constant, ...", default_of="lr_scheduler"
+        ),
+        warmup_ratio: float = _opt(
+            "--warmup-ratio", help="Share of steps warming up.", default_of="warmup_ratio"
+        ),
+        weight_decay: float = _opt(
+            "--weight-decay", help="AdamW decay.", default_of="weight_decay"
+        ),
+        max_grad_norm: float = _opt(
+            "--max-grad-norm", help="Gradient clipping.", default_of="max_grad_norm"
+        ),
+        epochs: float = _opt("--epochs", help="Passes over the data.", default_of="epochs"),
+        max_steps: int = _opt("--max-steps", help="Stop after this many steps (overrides epochs)."),
+        batch_size: int = _opt(
+            "--batch-size", "-b", help="Examples per device per step.", default_of="batch_size"
+        ),
+        gradient_accumulation: int = _opt(
+            "--gradient-accumulation", help="Batches per step.", default_of="gradient_accumulation"
+        ),
+        max_length: int = _opt(
+            "--max-length",
+            help="Longest example in tokens (longer: error).",
+            default_of="max_length",
+        ),
+        seed: int = _opt(
+            "--seed", help="Seed (same seed, same numbers on CPU).", default_of="seed"
+        ),
+        logging_steps: int = _opt(
+            "--logging-steps", help="Log every N steps.", default_of="logging_steps"
+        ),
+        save_steps: int = _opt(
+            "--save-steps", help="Checkpoint every N steps.", default_of="save_steps"
+        ),
+        save_total_limit: int = _opt(
+            "--save-total-limit", help="Checkpoints kept.", default_of="save_total_limit"
+        ),
+        gradient_checkpointing: bool = typer.Option(
+            None,
+            "--gradient-checkpointing/--no-gradient-checkpointing",
+            help="Recompute activations to save memory (default: off).",
+            show_default=False,
+        ),
+        device: str = _opt("--device", help="auto, cpu or cuda.", default_of="device"),
+        dtype: str = _opt(
+            "--dtype",
+            help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.",
+            default_of="dtype",
+        ),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Replace a different run in --out."
+        ),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ) -> None:
+        """Fine-tune a model (LoRA or full) on prompt/completion data; loss on the completion only.
+
+        OUT gets: config.yaml, checkpoints/, train_log.jsonl, loss.png, results.json, summary.md,
+        and model/ (a full checkpoint; LoRA also keeps adapter/).
+
+        Re-running the same command resumes from the last checkpoint. See docs/training.md.
+        """
+        from rich.console import Console
+
+        from reasonlens.train import build_config, train
+
+        overrides = {k: v for k, v in locals().items() if k in _D}
+        if overrides.get("data") is not None:
+            overrides["data"] = [str(p) for p in overrides["data"]]
+        cfg = build_config(config, overrides)
+        result = train(cfg, out, overwrite=overwrite, progress=not quiet)
+        r = result.results
+        loss = "n/a" if r.get("final_loss") is None else f"{r['final_loss']:.4f}"
+        Console(stderr=True).print(
+            f"{r['steps']} steps, final loss {loss}, padding {r['padding_fraction']:.1%}, "
+            f"{r['tokens_per_second']:.0f} tokens/s -> {result.model_dir}"
+        )
+
+    @app.command("train-merge")
+    def merge_cmd(
+        adapter: Path = typer.Argument(..., help="A LoRA adapter directory (e.g. RUN/adapter)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Directory for the merged model."),
+        base: str = typer.Option(
+            None, "--base", help="Base model (default: the one the adapter records)."
+        ),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
+    ) -> None:
+        """Merge a LoRA adapter into its base model: a full checkpoint load_model can read."""
+        from rich.console import Console
+
+        from reasonlens.train import merge_adapter
+
+        path = merge_adapter(adapter, base=base, out=out, overwrite=overwrite)
+        Console(stderr=True).print(f"merged {adapter} -> {path}")
