@@ -52,7 +52,8 @@ def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, mon
                  "report.html", "accuracy.png", "data/manifest.json", "train/model/config.json",
                  "eval_base/results.json", "eval_finetuned/examples.jsonl",
                  "analyses/extraction.json", "analyses/flow.json", "analyses/masking.json",
-                 "analyses/information_flow.png", "analyses/history_intervention.png"):
+                 "analyses/information_flow.png", "analyses/history_intervention.png",
+                 "analyses/probes.json", "analyses/probe_state_linear.png"):
         assert (out / name).is_file(), name
     assert results["analysis_set"]["chosen"] == 4
     assert set(results["eval"]["finetuned"]["by_cell"]) == {"L1/4", "L3/4"}

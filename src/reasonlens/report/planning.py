@@ -38,6 +38,7 @@ def write_planning_summary(
         ("extraction", sections.extraction_section),
         ("flow", sections.flow_section),
         ("masking", sections.masking_section),
+        ("probes", sections.probes_section),
     ):
         if name in analyses:
             section(doc, analyses[name], directory)

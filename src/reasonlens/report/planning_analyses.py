@@ -181,3 +181,103 @@ def masking_section(doc: Document, result: dict, directory: Path) -> None:
         ],
     )
     doc.image(directory / "history_intervention.png", "Impact of unmasking one history step")
+
+
+def probes_section(doc: Document, result: dict, directory: Path) -> None:
+    layers = result["layers"]
+    doc.heading("Probes (§6.1)")
+    doc.paragraph(
+        f"Linear (softmax(Wx)) and one-hidden-layer MLP probes on {result['representation']}, "
+        f"trained on {result['n_train']} problems and scored on {result['n_test']} "
+        "(intervals: 95% bootstrap over test problems). Every number sits beside its "
+        "majority-class baseline and a control probe trained on shuffled labels."
+    )
+    state = result.get("state_linear")
+    if state:
+        positions = state["positions"]
+        doc.heading("Current block states (weighted F1, linear)", 3)
+        header = ["position", *(f"L{layer}" for layer in layers), "baseline", "control"]
+        rows = []
+        for name, stats in positions.items():
+            rows.append(
+                [name, *stats["value"], min(stats["baseline"]), max(stats["control"])]
+            )
+            theirs = paper.STATE_PROBE_LLAMA.get(name)
+            if theirs:
+                rows.append([f"paper {name}", *theirs[: len(layers)], "–", "–"])
+        doc.table(header, rows)
+        deep = {n: max(s["value"]) for n, s in positions.items()}
+        shallow = {n: s["value"][0] for n, s in positions.items()}
+        early, late = _pair(deep, ("s2-act", "s2-col"), ("s6-act", "s6-col"))
+        lin = _mean_best(result.get("state_linear"))
+        mlp = _mean_best(result.get("state_mlp"))
+        doc.table(
+            ["claim", "paper", "this run", "verdict"],
+            [
+                [
+                    "accuracy rises with depth (first vs best layer, mean over positions)",
+                    "yes",
+                    f"{_mean(shallow.values()):.2f} -> {_mean(deep.values()):.2f}",
+                    _agree(_mean(deep.values()) > _mean(shallow.values())),
+                ],
+                [
+                    "step 6 states are harder than step 2 (best layer)",
+                    "0.71-0.76 vs 0.97",
+                    "–" if early is None else f"{late:.2f} vs {early:.2f}",
+                    _agree(None if early is None else late < early),
+                ],
+                [
+                    "linear ≈ nonlinear (mean best F1; within 0.05)",
+                    "within ~0.03",
+                    "–" if mlp is None else f"{lin:.2f} vs {mlp:.2f}",
+                    _agree(None if mlp is None else abs(lin - mlp) <= 0.05),
+                ],
+            ],
+        )
+        doc.image(directory / "probe_state_linear.png", "Block-state probes by layer (linear)")
+    matrix = result.get("future_matrix_linear")
+    if matrix:
+        doc.heading("Future decisions (accuracy, linear, max over layers)", 3)
+        steps = sorted(int(r) for r in matrix["probe"])
+        rows = []
+        for r in steps:
+            ours = matrix["probe"][str(r)]
+            base = matrix["baseline"][str(r)]
+            rows.append(
+                [
+                    f"step {r}",
+                    " ".join(f"{ours[c]:.2f}" for c in sorted(ours, key=int)),
+                    " ".join(f"{base[c]:.2f}" for c in sorted(base, key=int)),
+                    " ".join(f"{v:.2f}" for v in paper.FUTURE_MATRIX_LLAMA.get(r, {}).values()),
+                ]
+            )
+        doc.table(
+            ["future step", "this run (from steps 1..r-1)", "majority baseline", "paper"], rows
+        )
+        far = matrix["probe"].get(str(max(steps)), {}).get("1")
+        far_base = matrix["baseline"].get(str(max(steps)), {}).get("1")
+        if far is not None:
+            doc.paragraph(
+                f"The last step decoded from step 1's position: {far:.2f} (majority baseline "
+                f"{far_base:.2f}; paper: step 6 from step 1, 0.51, no baseline reported)."
+            )
+        doc.image(directory / "probe_future_linear.png", "Future-decision probes by layer")
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _pair(best: dict, early: tuple, late: tuple) -> tuple[float | None, float | None]:
+    e = [best[n] for n in early if n in best]
+    lt = [best[n] for n in late if n in best]
+    if not e or not lt:
+        return None, None
+    return _mean(e), _mean(lt)
+
+
+def _mean_best(summary: dict | None) -> float | None:
+    if not summary:
+        return None
+    return _mean(max(s["value"]) for s in summary["positions"].values())

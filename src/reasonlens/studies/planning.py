@@ -85,9 +85,10 @@ def _full_counts() -> tuple[tuple[int, int, int, int], ...]:
 PRESETS: dict[str, PlanningPreset] = {
     "quick": PlanningPreset(
         name="quick",
-        description="a laptop-CPU run in minutes: 4-5 blocks, L1-L3, 384 training problems, "
-        "one epoch; 160 test problems; analyses on up to 64 solved L3 problems",
-        counts=tuple((lv, b, 64, 60 if lv == 3 else 10) for lv in (1, 2, 3) for b in (4, 5)),
+        description="a laptop-CPU run in minutes: 4-5 blocks, L1-L3, 288 training problems, "
+        "one epoch; 60 test problems evaluated; analyses on up to 64 solved L3 problems "
+        "(chosen from 120)",
+        counts=tuple((lv, b, 48, 60 if lv == 3 else 10) for lv in (1, 2, 3) for b in (4, 5)),
         blocks=(4, 5),
         train={
             "method": "full",
@@ -98,7 +99,7 @@ PRESETS: dict[str, PlanningPreset] = {
             "lr_scheduler": "linear",
             "warmup_ratio": 0.05,
         },
-        eval_per_cell=None,
+        eval_per_cell=10,
         analysis_blocks=None,
         limits=AnalysisLimits(analysis_set=64, flow=12, masking=16),
     ),
@@ -187,8 +188,8 @@ def run_planning_study(
             write_dataset(p.dataset(seed), data_dir)
         train_files = sorted(str(f) for f in data_dir.glob("L*_train.jsonl"))
         test_files = sorted(data_dir.glob("L*_test.jsonl"))
-        test = [ex for f in test_files for ex in read_examples(f)]
-        test = _per_cell(test, p.eval_per_cell)
+        all_test = [ex for f in test_files for ex in read_examples(f)]
+        test = _per_cell(all_test, p.eval_per_cell)
         timings["data_s"] = time.perf_counter() - start
 
         # 2. fine-tune
@@ -223,7 +224,7 @@ def run_planning_study(
 
         # 4. the paper's analyses, on test problems the fine-tuned model solves
         start = time.perf_counter()
-        analyses = _analyses(p, run, str(train_dir), test, seed, device, progress)
+        analyses = _analyses(p, run, str(train_dir), all_test, seed, device, progress)
         timings["analyses_s"] = time.perf_counter() - start
     finally:
         logging.getLogger("reasonlens").removeHandler(handler)
@@ -270,12 +271,24 @@ def _analyses(
     log.info("analysis set: %s", counts)
     if not items:
         return {"analysis_set": counts}
-    return {"analysis_set": counts, **run_all(model, items, out, p.limits, progress)}
+    palette = p.dataset(seed).colors
+    return {
+        "analysis_set": counts,
+        **run_all(model, items, out, p.limits, palette, seed=seed, progress=progress),
+    }
 
 
 def _headline(name: str, result: dict) -> dict:
     """What results.json keeps of an analysis (the full result is in analyses/NAME.json)."""
-    keep = ("n_examples", "seconds", "chunks", "normalized", "impact", "mean", "std")
+    keep = (
+        "n_examples",
+        "seconds",
+        "chunks",
+        "normalized",
+        "impact",
+        "future_matrix_linear",
+        "future_matrix_mlp",
+    )
     if name == "extraction":
         return {k: result["raw"][k] for k in ("mean", "std", "components")} | {
             "n_examples": result["n_examples"],

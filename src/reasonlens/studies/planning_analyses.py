@@ -135,11 +135,160 @@ def run_masking(model: LoadedModel, items: list[pos.Item], out: Path, progress: 
     return _cached(out / "masking.json", compute)
 
 
+def run_probes(
+    model: LoadedModel,
+    items: list[pos.Item],
+    out: Path,
+    progress: bool,
+    palette: Sequence[str],
+    layer_stride: int,
+    seed: int,
+) -> dict:
+    """Current block states (weighted F1) and future decisions (accuracy), linear and MLP,
+    from resid_post at every `layer_stride`-th layer; 80/20 split as the paper's 320/80."""
+
+    def compute() -> dict:
+        import torch
+
+        from reasonlens.analyses.probes import fit_probes, train_test_split
+        from reasonlens.trace import TraceInput, capture
+
+        n_steps = min(it.n_steps for it in items)
+        names = list(pos.probe_positions(items[0]))[: 2 + 2 * n_steps]
+        layers = list(range(0, model.n_layers, layer_stride))
+        inputs = [
+            TraceInput(
+                input_ids=tuple(it.input_ids),
+                positions=tuple(pos.probe_positions(it)[n] for n in names),
+            )
+            for it in items
+        ]
+        acts = capture(
+            model,
+            inputs,
+            [f"layers.{layer}.resid_post" for layer in layers],
+            positions="given",
+            dtype=torch.float32,
+            progress=progress,
+        )
+        n = len(items)
+        features = {}
+        for layer in layers:
+            rows = acts.get(f"layers.{layer}.resid_post").view(n, len(names), -1)
+            for j, name in enumerate(names):
+                features[(layer, name)] = rows[:, j]
+        train_idx, test_idx = train_test_split(n, 0.2, seed)
+
+        state_names = [x for x in names if pos.block_state_labels(items[0], x, palette) is not None]
+        future_names = [x for x in names if x in ("init", "goal") or _step(x) < n_steps]
+        tasks = {
+            "state": (
+                state_names,
+                lambda it, x: pos.block_state_labels(it, x, palette),
+                len(pos.state_classes(palette)),
+                "weighted_f1",
+            ),
+            "future": (
+                future_names,
+                lambda it, x: pos.future_labels(it, x, palette, n_steps),
+                len(pos.answer_classes(palette)),
+                "accuracy",
+            ),
+        }
+        results: dict[str, dict] = {}
+        for task, (chosen, label, n_classes, metric) in tasks.items():
+            keys = [(layer, x) for layer in layers for x in chosen]
+            labels = {
+                k: torch.tensor([label(it, k[1]) for it in items], dtype=torch.long) for k in keys
+            }
+            for kind in ("linear", "mlp"):
+                fitted = fit_probes(
+                    {k: features[k] for k in keys},
+                    labels,
+                    train_idx,
+                    test_idx,
+                    kind=kind,
+                    n_classes=n_classes,
+                    metric=metric,
+                    seed=seed,
+                    threads=1,  # many small problems: one thread avoids BLAS thread thrash
+                )
+                fitted.plot(out / f"probe_{task}_{kind}.png")
+                results[f"{task}_{kind}"] = _probe_summary(fitted, metric, layers, chosen)
+        for kind in ("linear", "mlp"):
+            results[f"future_matrix_{kind}"] = _future_matrix(
+                results[f"future_{kind}"], n_steps, layers
+            )
+        return {
+            "layers": layers,
+            "positions": names,
+            "n_examples": n,
+            "n_train": len(train_idx),
+            "n_test": len(test_idx),
+            "palette": list(palette),
+            "representation": "resid_post (output of block l); a chunk is read at its last token",
+            **results,
+        }
+
+    return _cached(out / "probes.json", compute)
+
+
+def _step(name: str) -> int:
+    return int(name[1:].split("-")[0])
+
+
+def _probe_summary(fitted, metric: str, layers: list[int], names: list[str]) -> dict:
+    """Per position, the head-mean metric by layer, with its CI, baseline and control."""
+    probe = fitted.score("probe", metric)
+    base = fitted.score("baseline", metric)
+    control = fitted.score("control", metric)
+    out: dict[str, dict] = {}
+    for name in names:
+        idx = [fitted.index((layer, name)) for layer in layers]
+        out[name] = {
+            "value": [float(probe.mean[i]) for i in idx],
+            "low": [float(probe.mean_low[i]) for i in idx],
+            "high": [float(probe.mean_high[i]) for i in idx],
+            "baseline": [float(base.mean[i]) for i in idx],
+            "control": [float(control.mean[i]) for i in idx],
+            # per head, for the future-decision matrix
+            "heads": [[float(v) for v in probe.value[i]] for i in idx],
+            "heads_baseline": [[float(v) for v in base.value[i]] for i in idx],
+        }
+    return {"metric": metric, "positions": out}
+
+
+def _future_matrix(summary: dict, n_steps: int, layers: list[int]) -> dict:
+    """[future step r][current step c]: max over layers and the act/col positions (the paper's
+    Fig 10), with the majority baseline of the same cell beside it."""
+    import math
+
+    probe: dict[str, dict[str, float]] = {}
+    baseline: dict[str, dict[str, float]] = {}
+    for r in range(2, n_steps + 1):
+        for c in range(1, r):
+            best, best_base = -math.inf, math.nan
+            for name in (f"s{c}-act", f"s{c}-col"):
+                stats = summary["positions"].get(name)
+                if stats is None:
+                    continue
+                for li in range(len(layers)):
+                    value = stats["heads"][li][r - 1]
+                    if not math.isnan(value) and value > best:
+                        best, best_base = value, stats["heads_baseline"][li][r - 1]
+            if best > -math.inf:
+                probe.setdefault(str(r), {})[str(c)] = best
+                baseline.setdefault(str(r), {})[str(c)] = best_base
+    return {"probe": probe, "baseline": baseline}
+
+
 def run_all(
     model: LoadedModel,
     items: list[pos.Item],
     out: Path,
     limits: AnalysisLimits,
+    palette: Sequence[str],
+    seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Every analysis on (a prefix of) the analysis set; results keyed by analysis."""
@@ -156,4 +305,9 @@ def run_all(
     ):
         log.info("analysis %s on %d problems", name, len(first(n)))
         results[name] = runner(model, first(n), out, progress)
+    chosen = first(limits.probes)
+    log.info("analysis probes on %d problems", len(chosen))
+    results["probes"] = run_probes(
+        model, chosen, out, progress, palette, limits.probe_layer_stride, seed
+    )
     return results
