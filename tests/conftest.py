@@ -23,3 +23,11 @@ def default_model():
     from reasonlens.models import load_model
 
     return load_model("smollm2-135m", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A tiny random llama saved as a model directory (what --model takes)."""
+    from reasonlens.testing import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama")

@@ -4,29 +4,8 @@ import json
 
 import pytest
 
-from reasonlens.cli import main
+from reasonlens.testing import run_cli as run
 from reasonlens.trace import ActivationStore
-
-
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from reasonlens.models.tiny import tiny_model
-
-    path = tmp_path_factory.mktemp("tiny")
-    model = tiny_model("llama")
-    model.hf.save_pretrained(path)
-    model.tokenizer.save_pretrained(path)
-    return str(path)
 
 
 def test_trace_writes_a_store(tiny_dir, tmp_path, capsys):

@@ -6,31 +6,10 @@ import json
 
 import pytest
 
-from reasonlens.cli import main
 from reasonlens.tasks.blocksworld import generate_problems, write_examples
+from reasonlens.testing import run_cli as run
 
 RATES = ("parsed", "legal", "goal_reached", "optimal", "exact_match", "S_step", "S_plan")
-
-
-def run(argv, capsys):
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from reasonlens.models.tiny import tiny_model
-
-    path = tmp_path_factory.mktemp("tiny")
-    model = tiny_model("llama")
-    model.hf.save_pretrained(path)
-    model.tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

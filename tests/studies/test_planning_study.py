@@ -8,17 +8,6 @@ from reasonlens.studies import planning
 from reasonlens.studies.planning_analyses import AnalysisLimits
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from reasonlens.models.tiny import tiny_model
-
-    path = tmp_path_factory.mktemp("tiny-model")
-    model = tiny_model("llama", n_layers=2, d_model=64)
-    model.hf.save_pretrained(path)
-    model.tokenizer.save_pretrained(path)
-    return str(path)
-
-
 @pytest.fixture
 def tiny_preset(monkeypatch):
     preset = planning.PlanningPreset(
@@ -44,16 +33,32 @@ def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, mon
     real = teacher_forcing.score_blanks
 
     def all_correct(*args, **kwargs):
-        return [[type(b)(**{**b.to_dict(), "correct": True}) for b in v] for v in real(*args, **kwargs)]
+        return [
+            [type(b)(**{**b.to_dict(), "correct": True}) for b in v] for v in real(*args, **kwargs)
+        ]
 
     monkeypatch.setattr(teacher_forcing, "score_blanks", all_correct)
     results = planning.run_planning_study("tiny", tiny_dir, out, progress=False)
-    for name in ("run.json", "config.yaml", "results.json", "summary.md", "report.md",
-                 "report.html", "accuracy.png", "data/manifest.json", "train/model/config.json",
-                 "eval_base/results.json", "eval_finetuned/examples.jsonl",
-                 "analyses/extraction.json", "analyses/flow.json", "analyses/masking.json",
-                 "analyses/information_flow.png", "analyses/history_intervention.png",
-                 "analyses/probes.json", "analyses/probe_state_linear.png"):
+    for name in (
+        "run.json",
+        "config.yaml",
+        "results.json",
+        "summary.md",
+        "report.md",
+        "report.html",
+        "accuracy.png",
+        "data/manifest.json",
+        "train/model/config.json",
+        "eval_base/results.json",
+        "eval_finetuned/examples.jsonl",
+        "analyses/extraction.json",
+        "analyses/flow.json",
+        "analyses/masking.json",
+        "analyses/information_flow.png",
+        "analyses/history_intervention.png",
+        "analyses/probes.json",
+        "analyses/probe_state_linear.png",
+    ):
         assert (out / name).is_file(), name
     assert results["analysis_set"]["chosen"] == 4
     assert set(results["eval"]["finetuned"]["by_cell"]) == {"L1/4", "L3/4"}

@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-from reasonlens.models.tiny import tiny_model
 from reasonlens.tasks.blocksworld import generate_dataset, resolve_config, write_examples
 from reasonlens.train import TrainConfig
 
@@ -20,16 +19,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    """A tiny random llama saved as a model directory (what --model takes)."""
-    path = tmp_path_factory.mktemp("tiny-llama")
-    model = tiny_model("llama")
-    model.hf.save_pretrained(path)
-    model.tokenizer.save_pretrained(path)
-    return str(path)
 
 
 @pytest.fixture(scope="session")

@@ -6,18 +6,8 @@ import json
 
 import pytest
 
-from reasonlens.cli import main
 from reasonlens.models.tiny import tiny_model
-
-
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from reasonlens.testing import run_cli as run
 
 
 def test_train_then_merge_from_the_command_line(tiny_dir, generic_file, tmp_path, capsys):

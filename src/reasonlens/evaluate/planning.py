@@ -26,6 +26,7 @@ from reasonlens.evaluate.generation import generate_tokens
 from reasonlens.evaluate.plan_text import cut_plan, plan_finished
 from reasonlens.evaluate.teacher_forcing import BlankResult, score_blanks
 from reasonlens.models import LoadedModel
+from reasonlens.progress import Progress
 from reasonlens.runs import RunDir
 from reasonlens.tasks.blocksworld import Example, PlanCheck, check_plan, read_examples
 
@@ -93,7 +94,7 @@ def evaluate_planning(
         max_new_tokens = default_max_new_tokens(encoded)
     n_batches = -(-len(examples) // batch_size)
     do_gen, do_tf = mode in ("generate", "both"), mode in ("teacher-forced", "both")
-    bar = _Progress(progress, n_batches * (do_gen + do_tf), f"eval {model.name}")
+    bar = Progress(progress, n_batches * (do_gen + do_tf), f"eval {model.name}", transient=True)
     timings: dict[str, float | int | None] = {}
     records = [_base_record(i, ex) for i, ex in enumerate(examples)]
     try:
@@ -245,32 +246,6 @@ def write_planning_eval(result: PlanningEval, run: RunDir) -> None:
     run.write_text("summary.md", planning_summary(result))
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.examples)
     run.write_text("examples.jsonl", lines)
-
-
-class _Progress:
-    """A rich progress bar over batches, or nothing."""
-
-    def __init__(self, enabled: bool, total: int, label: str):
-        self._bar = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self._bar = Progress(console=Console(stderr=True), transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task(label, total=total)
-
-    def label(self, text: str) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, description=text)
-
-    def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 EXPECTED_DATA = (

@@ -58,7 +58,12 @@ class Architecture:
         return self.sites[site]
 
 
-def _llama_like(name: str, model_types: tuple[str, ...]) -> Architecture:
+def _llama_like(
+    name: str,
+    model_types: tuple[str, ...],
+    attn_out: str = "self_attn",
+    mlp_out: str = "mlp",
+) -> Architecture:
     return Architecture(
         name=name,
         model_types=model_types,
@@ -73,33 +78,20 @@ def _llama_like(name: str, model_types: tuple[str, ...]) -> Architecture:
             "k": Hook("self_attn.k_proj", "output"),
             "v": Hook("self_attn.v_proj", "output"),
             "attn_pattern": Hook("self_attn", "output[1]"),
-            "attn_out": Hook("self_attn", "output"),
-            "mlp_out": Hook("mlp", "output"),
+            "attn_out": Hook(attn_out, "output"),
+            "mlp_out": Hook(mlp_out, "output"),
             "resid_post": Hook("", "output"),
         },
     )
 
 
-_GEMMA3 = Architecture(
-    name="gemma3",
-    model_types=("gemma3_text",),
-    base="model",
-    layers="model.layers",
-    embed="model.embed_tokens",
-    final_norm="model.norm",
-    unembed="lm_head",
-    sites={
-        "resid_pre": Hook("", "input"),
-        "q": Hook("self_attn.q_proj", "output"),
-        "k": Hook("self_attn.k_proj", "output"),
-        "v": Hook("self_attn.v_proj", "output"),
-        "attn_pattern": Hook("self_attn", "output[1]"),
-        # Gemma normalises each sublayer's output before the residual add ("sandwich" norms),
-        # so what is added to the stream is the post-norm output.
-        "attn_out": Hook("post_attention_layernorm", "output"),
-        "mlp_out": Hook("post_feedforward_layernorm", "output"),
-        "resid_post": Hook("", "output"),
-    },
+# Gemma normalises each sublayer's output before the residual add ("sandwich" norms), so
+# what is added to the stream, and what attn_out/mlp_out mean, is the post-norm output.
+_GEMMA3 = _llama_like(
+    "gemma3",
+    ("gemma3_text",),
+    attn_out="post_attention_layernorm",
+    mlp_out="post_feedforward_layernorm",
 )
 
 _GPT2 = Architecture(

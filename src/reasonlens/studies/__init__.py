@@ -1,1 +1,1 @@
-"""Studies: short compositions of task -> model -> train -> evaluate -> trace -> analyse -> report."""
+"""Studies: compositions of task -> model -> train -> evaluate -> trace -> analyse -> report."""

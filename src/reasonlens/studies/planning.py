@@ -26,9 +26,11 @@ from reasonlens.tasks.blocksworld import read_examples
 from reasonlens.tasks.blocksworld.dataset import (
     MANIFEST,
     PAPER_TABLE1,
-    PRESETS as DATA_PRESETS,
     DatasetConfig,
     write_dataset,
+)
+from reasonlens.tasks.blocksworld.dataset import (
+    PRESETS as DATA_PRESETS,
 )
 
 log = logging.getLogger(__name__)

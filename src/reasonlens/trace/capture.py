@@ -26,6 +26,7 @@ from reasonlens import __version__
 from reasonlens.errors import UserError
 from reasonlens.models.loading import LoadedModel
 from reasonlens.models.prompts import format_prompt, pad_batch, tokenize
+from reasonlens.progress import Progress
 from reasonlens.trace.hooks import ForwardContext, StopForward, site_hooks
 from reasonlens.trace.inputs import JsonlInputs, TraceInput, as_inputs, fingerprint
 from reasonlens.trace.sites import SiteRef, resolve_sites
@@ -208,7 +209,7 @@ def capture(
     last_layer = max(r.layer for r in refs)
     tok = model.tokenizer
 
-    bar = _progress(progress, n_shards, "tracing")
+    bar = Progress(progress, n_shards, "tracing")
     start = time.perf_counter()
     try:
         for index, chunk in enumerate(_batches(items, batch_size)):
@@ -312,24 +313,3 @@ def _capture_batch(
     ):
         model.hf(**batch, use_cache=False)
     return {name: x.to("cpu", out_dtype) for name, x in kept.items()}
-
-
-class _progress:
-    """A rich progress bar over batches, or nothing."""
-
-    def __init__(self, enabled: bool, total: int, label: str):
-        self._bar = None
-        if enabled:
-            from rich.progress import Progress
-
-            self._bar = Progress(transient=False)
-            self._bar.start()
-            self._task = self._bar.add_task(label, total=total)
-
-    def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
