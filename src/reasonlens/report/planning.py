@@ -88,7 +88,9 @@ def _cells(evaluation: dict) -> list[list]:
     rows = []
     for key, stats in evaluation.get("by_cell", {}).items():
         level, blocks = key.split("/")
-        rows.append([level, blocks, stats["n"], stats["S_step"], stats["S_plan"], stats["exact_match"]])
+        rows.append(
+            [level, blocks, stats["n"], stats["S_step"], stats["S_plan"], stats["exact_match"]]
+        )
     if rows:
         return rows
     return [
@@ -136,8 +138,7 @@ def _provenance(doc: Document, run: RunDir, results: dict) -> None:
             f"model: `{results['model']}`; preset: `{results['preset']}`; seed: {results['seed']}",
             f"data: {results['data']['train']} training and {results['data']['test']} test "
             "problems (see `data/manifest.json`)",
-            "software: "
-            + ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items()),
+            "software: " + ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items()),
             f"machine: {record.get('machine', {}).get('platform', '?')}",
             "timings (s): "
             + ", ".join(f"{k} {v:.0f}" for k, v in results.get("timings_s", {}).items()),

@@ -59,7 +59,9 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
                 "the layer output settles on the answer in the middle layers "
                 "(first layer with rate >= 0.5, relative depth)",
                 f"layer {p_settle} of 32 ({p_settle / 32:.2f})",
-                "never" if settle is None else f"layer {settle} of {layers} ({settle / layers:.2f})",
+                "never"
+                if settle is None
+                else f"layer {settle} of {layers} ({settle / layers:.2f})",
                 _agree(settle is not None and 0.3 <= settle / layers <= 0.8),
             ],
             [
@@ -199,9 +201,7 @@ def probes_section(doc: Document, result: dict, directory: Path) -> None:
         header = ["position", *(f"L{layer}" for layer in layers), "baseline", "control"]
         rows = []
         for name, stats in positions.items():
-            rows.append(
-                [name, *stats["value"], min(stats["baseline"]), max(stats["control"])]
-            )
+            rows.append([name, *stats["value"], min(stats["baseline"]), max(stats["control"])])
             theirs = paper.STATE_PROBE_LLAMA.get(name)
             if theirs:
                 rows.append([f"paper {name}", *theirs[: len(layers)], "–", "–"])

@@ -1,0 +1,1 @@
+"""Analyses: extraction rate (logit lens), information flow, key masking, probes."""

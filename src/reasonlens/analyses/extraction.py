@@ -1,0 +1,193 @@
+"""Extraction rate (Geva et al. 2023; Men et al. 2024 §5.1): when does a sublayer write the answer?
+
+At each readout position r (the last token before a blank), for every layer and each of the
+attention output, the MLP output and the layer output h, an *extraction event* is
+argmax(E·h) == e*, where E is the unembedding matrix and e* the model's own top-1 token at r.
+The rate is the fraction of examples with an event, per readout step and layer.
+
+The paper projects the raw vector, with no final norm (its layer-output curve ends at 0.92,
+not 1.0); `final_norm=True` applies the model's final norm first, which is the classic
+logit lens, and the result says which one it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from reasonlens.analyses.common import (
+    check_inputs,
+    check_position,
+    jsonable,
+    length_batches,
+    prepare_path,
+)
+from reasonlens.errors import UserError
+from reasonlens.models.loading import LoadedModel
+from reasonlens.progress import Progress
+from reasonlens.trace import TraceInput, capture
+from reasonlens.trace.sites import site_ref
+
+COMPONENTS: tuple[str, ...] = ("attn_out", "mlp_out", "resid_post")
+COMPONENT_LABELS = {"attn_out": "MHSA", "mlp_out": "MLP", "resid_post": "Layer"}
+
+
+@dataclass
+class ExtractionResult:
+    """Extraction events of every example, readout step, layer and component.
+
+    `hits[e, s, l, c]` is meaningful only where `valid[e, s]` (examples may have fewer steps).
+    """
+
+    hits: torch.Tensor  # bool [examples, steps, layers, components]
+    valid: torch.Tensor  # bool [examples, steps]
+    predictions: torch.Tensor  # long [examples, steps]: e*, -1 where not valid
+    final_norm: bool
+    model: str = ""
+    components: tuple[str, ...] = field(default=COMPONENTS)
+
+    @property
+    def projection(self) -> str:
+        if self.final_norm:
+            return "E·final_norm(h) (logit lens, final norm applied)"
+        return "E·h (raw sublayer output, no final norm; as in the paper)"
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """Examples that have each readout step: [steps]."""
+        return self.valid.sum(0)
+
+    @property
+    def rates(self) -> torch.Tensor:
+        """Fraction of examples with an extraction event: [steps, layers, components]."""
+        kept = (self.hits & self.valid[:, :, None, None]).sum(0).double()
+        return (kept / self.counts[:, None, None]).float()
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Rate averaged over steps: [layers, components]."""
+        return self.rates.mean(0)
+
+    @property
+    def std(self) -> torch.Tensor:
+        """Spread of the rate over steps (population std): [layers, components]."""
+        return self.rates.std(0, correction=0)
+
+    def to_dict(self) -> dict:
+        return {
+            "analysis": "extraction_rate",
+            "model": self.model,
+            "projection": self.projection,
+            "final_norm": self.final_norm,
+            "components": list(self.components),
+            "component_labels": [COMPONENT_LABELS[c] for c in self.components],
+            "n_examples": int(self.valid.shape[0]),
+            "examples_per_step": jsonable(self.counts),
+            "rates": jsonable(self.rates),  # [steps][layers][components]
+            "mean": jsonable(self.mean),  # [layers][components]
+            "std": jsonable(self.std),
+        }
+
+
+def extraction_rates(
+    model: LoadedModel,
+    input_ids: Sequence[Sequence[int]],
+    readouts: Sequence[Sequence[int]],
+    final_norm: bool = False,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> ExtractionResult:
+    """Extraction events at `readouts[e]` (token positions, one per step) of each example.
+
+    One forward pass per example covers all its readouts; only the readout rows are kept.
+    Tokens after an example's last readout cannot change it (causal attention), so they are
+    not run.
+    """
+    check_inputs(model, input_ids, readouts, "readouts")
+    n_steps = max((len(r) for r in readouts), default=0)
+    if n_steps == 0:
+        raise UserError("no readout positions given")
+    for e, (ids, rows) in enumerate(zip(input_ids, readouts, strict=True)):
+        for pos in rows:
+            check_position(e, pos, len(ids), "readout position")
+
+    n, n_layers = len(input_ids), model.n_layers
+    hits = torch.zeros(n, n_steps, n_layers, len(COMPONENTS), dtype=torch.bool)
+    valid = torch.zeros(n, n_steps, dtype=torch.bool)
+    predictions = torch.full((n, n_steps), -1, dtype=torch.long)
+    sites = [site_ref(layer, c) for layer in range(n_layers) for c in COMPONENTS]
+    ends = [max(r) + 1 if r else 1 for r in readouts]
+
+    with Progress(progress, n, "extraction rate") as bar:
+        for batch in length_batches(ends, batch_size):
+            batch = [e for e in batch if readouts[e]]
+            if not batch:
+                continue
+            inputs = [
+                TraceInput(input_ids=tuple(input_ids[e][: ends[e]]), positions=tuple(readouts[e]))
+                for e in batch
+            ]
+            acts = capture(
+                model, inputs, sites, positions="given", batch_size=len(batch), progress=False
+            )
+            batch_hits, batch_pred = _events(model, acts, final_norm)
+            row = 0
+            for e in batch:
+                k = len(readouts[e])
+                hits[e, :k] = batch_hits[row : row + k]
+                predictions[e, :k] = batch_pred[row : row + k]
+                valid[e, :k] = True
+                row += k
+            bar.advance(len(batch))
+    return ExtractionResult(hits, valid, predictions, final_norm, model=model.name)
+
+
+@torch.inference_mode()
+def _events(model: LoadedModel, acts, final_norm: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hits [rows, layers, components] and e* [rows] for the captured readout rows."""
+    device = model.device
+    weight = model.unembed.weight  # E: [vocab, d]
+    last = acts.get(f"layers.{model.n_layers - 1}.resid_post").to(device)
+    # The model's own logits at the readout: final norm then the unembedding module. Any later
+    # transform HF applies (Gemma's logit soft-capping) is monotonic, so the argmax is the same.
+    target = model.unembed(model.final_norm(last)).argmax(-1)
+    per_layer = []
+    for layer in range(model.n_layers):
+        h = torch.stack([acts.get(f"layers.{layer}.{c}") for c in COMPONENTS]).to(device)
+        if final_norm:
+            h = model.final_norm(h)
+        guess = (h @ weight.T).argmax(-1)  # [components, rows]
+        per_layer.append((guess == target).T)
+    return torch.stack(per_layer, dim=1).cpu(), target.cpu()
+
+
+def plot_extraction(result: ExtractionResult, path: str | Path, title: str | None = None) -> Path:
+    """Mean extraction rate per component over layers, with a ±std band over steps (Fig 3/4)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    mean, std = result.mean.numpy(), result.std.numpy()
+    layers = range(mean.shape[0])
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    for c, name in enumerate(result.components):
+        line = ax.plot(layers, mean[:, c], marker=".", label=COMPONENT_LABELS[name])[0]
+        low, high = (mean[:, c] - std[:, c]).clip(0, 1), (mean[:, c] + std[:, c]).clip(0, 1)
+        ax.fill_between(layers, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("layer")
+    ax.set_ylabel("extraction rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(-0.5, mean.shape[0] - 0.5)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    heading = title or f"Extraction rate: {result.model}"
+    steps = result.rates.shape[0]
+    ax.set_title(f"{heading}\n{result.projection}; mean ± std over {steps} step(s)", fontsize=9)
+    fig.tight_layout()
+    out = prepare_path(path)
+    fig.savefig(out, dpi=150)
+    return out
