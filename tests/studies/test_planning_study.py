@@ -13,13 +13,14 @@ def tiny_preset(monkeypatch):
     preset = planning.PlanningPreset(
         name="tiny",
         description="test only",
-        counts=((1, 4, 6, 2), (3, 4, 6, 4)),
+        counts=((1, 4, 6, 5), (3, 4, 6, 5)),
         levels=(1, 3),
         blocks=(4,),
         train={"method": "full", "epochs": 1, "batch_size": 4, "learning_rate": 1e-3},
         eval_per_cell=None,
         analysis_blocks=None,
-        limits=AnalysisLimits(analysis_set=4, flow=2, masking=2),
+        limits=AnalysisLimits(analysis_set=5, flow=2, masking=2),
+        horizon_levels=(1, 3),
     )
     monkeypatch.setitem(planning.PRESETS, "tiny", preset)
     return preset
@@ -58,12 +59,28 @@ def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, mon
         "analyses/history_intervention.png",
         "analyses/probes.json",
         "analyses/probe_state_linear.png",
+        "analyses/horizon_L3/probes.json",
     ):
         assert (out / name).is_file(), name
-    assert results["analysis_set"]["chosen"] == 4
+    assert results["analysis_set"]["chosen"] == 5
+    assert (out / "analyses" / "horizons.png").is_file()
+    assert set(results["analyses"]["horizons"]["future_matrix_linear"]) == {"L1", "L3"}
     assert set(results["eval"]["finetuned"]["by_cell"]) == {"L1/4", "L3/4"}
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "Extraction rate" in html
     before = (out / "results.json").read_text()
     again = planning.run_planning_study("tiny", tiny_dir, out, progress=False)
     assert json.loads(before)["eval"] == json.loads(json.dumps(again["eval"]))
+
+
+def test_horizon_figure_from_future_matrices(tmp_path):
+    from reasonlens.report.horizons import plot_horizons, reach_by_distance
+
+    matrix = {
+        "probe": {"2": {"1": 0.9}, "3": {"1": 0.5, "2": 0.8}},
+        "baseline": {"2": {"1": 0.4}, "3": {"1": 0.3, "2": 0.4}},
+    }
+    reach = reach_by_distance(matrix)
+    assert reach[1] == pytest.approx((0.85, 0.4)) and reach[2] == pytest.approx((0.5, 0.3))
+    path = plot_horizons({3: matrix, 4: matrix}, tmp_path / "h.png", "test")
+    assert path.stat().st_size > 1000

@@ -42,6 +42,14 @@ def write_planning_summary(
     ):
         if name in analyses:
             section(doc, analyses[name], directory)
+    if "horizons" in analyses and analyses["horizons"].get("future_matrix_linear"):
+        doc.heading("Beyond the paper: longer plans")
+        doc.paragraph(
+            "Future-decision probes (linear, max over layers) repeated for plans of 6, 8 and 10 "
+            "steps: accuracy of decoding the decision k steps ahead, averaged over the current "
+            "step, with the majority baseline dashed."
+        )
+        doc.image(run.file("analyses") / "horizons.png", "How far ahead the probes reach")
     _provenance(doc, run, results)
     doc.write(run.path, "report")
     run.write_text("summary.md", _short_summary(results))

@@ -49,6 +49,8 @@ class PlanningPreset:
     analysis_level: int = 3
     analysis_blocks: int | None = 6  # None: every block count of the level
     limits: AnalysisLimits = field(default_factory=AnalysisLimits)
+    # beyond the paper: repeat the future-decision probes at these longer levels
+    horizon_levels: tuple[int, ...] = ()
     data_preset: str = "paper"
     levels: tuple[int, ...] = (1, 2, 3)
     blocks: tuple[int, ...] = (4, 5, 6)
@@ -120,6 +122,26 @@ PRESETS: dict[str, PlanningPreset] = {
             "warmup_ratio": 0.0,
         },
         eval_per_cell=None,
+    ),
+    "horizons": PlanningPreset(
+        name="horizons",
+        description="beyond the paper: 5 blocks, L3-L5 (6-10 steps), 600 training problems a "
+        "level; how far ahead future-decision probes reach as plans get longer (meant for a GPU)",
+        counts=tuple((lv, 5, 600, 200) for lv in (3, 4, 5)),
+        levels=(3, 4, 5),
+        blocks=(5,),
+        train={
+            "method": "full",
+            "epochs": 3,
+            "batch_size": 20,
+            "gradient_accumulation": 1,
+            "learning_rate": 1e-4,
+            "lr_scheduler": "cosine",
+            "warmup_ratio": 0.03,
+        },
+        eval_per_cell=None,
+        analysis_blocks=5,
+        horizon_levels=(3, 4, 5),
     ),
     "full": PlanningPreset(
         name="full",
@@ -274,9 +296,39 @@ def _analyses(
     if not items:
         return {"analysis_set": counts}
     palette = p.dataset(seed).colors
-    return {
+    results = {
         "analysis_set": counts,
         **run_all(model, items, out, p.limits, palette, seed=seed, progress=progress),
+    }
+    if p.horizon_levels:
+        results["horizons"] = _horizons(p, model, test, out, palette, seed, progress)
+    return results
+
+
+def _horizons(p, model, test, out: Path, palette, seed: int, progress: bool) -> dict:
+    """Future-decision probes at each longer level, and the one figure comparing their reach."""
+    from reasonlens.report.horizons import plot_horizons
+    from reasonlens.studies.planning_analyses import run_probes, select_analysis_set
+
+    matrices: dict[int, dict] = {}
+    sets: dict[str, dict] = {}
+    for level in p.horizon_levels:
+        candidates = [ex for ex in test if ex.level == level]
+        items, counts = select_analysis_set(model, candidates, p.limits.analysis_set, seed)
+        sets[f"L{level}"] = counts
+        if len(items) < 5:
+            continue  # too few solved problems to split into train and test
+        directory = out / f"horizon_L{level}"
+        directory.mkdir(parents=True, exist_ok=True)
+        probes = run_probes(
+            model, items, directory, progress, palette, p.limits.probe_layer_stride, seed
+        )
+        matrices[level] = probes["future_matrix_linear"]
+    if matrices:
+        plot_horizons(matrices, out / "horizons.png", f"Look-ahead by plan length, {model.name}")
+    return {
+        "analysis_sets": sets,
+        "future_matrix_linear": {f"L{k}": v for k, v in matrices.items()},
     }
 
 
@@ -290,6 +342,7 @@ def _headline(name: str, result: dict) -> dict:
         "impact",
         "future_matrix_linear",
         "future_matrix_mlp",
+        "analysis_sets",
     )
     if name == "extraction":
         return {k: result["raw"][k] for k in ("mean", "std", "components")} | {
