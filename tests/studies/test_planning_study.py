@@ -68,6 +68,9 @@ def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, mon
     assert set(results["eval"]["finetuned"]["by_cell"]) == {"L1/4", "L3/4"}
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "Extraction rate" in html
+    # five problems cannot support or refute a claim: the report must not pretend they do
+    report = (out / "report.md").read_text()
+    assert "inconclusive (n=5)" in report and "agrees" not in report
     before = (out / "results.json").read_text()
     again = planning.run_planning_study("tiny", tiny_dir, out, progress=False)
     assert json.loads(before)["eval"] == json.loads(json.dumps(again["eval"]))

@@ -12,11 +12,27 @@ from pathlib import Path
 from reasonlens.report import paper_planning as paper
 from reasonlens.report.document import Document, fmt
 
+# Below this many analysed problems a verdict would be noise: the report says so instead.
+MIN_PROBLEMS = 30
 
-def _agree(ours: bool | None, theirs: bool = True) -> str:
+
+def _agree(n: int, ours: bool | None, theirs: bool = True) -> str:
     if ours is None:
         return "not measurable here"
+    if n < MIN_PROBLEMS:
+        return f"inconclusive (n={n})"
     return "agrees" if ours == theirs else "differs"
+
+
+def _sample_size(doc: Document, n: int) -> int:
+    """Say plainly when n is too small to judge; returns n for the verdicts."""
+    if n < MIN_PROBLEMS:
+        doc.paragraph(
+            f"**Only {n} problems**: too few to support or refute the paper's claims, so no "
+            "verdict is given; the numbers show what the analysis computes. A stronger model "
+            "(more fine-tuning, `--preset paper` or `full` on a GPU) gives a larger analysis set."
+        )
+    return n
 
 
 def _nan_max(values: list) -> float | None:
@@ -41,6 +57,7 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
     p_attn = sum(paper.EXTRACTION_LLAMA["attn_out"][16:]) / 16
     p_mlp = sum(paper.EXTRACTION_LLAMA["mlp_out"][16:]) / 16
     doc.heading("Extraction rate (§5.1)")
+    n = _sample_size(doc, result["n_examples"])
     doc.paragraph(
         f"Share of problems where argmax(E·h) equals the model's own answer at the last token "
         f"before each blank; {raw['projection']}. Mean over the plan's steps; the band is the "
@@ -53,7 +70,7 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
                 "MHSA extracts the answer more than MLP (mean rate, upper half of layers)",
                 f"{p_attn:.2f} vs {p_mlp:.2f}",
                 f"{attn_upper:.2f} vs {mlp_upper:.2f}",
-                _agree(attn_upper > mlp_upper),
+                _agree(n, attn_upper > mlp_upper),
             ],
             [
                 "the layer output settles on the answer in the middle layers "
@@ -62,13 +79,13 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
                 "never"
                 if settle is None
                 else f"layer {settle} of {layers} ({settle / layers:.2f})",
-                _agree(settle is not None and 0.3 <= settle / layers <= 0.8),
+                _agree(n, settle is not None and 0.3 <= settle / layers <= 0.8),
             ],
             [
                 "MHSA varies less across steps than MLP (mean spread, upper half)",
                 "yes",
                 f"{attn_std:.3f} vs {mlp_std:.3f}",
-                _agree(attn_std < mlp_std),
+                _agree(n, attn_std < mlp_std),
             ],
             [
                 "last layer's output without the final norm (not 1.0 because no norm)",
@@ -105,6 +122,7 @@ def flow_section(doc: Document, result: dict, directory: Path) -> None:
     init = [peak(t, "init state") or 0.0 for t in range(n_steps)]
     init_first = n_steps > 1 and init[0] >= max(init[1:])
     doc.heading("Information flow (§5.2)")
+    n = _sample_size(doc, result["n_examples"])
     doc.paragraph(
         "Attention × gradient saliency |Σ_heads A ⊙ ∂L/∂A| (Wang et al. 2023), L the "
         "cross-entropy of the gold answer at the last token, averaged over each chunk's tokens; "
@@ -117,19 +135,19 @@ def flow_section(doc: Document, result: dict, directory: Path) -> None:
                 "the goal state receives flow at every step (peak >= 0.1)",
                 "0.39-1.00 per step",
                 ", ".join(fmt(g) for g in goal),
-                _agree(goal_every),
+                _agree(n, goal_every),
             ],
             [
                 "at step 5, recent history (3, 4) outweighs old history (1, 2)",
                 "0.45, 0.33 vs <= 0.15",
                 "–" if recent is None else ("yes" if recent else "no"),
-                _agree(recent),
+                _agree(n, recent),
             ],
             [
                 "the init state matters most at step 1",
                 "0.60 at step 1, ~0 at stack steps",
                 ", ".join(fmt(v) for v in init),
-                _agree(init_first),
+                _agree(n, init_first),
             ],
         ],
     )
@@ -159,6 +177,7 @@ def masking_section(doc: Document, result: dict, directory: Path) -> None:
         theirs = " ".join(f"{v:.2f}" for v in paper.IMPACT_LLAMA.get(t, {}).values())
         rows.append([f"step {t}", theirs or "–", ours])
     doc.heading("History intervention (§6.2)")
+    n = _sample_size(doc, result["n_examples"])
     doc.paragraph(
         "Keys of the history's colour tokens zeroed in every layer, then one history step "
         "unmasked at a time; impact = change in p(gold answer). "
@@ -172,13 +191,13 @@ def masking_section(doc: Document, result: dict, directory: Path) -> None:
                 "stack steps (4, 6) depend most on their own pick-up (t-1)",
                 "yes",
                 ", ".join(f"step {t}: step {argmax_row(t)}" for t in stack_own) or "–",
-                _agree(stack_ok),
+                _agree(n, stack_ok),
             ],
             [
                 "pick-up steps (3, 5) depend most on the previous pick-up (t-2)",
                 "yes",
                 ", ".join(f"step {t}: step {argmax_row(t)}" for t in pick_prev) or "–",
-                _agree(pick_ok),
+                _agree(n, pick_ok),
             ],
         ],
     )
@@ -188,6 +207,7 @@ def masking_section(doc: Document, result: dict, directory: Path) -> None:
 def probes_section(doc: Document, result: dict, directory: Path) -> None:
     layers = result["layers"]
     doc.heading("Probes (§6.1)")
+    n = _sample_size(doc, result["n_examples"])
     doc.paragraph(
         f"Linear (softmax(Wx)) and one-hidden-layer MLP probes on {result['representation']}, "
         f"trained on {result['n_train']} problems and scored on {result['n_test']} "
@@ -218,19 +238,19 @@ def probes_section(doc: Document, result: dict, directory: Path) -> None:
                     "accuracy rises with depth (first vs best layer, mean over positions)",
                     "yes",
                     f"{_mean(shallow.values()):.2f} -> {_mean(deep.values()):.2f}",
-                    _agree(_mean(deep.values()) > _mean(shallow.values())),
+                    _agree(n, _mean(deep.values()) > _mean(shallow.values())),
                 ],
                 [
                     "step 6 states are harder than step 2 (best layer)",
                     "0.71-0.76 vs 0.97",
                     "–" if early is None else f"{late:.2f} vs {early:.2f}",
-                    _agree(None if early is None else late < early),
+                    _agree(n, None if early is None else late < early),
                 ],
                 [
                     "linear ≈ nonlinear (mean best F1; within 0.05)",
                     "within ~0.03",
                     "–" if mlp is None else f"{lin:.2f} vs {mlp:.2f}",
-                    _agree(None if mlp is None else abs(lin - mlp) <= 0.05),
+                    _agree(n, None if mlp is None else abs(lin - mlp) <= 0.05),
                 ],
             ],
         )
