@@ -2,11 +2,9 @@
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
-from reasonlens.models.architectures import architecture_for
 from reasonlens.models.loading import LoadedModel
-from reasonlens.models.tiny import tiny_config, tiny_tokenizer
+from reasonlens.models.tiny import tiny_model
 
 
 def build_model(
@@ -16,17 +14,8 @@ def build_model(
     attn_implementation: str = "eager",
     **overrides,
 ) -> LoadedModel:
-    tokenizer = tiny_tokenizer()
-    config = tiny_config(arch, len(tokenizer), n_layers=n_layers)
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    torch.manual_seed(seed)
-    hf = AutoModelForCausalLM.from_config(
-        config, dtype=torch.float32, attn_implementation=attn_implementation
-    )
-    hf.eval()
-    return LoadedModel(
-        name=f"tiny-{arch}", hf=hf, tokenizer=tokenizer, arch=architecture_for(hf), source="random"
+    return tiny_model(
+        arch, seed=seed, n_layers=n_layers, attn_implementation=attn_implementation, **overrides
     )
 
 

@@ -84,12 +84,18 @@ def tiny_model(
     n_layers: int = 2,
     d_model: int = 64,
     attn_implementation: str = "eager",
+    **config_overrides,
 ) -> LoadedModel:
-    """A randomly initialised model of a real architecture, with a byte-level tokenizer."""
+    """A randomly initialised model of a real architecture, with a byte-level tokenizer.
+
+    `config_overrides` set config fields (e.g. attention_bias=True) for hand-built models.
+    """
     from transformers import AutoModelForCausalLM
 
     tokenizer = tiny_tokenizer()
     config = tiny_config(arch, len(tokenizer), n_layers, d_model)
+    for key, value in config_overrides.items():
+        setattr(config, key, value)
     torch.manual_seed(seed)
     hf = AutoModelForCausalLM.from_config(
         config, dtype=torch.float32, attn_implementation=attn_implementation

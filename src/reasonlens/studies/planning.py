@@ -86,13 +86,24 @@ def _full_counts() -> tuple[tuple[int, int, int, int], ...]:
     return tuple(counts)
 
 
+# The fine-tuning recipe of the presets meant for a GPU (global batch 20 as the paper).
+GPU_RECIPE: dict[str, Any] = {
+    "method": "full",
+    "epochs": 3,
+    "batch_size": 20,
+    "gradient_accumulation": 1,
+    "learning_rate": 1e-4,
+    "lr_scheduler": "cosine",
+    "warmup_ratio": 0.03,
+}
+
 PRESETS: dict[str, PlanningPreset] = {
     "quick": PlanningPreset(
         name="quick",
-        description="a laptop-CPU run in minutes: 4-5 blocks, L1-L3, 288 training problems, "
+        description="a laptop-CPU run in minutes: 4-5 blocks, L1-L3, 576 training problems, "
         "one epoch; 60 test problems evaluated; analyses on up to 64 solved L3 problems "
         "(chosen from 120)",
-        counts=tuple((lv, b, 48, 60 if lv == 3 else 10) for lv in (1, 2, 3) for b in (4, 5)),
+        counts=tuple((lv, b, 96, 60 if lv == 3 else 10) for lv in (1, 2, 3) for b in (4, 5)),
         blocks=(4, 5),
         train={
             "method": "full",
@@ -130,15 +141,7 @@ PRESETS: dict[str, PlanningPreset] = {
         counts=tuple((lv, 5, 600, 200) for lv in (3, 4, 5)),
         levels=(3, 4, 5),
         blocks=(5,),
-        train={
-            "method": "full",
-            "epochs": 3,
-            "batch_size": 20,
-            "gradient_accumulation": 1,
-            "learning_rate": 1e-4,
-            "lr_scheduler": "cosine",
-            "warmup_ratio": 0.03,
-        },
+        train=GPU_RECIPE,
         eval_per_cell=None,
         analysis_blocks=5,
         horizon_levels=(3, 4, 5),
@@ -148,15 +151,7 @@ PRESETS: dict[str, PlanningPreset] = {
         description="the paper's test sets with up to 2,000 generated training problems per "
         "cell (15,200 in all), full fine-tune, 3 epochs (meant for a GPU)",
         counts=_full_counts(),
-        train={
-            "method": "full",
-            "epochs": 3,
-            "batch_size": 20,
-            "gradient_accumulation": 1,
-            "learning_rate": 1e-4,
-            "lr_scheduler": "cosine",
-            "warmup_ratio": 0.03,
-        },
+        train=GPU_RECIPE,
         eval_per_cell=None,
     ),
 }
