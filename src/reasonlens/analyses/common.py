@@ -1,4 +1,4 @@
-"""Helpers shared by the analyses: input checks, length-sorted batching, progress, JSON output."""
+"""Helpers shared by the analyses: input checks, length-sorted batching, JSON output."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import torch
 
 from reasonlens.errors import UserError
 from reasonlens.models.loading import LoadedModel
+
+Target = tuple[int, int]  # (position N, gold token id)
 
 
 def check_inputs(

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from reasonlens.analyses.common import (
+    Target,
     check_inputs,
     check_position,
     jsonable,
@@ -36,7 +37,6 @@ from reasonlens.progress import Progress
 from reasonlens.trace.hooks import site_hooks
 from reasonlens.trace.sites import site_ref
 
-Target = tuple[int, int]  # (position N, gold token id)
 Chunks = dict[str, tuple[int, int]]  # chunk name -> [start, end) token range
 
 

@@ -18,6 +18,7 @@ import torch
 from transformers.cache_utils import Cache
 
 from reasonlens.analyses.common import (
+    Target,
     check_inputs,
     check_position,
     jsonable,
@@ -29,8 +30,6 @@ from reasonlens.models.loading import LoadedModel
 from reasonlens.models.prompts import pad_batch
 from reasonlens.progress import Progress
 from reasonlens.trace import intervene, zero_keys
-
-Target = tuple[int, int]  # (position N, gold token id)
 
 
 @dataclass

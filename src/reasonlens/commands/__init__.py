@@ -16,10 +16,4 @@ def register_all(app: typer.Typer) -> None:
         return
     app._reasonlens_registered = True  # type: ignore[attr-defined]
     for name in _MODULES:
-        try:
-            module = importlib.import_module(f"reasonlens.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"reasonlens.commands.{name}":
-                continue  # stage not built yet
-            raise
-        module.register(app)
+        importlib.import_module(f"reasonlens.commands.{name}").register(app)

@@ -13,6 +13,7 @@ already there is not run again, so an interrupted study resumes where it stopped
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -349,8 +350,6 @@ def _headline(name: str, result: dict) -> dict:
 
 def _by_cell(examples_jsonl: Path) -> dict[str, dict]:
     """Metrics per (level, blocks) cell, from the evaluation's per-example records."""
-    import json
-
     from reasonlens.evaluate.planning import summarise
 
     cells: dict[str, list[dict]] = {}
@@ -374,6 +373,4 @@ def _per_cell(examples: list, limit: int | None) -> list:
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     return json.loads(path.read_text())
