@@ -32,8 +32,10 @@ def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, mon
     from reasonlens.evaluate import teacher_forcing
 
     real = teacher_forcing.score_blanks
+    calls = []
 
     def all_correct(*args, **kwargs):
+        calls.append(1)
         return [
             [type(b)(**{**b.to_dict(), "correct": True}) for b in v] for v in real(*args, **kwargs)
         ]
@@ -59,11 +61,15 @@ def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, mon
         "analyses/history_intervention.png",
         "analyses/probes.json",
         "analyses/probe_state_linear.png",
-        "analyses/horizon_L3/probes.json",
+        "analyses/horizon_L1/probes.json",
+        "analyses/solved_L3_b4.json",
+        "analyses/solved_L1_b4.json",
     ):
         assert (out / name).is_file(), name
     assert results["analysis_set"]["chosen"] == 5
     assert (out / "analyses" / "horizons.png").is_file()
+    # L3 is the main analysis level: its future-decision probes are reused, not refitted
+    assert not (out / "analyses" / "horizon_L3").exists()
     assert set(results["analyses"]["horizons"]["future_matrix_linear"]) == {"L1", "L3"}
     assert set(results["eval"]["finetuned"]["by_cell"]) == {"L1/4", "L3/4"}
     html = (out / "report.html").read_text()
@@ -72,8 +78,11 @@ def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, mon
     report = (out / "report.md").read_text()
     assert "inconclusive (n=5)" in report and "agrees" not in report
     before = (out / "results.json").read_text()
+    calls.clear()
     again = planning.run_planning_study("tiny", tiny_dir, out, progress=False)
     assert json.loads(before)["eval"] == json.loads(json.dumps(again["eval"]))
+    assert calls == [], "a resumed study re-scored problems whose verdicts it had kept"
+    assert again["analysis_set"] == results["analysis_set"]
 
 
 def test_horizon_figure_from_future_matrices(tmp_path):
@@ -87,3 +96,21 @@ def test_horizon_figure_from_future_matrices(tmp_path):
     assert reach[1] == pytest.approx((0.85, 0.4)) and reach[2] == pytest.approx((0.5, 0.3))
     path = plot_horizons({3: matrix, 4: matrix}, tmp_path / "h.png", "test")
     assert path.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name", sorted(planning.PRESETS))
+def test_every_preset_asks_for_problems_that_exist(name):
+    """A preset whose cell asks for more unique-optimal problems than exist would fail only
+    after minutes of a real run; check the counts against the exact pool sizes."""
+    from reasonlens.tasks.blocksworld.generate import count_problems
+
+    p = planning.PRESETS[name]
+    config = p.dataset(seed=0)
+    for level, blocks, n_train, n_test in p.counts:
+        assert level in p.levels and blocks in p.blocks
+        available = count_problems(
+            blocks, level, slots=config.slots, colors=config.colors, unique=True
+        )
+        assert n_train + n_test <= available, (name, level, blocks, available)
+    assert p.analysis_level in p.levels
+    assert set(p.horizon_levels) <= set(p.levels)

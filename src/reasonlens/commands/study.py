@@ -15,7 +15,11 @@ def register(app: typer.Typer) -> None:
 
     @study.command("planning")
     def planning(
-        preset: str = typer.Option("quick", help="quick (CPU, minutes), paper, or full (GPU)."),
+        preset: str = typer.Option(
+            "quick",
+            help="quick (CPU, ~11 min), cpu (CPU, under an hour; enough solved problems for "
+            "the report to compare with the paper), paper, horizons or full (GPU).",
+        ),
         model: str = ModelOpt,
         out: Path = typer.Option(
             None, "--out", "-o", help="Run directory [default: runs/planning-PRESET-MODEL]."

@@ -119,6 +119,34 @@ PRESETS: dict[str, PlanningPreset] = {
         analysis_blocks=None,
         limits=AnalysisLimits(analysis_set=64, flow=12, masking=16),
     ),
+    "cpu": PlanningPreset(
+        name="cpu",
+        description="the analyses at a size a 2-core CPU runs in under an hour: 5 blocks, "
+        "L1-L5, 1,408 training problems (most at L3-L5), one epoch; analyses on up to 64 "
+        "solved L3 problems (chosen from 200), and the horizons figure for L3-L5",
+        counts=(
+            (1, 5, 96, 20),
+            (2, 5, 192, 20),
+            (3, 5, 480, 200),
+            (4, 5, 320, 120),
+            (5, 5, 320, 120),
+        ),
+        levels=(1, 2, 3, 4, 5),
+        blocks=(5,),
+        train={
+            "method": "full",
+            "epochs": 1,
+            "batch_size": 8,
+            "gradient_accumulation": 1,
+            "learning_rate": 1e-4,
+            "lr_scheduler": "linear",
+            "warmup_ratio": 0.05,
+        },
+        eval_per_cell=20,
+        analysis_blocks=5,
+        limits=AnalysisLimits(analysis_set=64, flow=32, masking=32),
+        horizon_levels=(3, 4, 5),
+    ),
     "paper": PlanningPreset(
         name="paper",
         description="the paper's data (Table 1, 567/1579) and fine-tuning: full, 3 epochs, "
@@ -287,7 +315,9 @@ def _analyses(
         and (p.analysis_blocks is None or ex.n_blocks == p.analysis_blocks)
     ]
     model = load_model(model_source, device=device)
-    items, counts = select_analysis_set(model, candidates, p.limits.analysis_set, seed)
+    items, counts = select_analysis_set(
+        model, candidates, p.limits.analysis_set, seed, cache=_solved_cache(out, candidates)
+    )
     log.info("analysis set: %s", counts)
     if not items:
         return {"analysis_set": counts}
@@ -301,6 +331,15 @@ def _analyses(
     return results
 
 
+def _solved_cache(out: Path, candidates: list) -> Path:
+    """Where the teacher-forcing verdicts on these candidates are kept (one file per level and
+    block counts, so the horizons reuse the main analysis's verdicts)."""
+    levels = sorted({ex.level for ex in candidates})
+    blocks = sorted({ex.n_blocks for ex in candidates})
+    name = "_".join(f"L{lv}" for lv in levels) + "_b" + "-".join(map(str, blocks))
+    return out / f"solved_{name}.json"
+
+
 def _horizons(p, model, test, out: Path, palette, seed: int, progress: bool) -> dict:
     """Future-decision probes at each longer level, and the one figure comparing their reach."""
     from reasonlens.report.horizons import plot_horizons
@@ -310,11 +349,19 @@ def _horizons(p, model, test, out: Path, palette, seed: int, progress: bool) -> 
     sets: dict[str, dict] = {}
     for level in p.horizon_levels:
         candidates = [ex for ex in test if ex.level == level]
-        items, counts = select_analysis_set(model, candidates, p.limits.analysis_set, seed)
+        if not candidates:
+            continue
+        items, counts = select_analysis_set(
+            model, candidates, p.limits.analysis_set, seed, cache=_solved_cache(out, candidates)
+        )
         sets[f"L{level}"] = counts
         if len(items) < 5:
             continue  # too few solved problems to split into train and test
-        directory = out / f"horizon_L{level}"
+        same_as_main = level == p.analysis_level and (
+            p.analysis_blocks is None or {ex.n_blocks for ex in candidates} == {p.analysis_blocks}
+        )
+        # the main analysis already probed this level's problems: reuse them
+        directory = out if same_as_main and p.limits.probes is None else out / f"horizon_L{level}"
         directory.mkdir(parents=True, exist_ok=True)
         probes = run_probes(
             model, items, directory, progress, palette, p.limits.probe_layer_stride, seed

@@ -38,18 +38,34 @@ class AnalysisLimits:
 
 
 def select_analysis_set(
-    model: LoadedModel, examples: Sequence[Example], n: int, seed: int, batch_size: int = 16
+    model: LoadedModel,
+    examples: Sequence[Example],
+    n: int,
+    seed: int,
+    batch_size: int = 16,
+    cache: Path | None = None,
 ) -> tuple[list[pos.Item], dict[str, int]]:
     """Problems the model solves under teacher forcing, up to `n`, in a seeded random order.
 
-    Where an answer is several tokens (not with the built-in models' tokenizers, a tested
-    property of the palettes), the analyses read its first token.
+    Scoring every candidate is the slow part, so with `cache` the verdicts are kept in that
+    file (by problem id) and a resumed study or a second analysis of the same candidates
+    reuses them. Where an answer is several tokens (not with the built-in models' tokenizers,
+    a tested property of the palettes), the analyses read its first token.
     """
     from reasonlens.evaluate.teacher_forcing import score_blanks
 
     items = pos.encode_items(model.tokenizer, examples)
-    verdicts = score_blanks(model, [it.encoded for it in items], batch_size=batch_size)
-    solved = [it for it, v in zip(items, verdicts, strict=True) if all(b.correct for b in v)]
+    ids = [it.example.problem_id for it in items]
+    saved = json.loads(cache.read_text()) if cache is not None and cache.is_file() else None
+    if saved is not None and saved.get("candidate_ids") == ids:
+        solved_ids = set(saved["solved_ids"])
+        solved = [it for it in items if it.example.problem_id in solved_ids]
+    else:
+        verdicts = score_blanks(model, [it.encoded for it in items], batch_size=batch_size)
+        solved = [it for it, v in zip(items, verdicts, strict=True) if all(b.correct for b in v)]
+        if cache is not None:
+            record = {"candidate_ids": ids, "solved_ids": [it.example.problem_id for it in solved]}
+            atomic_write(cache, json.dumps(record) + "\n")
     random.Random(seed).shuffle(solved)
     chosen = solved[:n]
     multi = sum(
