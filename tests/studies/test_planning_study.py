@@ -63,6 +63,9 @@ def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, mon
         "analyses/probe_state_linear.png",
         "analyses/horizon_L1/probes.json",
         "analyses/solved_L3_b4.json",
+        "analyses/extraction_per_problem.safetensors",
+        "analyses/flow_per_problem.safetensors",
+        "analyses/masking_per_problem.safetensors",
         "analyses/solved_L1_b4.json",
     ):
         assert (out / name).is_file(), name
@@ -76,7 +79,8 @@ def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, mon
     assert "data:image/png;base64," in html and "Extraction rate" in html
     # five problems cannot support or refute a claim: the report must not pretend they do
     report = (out / "report.md").read_text()
-    assert "inconclusive (n=5)" in report and "agrees" not in report
+    assert "inconclusive (n=5)" in report
+    assert "| agrees" not in report and "| differs" not in report and "| unclear" not in report
     before = (out / "results.json").read_text()
     calls.clear()
     again = planning.run_planning_study("tiny", tiny_dir, out, progress=False)

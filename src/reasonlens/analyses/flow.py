@@ -42,12 +42,22 @@ Chunks = dict[str, tuple[int, int]]  # chunk name -> [start, end) token range
 
 @dataclass
 class FlowResult:
-    """Chunk-to-last-token flow per step and layer, averaged over the examples that have it."""
+    """Chunk-to-last-token flow per example, step and layer; `flow` averages the examples that
+    have each chunk (the per-example values let a report put intervals on its claims)."""
 
     chunks: list[str]  # row order
-    flow: torch.Tensor  # [steps, chunks, layers]; NaN where no example has the chunk
-    counts: torch.Tensor  # [steps, chunks]: examples averaged in each cell
+    per_example: torch.Tensor  # [examples, steps, chunks, layers] float64; NaN where absent
     model: str = ""
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """Examples averaged in each cell: [steps, chunks]."""
+        return (~self.per_example[..., 0].isnan()).sum(0)
+
+    @property
+    def flow(self) -> torch.Tensor:
+        """Mean over the examples that have the chunk: [steps, chunks, layers]; NaN if none."""
+        return self.per_example.nanmean(dim=0).float()
 
     @property
     def normalized(self) -> torch.Tensor:
@@ -117,15 +127,13 @@ def information_flow(
         raise UserError(f"chunks {sorted(unknown)} are not in the given order {names}")
 
     n_steps = max(len(t) for t in targets)
-    total = torch.zeros(n_steps, len(names), model.n_layers, dtype=torch.float64)
-    counts = torch.zeros(n_steps, len(names), dtype=torch.long)
+    shape = (len(input_ids), n_steps, len(names), model.n_layers)
+    per_example = torch.full(shape, float("nan"), dtype=torch.float64)
     for e, rows in _flow_rows(model, input_ids, targets, batch_size, progress):
         for t, row in enumerate(rows):
             for name, (start, end) in chunks[e][t].items():
-                total[t, index[name]] += row[:, start:end].double().mean(dim=1)
-                counts[t, index[name]] += 1
-    flow = (total / counts[:, :, None]).float()  # 0/0 = NaN where no example has the chunk
-    return FlowResult(names, flow, counts, model=model.name)
+                per_example[e, t, index[name]] = row[:, start:end].double().mean(dim=1)
+    return FlowResult(names, per_example, model=model.name)
 
 
 def _first_seen(chunks: Sequence[Sequence[Chunks]]) -> list[str]:

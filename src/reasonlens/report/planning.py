@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from reasonlens.report.claims import EXPLANATION
 from reasonlens.report.document import Document, fmt
 from reasonlens.runs import RunDir
 
@@ -33,6 +34,7 @@ def write_planning_summary(
             f"under teacher forcing (of {chosen.get('candidates')} candidates, "
             f"{chosen.get('solved')} solved); the paper used 400 L3 6-block problems."
         )
+        doc.paragraph(EXPLANATION)
     directory = run.file("analyses")
     for name, section in (
         ("extraction", sections.extraction_section),
@@ -43,16 +45,45 @@ def write_planning_summary(
         if name in analyses:
             section(doc, analyses[name], directory)
     if "horizons" in analyses and analyses["horizons"].get("future_matrix_linear"):
-        doc.heading("Beyond the paper: longer plans")
-        doc.paragraph(
-            "Future-decision probes (linear, max over layers) repeated for plans of 6, 8 and 10 "
-            "steps: accuracy of decoding the decision k steps ahead, averaged over the current "
-            "step, with the majority baseline dashed."
-        )
-        doc.image(run.file("analyses") / "horizons.png", "How far ahead the probes reach")
+        _horizons(doc, analyses["horizons"], run.file("analyses") / "horizons.png")
     _provenance(doc, run, results)
     doc.write(run.path, "report")
     run.write_text("summary.md", _short_summary(results))
+
+
+def _horizons(doc: Document, horizons: dict, figure: Path) -> None:
+    from reasonlens.report.horizons import reach_by_distance
+
+    matrices = horizons["future_matrix_linear"]
+    sets = horizons.get("analysis_sets", {})
+    reach = {level: reach_by_distance(m) for level, m in matrices.items()}
+    ks = sorted({k for r in reach.values() for k in r})
+    doc.heading("Beyond the paper: longer plans")
+    doc.paragraph(
+        "Future-decision probes (linear, max over layers) repeated for each plan length: "
+        "accuracy of decoding the decision k steps ahead, averaged over the current step, "
+        "beside the majority baseline (in the figure, dashed). Levels with fewer than 5 solved "
+        "problems are left out."
+    )
+    rows = []
+    for level, by_k in reach.items():
+        counts = sets.get(level, {})
+        rows.append(
+            [
+                level,
+                f"{counts.get('chosen', '–')} of {counts.get('candidates', '–')}",
+                *(f"{by_k[k][0]:.2f} ({by_k[k][1]:.2f})" if k in by_k else "–" for k in ks),
+            ]
+        )
+    doc.table(["level", "solved problems", *(f"k={k}" for k in ks)], rows)
+    skipped = [lv for lv in sets if lv not in matrices]
+    if skipped:
+        doc.paragraph(
+            "Too few solved problems to probe: "
+            + ", ".join(f"{lv} ({sets[lv].get('solved')} solved)" for lv in skipped)
+            + "."
+        )
+    doc.image(figure, "How far ahead the probes reach")
 
 
 def _behaviour(doc: Document, results: dict, plot: Path) -> None:

@@ -1,59 +1,92 @@
 """Report sections for the planning analyses: this run beside the paper, claim by claim.
 
 Each section states the paper's claim, measures the same thing here, and says whether the two
-agree. Comparisons use relative depth (layer / layers), since the models differ in depth.
+agree, with the share of bootstrap resamples of the problems in which the claim holds
+(`reasonlens.report.claims`). Comparisons use relative depth (layer / layers), since the models
+differ in depth. Probe claims rest on the probes' test split and are point estimates.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+import numpy as np
+
 from reasonlens.report import paper_planning as paper
+from reasonlens.report.claims import (
+    MIN_PROBLEMS,
+    Claims,
+    load_per_problem,
+    support,
+    verdict,
+    weighted_nanmean,
+)
 from reasonlens.report.document import Document, fmt
 
-# Below this many analysed problems a verdict would be noise: the report says so instead.
-MIN_PROBLEMS = 30
 
-
-def _agree(n: int, ours: bool | None, theirs: bool = True) -> str:
-    if ours is None:
-        return "not measurable here"
-    if n < MIN_PROBLEMS:
-        return f"inconclusive (n={n})"
-    return "agrees" if ours == theirs else "differs"
-
-
-def _sample_size(doc: Document, n: int) -> int:
+def _sample_size(doc: Document, n: int, what: str = "problems") -> int:
     """Say plainly when n is too small to judge; returns n for the verdicts."""
     if n < MIN_PROBLEMS:
         doc.paragraph(
-            f"**Only {n} problems**: too few to support or refute the paper's claims, so no "
+            f"**Only {n} {what}**: too few to support or refute the paper's claims, so no "
             "verdict is given; the numbers show what the analysis computes. A stronger model "
-            "(more fine-tuning, `--preset paper` or `full` on a GPU) gives a larger analysis set."
+            "(more fine-tuning, `--preset cpu`, or `paper` / `full` on a GPU) gives a larger "
+            "analysis set."
         )
     return n
 
 
-def _nan_max(values: list) -> float | None:
-    clean = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return max(clean) if clean else None
+def _verdicts(n: int, observed: Claims, per_problem: dict | None, claims) -> dict[str, str]:
+    """Claim -> verdict, with the bootstrap share where per-problem values are kept."""
+    shares = {}
+    if per_problem is not None and n >= MIN_PROBLEMS:
+        shares = support(lambda w: claims(per_problem, w), n)
+    return {name: verdict(n, value, shares.get(name)) for name, value in observed.items()}
+
+
+def _array(values) -> np.ndarray:
+    return np.array(values, dtype=np.float64)  # JSON null (NaN) -> nan
+
+
+def _nan_peak(values: np.ndarray) -> float | None:
+    return None if np.isnan(values).all() else float(np.nanmax(values))
+
+
+# Extraction rate ------------------------------------------------------------------------------
+
+
+def _extraction_claims(mean: np.ndarray, std: np.ndarray, comps: list[str]) -> Claims:
+    layers = mean.shape[0]
+    a, m, r = (comps.index(c) for c in ("attn_out", "mlp_out", "resid_post"))
+    upper = slice(layers // 2, layers)
+    settled = np.flatnonzero(mean[:, r] >= 0.5)
+    return {
+        "mhsa": bool(mean[upper, a].mean() > mean[upper, m].mean()),
+        "settle": bool(settled.size and 0.3 <= settled[0] / layers <= 0.8),
+        "steady": bool(std[upper, a].mean() < std[upper, m].mean()),
+    }
+
+
+def _extraction_resampled(comps: list[str]):
+    def claims(data: dict, w: np.ndarray) -> Claims:
+        valid = data["valid"] * w[:, None]  # [problems, steps]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates = np.einsum("es,eslc->slc", valid, data["hits"]) / valid.sum(0)[:, None, None]
+        return _extraction_claims(rates.mean(0), rates.std(0), comps)
+
+    return claims
 
 
 def extraction_section(doc: Document, result: dict, directory: Path) -> None:
     raw = result["raw"]
     comps = raw["components"]
-    mean = raw["mean"]  # [layers][components]
-    std = raw["std"]
-    layers = len(mean)
+    mean, std = _array(raw["mean"]), _array(raw["std"])  # [layers][components]
+    layers = mean.shape[0]
     a, m, r = (comps.index(c) for c in ("attn_out", "mlp_out", "resid_post"))
-    upper = range(layers // 2, layers)
-    attn_upper = sum(mean[i][a] for i in upper) / len(upper)
-    mlp_upper = sum(mean[i][m] for i in upper) / len(upper)
-    settle = next((i for i in range(layers) if mean[i][r] >= 0.5), None)
+    upper = slice(layers // 2, layers)
+    settled = np.flatnonzero(mean[:, r] >= 0.5)
+    settle = int(settled[0]) if settled.size else None
     p_settle = next(i for i, v in enumerate(paper.EXTRACTION_LLAMA["resid_post"]) if v >= 0.5)
-    attn_std = sum(std[i][a] for i in upper) / len(upper)
-    mlp_std = sum(std[i][m] for i in upper) / len(upper)
     p_attn = sum(paper.EXTRACTION_LLAMA["attn_out"][16:]) / 16
     p_mlp = sum(paper.EXTRACTION_LLAMA["mlp_out"][16:]) / 16
     doc.heading("Extraction rate (§5.1)")
@@ -63,14 +96,20 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
         f"before each blank; {raw['projection']}. Mean over the plan's steps; the band is the "
         f"spread over steps. {result['n_examples']} problems."
     )
+    said = _verdicts(
+        n,
+        _extraction_claims(mean, std, comps),
+        load_per_problem(directory / "extraction_per_problem.safetensors"),
+        _extraction_resampled(comps),
+    )
     doc.table(
         ["claim", "paper (Llama-2-7b)", "this run", "verdict"],
         [
             [
                 "MHSA extracts the answer more than MLP (mean rate, upper half of layers)",
                 f"{p_attn:.2f} vs {p_mlp:.2f}",
-                f"{attn_upper:.2f} vs {mlp_upper:.2f}",
-                _agree(n, attn_upper > mlp_upper),
+                f"{mean[upper, a].mean():.2f} vs {mean[upper, m].mean():.2f}",
+                said["mhsa"],
             ],
             [
                 "the layer output settles on the answer in the middle layers "
@@ -79,18 +118,18 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
                 "never"
                 if settle is None
                 else f"layer {settle} of {layers} ({settle / layers:.2f})",
-                _agree(n, settle is not None and 0.3 <= settle / layers <= 0.8),
+                said["settle"],
             ],
             [
                 "MHSA varies less across steps than MLP (mean spread, upper half)",
                 "yes",
-                f"{attn_std:.3f} vs {mlp_std:.3f}",
-                _agree(n, attn_std < mlp_std),
+                f"{std[upper, a].mean():.3f} vs {std[upper, m].mean():.3f}",
+                said["steady"],
             ],
             [
                 "last layer's output without the final norm (not 1.0 because no norm)",
                 f"{paper.EXTRACTION_LLAMA['resid_post'][-1]:.2f}",
-                f"{mean[-1][r]:.2f}",
+                f"{mean[-1, r]:.2f}",
                 "compare",
             ],
         ],
@@ -102,25 +141,54 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
     )
 
 
-def flow_section(doc: Document, result: dict, directory: Path) -> None:
-    chunks = result["chunks"]
-    norm = result["normalized"]  # [steps][chunks][layers]
-    n_steps = len(norm)
+# Information flow -----------------------------------------------------------------------------
 
+
+def _normalise(flow: np.ndarray) -> np.ndarray:
+    """Each step's map divided by its maximum (as `FlowResult.normalized`)."""
+    peak = np.nan_to_num(flow).max(axis=(1, 2), keepdims=True)
+    return flow / np.maximum(peak, np.finfo(np.float64).tiny)
+
+
+def _flow_peaks(norm: np.ndarray, chunks: list[str]):
     def peak(step: int, chunk: str) -> float | None:
-        if chunk not in chunks:
+        if chunk not in chunks or step >= norm.shape[0]:
             return None
-        return _nan_max(norm[step][chunks.index(chunk)])
+        return _nan_peak(norm[step, chunks.index(chunk)])
 
+    return peak
+
+
+def _flow_claims(norm: np.ndarray, chunks: list[str]) -> Claims:
+    peak = _flow_peaks(norm, chunks)
+    n_steps = norm.shape[0]
     goal = [peak(t, "goal state") for t in range(n_steps)]
-    goal_every = all(g is not None and g >= 0.1 for g in goal)
     recent = None
     if n_steps >= 5:
-        old = _nan_max([peak(4, "history 1"), peak(4, "history 2")])
-        new = _nan_max([peak(4, "history 3"), peak(4, "history 4")])
-        recent = None if old is None or new is None else new > old
+        old = [v for v in (peak(4, "history 1"), peak(4, "history 2")) if v is not None]
+        new = [v for v in (peak(4, "history 3"), peak(4, "history 4")) if v is not None]
+        recent = None if not old or not new else max(new) > max(old)
     init = [peak(t, "init state") or 0.0 for t in range(n_steps)]
-    init_first = n_steps > 1 and init[0] >= max(init[1:])
+    return {
+        "goal": all(g is not None and g >= 0.1 for g in goal),
+        "recent": recent,
+        "init": n_steps > 1 and init[0] >= max(init[1:]),
+    }
+
+
+def _flow_resampled(chunks: list[str]):
+    def claims(data: dict, w: np.ndarray) -> Claims:
+        return _flow_claims(_normalise(weighted_nanmean(data["flow"], w)), chunks)
+
+    return claims
+
+
+def flow_section(doc: Document, result: dict, directory: Path) -> None:
+    chunks = result["chunks"]
+    norm = _array(result["normalized"])  # [steps][chunks][layers]
+    peak = _flow_peaks(norm, chunks)
+    n_steps = norm.shape[0]
+    observed = _flow_claims(norm, chunks)
     doc.heading("Information flow (§5.2)")
     n = _sample_size(doc, result["n_examples"])
     doc.paragraph(
@@ -128,51 +196,76 @@ def flow_section(doc: Document, result: dict, directory: Path) -> None:
         "cross-entropy of the gold answer at the last token, averaged over each chunk's tokens; "
         f"each step's map is scaled to a maximum of 1. {result['n_examples']} problems."
     )
+    said = _verdicts(
+        n,
+        observed,
+        load_per_problem(directory / "flow_per_problem.safetensors"),
+        _flow_resampled(chunks),
+    )
+    recent = observed["recent"]
     doc.table(
         ["claim", "paper (Llama-2-7b)", "this run", "verdict"],
         [
             [
                 "the goal state receives flow at every step (peak >= 0.1)",
                 "0.39-1.00 per step",
-                ", ".join(fmt(g) for g in goal),
-                _agree(n, goal_every),
+                ", ".join(fmt(peak(t, "goal state")) for t in range(n_steps)),
+                said["goal"],
             ],
             [
                 "at step 5, recent history (3, 4) outweighs old history (1, 2)",
                 "0.45, 0.33 vs <= 0.15",
                 "–" if recent is None else ("yes" if recent else "no"),
-                _agree(n, recent),
+                said["recent"],
             ],
             [
                 "the init state matters most at step 1",
                 "0.60 at step 1, ~0 at stack steps",
-                ", ".join(fmt(v) for v in init),
-                _agree(n, init_first),
+                ", ".join(fmt(peak(t, "init state") or 0.0) for t in range(n_steps)),
+                said["init"],
             ],
         ],
     )
     doc.image(directory / "information_flow.png", "Flow from each chunk into the last token")
 
 
+# History intervention -------------------------------------------------------------------------
+
+
+def _argmax_row(impact: np.ndarray, t: int) -> int | None:
+    """The history step whose unmasking helps step t (1-based) most; None if undefined."""
+    if t - 1 >= impact.shape[0]:
+        return None
+    row = impact[t - 1, : t - 1]
+    return None if row.size == 0 or np.isnan(row).all() else int(np.nanargmax(row)) + 1
+
+
+def _masking_claims(impact: np.ndarray) -> Claims:
+    n = impact.shape[0]
+    stack = [t for t in (4, 6) if t <= n]
+    pick = [t for t in (3, 5) if t <= n]
+    return {
+        "stack": all(_argmax_row(impact, t) == t - 1 for t in stack) if stack else None,
+        "pick": all(_argmax_row(impact, t) == t - 2 for t in pick) if pick else None,
+    }
+
+
+def _masking_resampled(data: dict, w: np.ndarray) -> Claims:
+    return _masking_claims(weighted_nanmean(data["impact"], w))
+
+
 def masking_section(doc: Document, result: dict, directory: Path) -> None:
-    impact = result["impact"]  # [steps][groups]
-    n = len(impact)
+    impact = _array(result["impact"])  # [steps][groups]
+    n_steps = impact.shape[0]
 
     def cell(t: int, i: int) -> float | None:  # 1-based step t, visible step i
-        v = impact[t - 1][i - 1] if t - 1 < n and i - 1 < len(impact[t - 1]) else None
-        return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+        if t - 1 >= n_steps or i - 1 >= impact.shape[1]:
+            return None
+        v = impact[t - 1, i - 1]
+        return None if np.isnan(v) else float(v)
 
-    def argmax_row(t: int) -> int | None:
-        row = [(cell(t, i), i) for i in range(1, t)]
-        row = [(v, i) for v, i in row if v is not None]
-        return max(row)[1] if row else None
-
-    stack_own = [t for t in (4, 6) if t <= n]
-    pick_prev = [t for t in (3, 5) if t <= n]
-    stack_ok = all(argmax_row(t) == t - 1 for t in stack_own) if stack_own else None
-    pick_ok = all(argmax_row(t) == t - 2 for t in pick_prev) if pick_prev else None
     rows = []
-    for t in range(2, n + 1):
+    for t in range(2, n_steps + 1):
         ours = " ".join(fmt(cell(t, i)) for i in range(1, t))
         theirs = " ".join(f"{v:.2f}" for v in paper.IMPACT_LLAMA.get(t, {}).values())
         rows.append([f"step {t}", theirs or "–", ours])
@@ -184,30 +277,42 @@ def masking_section(doc: Document, result: dict, directory: Path) -> None:
         f"{result['n_examples']} problems."
     )
     doc.table(["step predicted", "paper: impact of steps 1..t-1", "this run"], rows)
+    said = _verdicts(
+        n,
+        _masking_claims(impact),
+        load_per_problem(directory / "masking_per_problem.safetensors"),
+        _masking_resampled,
+    )
+    stack = [t for t in (4, 6) if t <= n_steps]
+    pick = [t for t in (3, 5) if t <= n_steps]
     doc.table(
         ["claim", "paper", "this run", "verdict"],
         [
             [
                 "stack steps (4, 6) depend most on their own pick-up (t-1)",
                 "yes",
-                ", ".join(f"step {t}: step {argmax_row(t)}" for t in stack_own) or "–",
-                _agree(n, stack_ok),
+                ", ".join(f"step {t}: step {_argmax_row(impact, t)}" for t in stack) or "–",
+                said["stack"],
             ],
             [
                 "pick-up steps (3, 5) depend most on the previous pick-up (t-2)",
                 "yes",
-                ", ".join(f"step {t}: step {argmax_row(t)}" for t in pick_prev) or "–",
-                _agree(n, pick_ok),
+                ", ".join(f"step {t}: step {_argmax_row(impact, t)}" for t in pick) or "–",
+                said["pick"],
             ],
         ],
     )
     doc.image(directory / "history_intervention.png", "Impact of unmasking one history step")
 
 
+# Probes ---------------------------------------------------------------------------------------
+
+
 def probes_section(doc: Document, result: dict, directory: Path) -> None:
     layers = result["layers"]
     doc.heading("Probes (§6.1)")
-    n = _sample_size(doc, result["n_examples"])
+    # a probe is scored on the test split only: that is the sample its claims rest on
+    n = _sample_size(doc, result["n_test"], "test problems for the probes")
     doc.paragraph(
         f"Linear (softmax(Wx)) and one-hidden-layer MLP probes on {result['representation']}, "
         f"trained on {result['n_train']} problems and scored on {result['n_test']} "
@@ -238,19 +343,19 @@ def probes_section(doc: Document, result: dict, directory: Path) -> None:
                     "accuracy rises with depth (first vs best layer, mean over positions)",
                     "yes",
                     f"{_mean(shallow.values()):.2f} -> {_mean(deep.values()):.2f}",
-                    _agree(n, _mean(deep.values()) > _mean(shallow.values())),
+                    verdict(n, _mean(deep.values()) > _mean(shallow.values()), None),
                 ],
                 [
                     "step 6 states are harder than step 2 (best layer)",
                     "0.71-0.76 vs 0.97",
                     "–" if early is None else f"{late:.2f} vs {early:.2f}",
-                    _agree(n, None if early is None else late < early),
+                    verdict(n, None if early is None else late < early, None),
                 ],
                 [
                     "linear ≈ nonlinear (mean best F1; within 0.05)",
                     "within ~0.03",
                     "–" if mlp is None else f"{lin:.2f} vs {mlp:.2f}",
-                    _agree(n, None if mlp is None else abs(lin - mlp) <= 0.05),
+                    verdict(n, None if mlp is None else abs(lin - mlp) <= 0.05, None),
                 ],
             ],
         )

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from reasonlens.models import LoadedModel
 from reasonlens.runs import atomic_write
 from reasonlens.studies import planning_positions as pos
@@ -79,6 +81,23 @@ def select_analysis_set(
     }
 
 
+def per_problem_path(out: Path, name: str) -> Path:
+    """Where an analysis keeps its per-problem values (what the report bootstraps over)."""
+    return out / f"{name}_per_problem.safetensors"
+
+
+def _save_per_problem(out: Path, name: str, tensors: dict) -> None:
+    """Written before the analysis's JSON, so a JSON on disk always has its per-problem file."""
+    import os
+
+    from safetensors.torch import save_file
+
+    path = per_problem_path(out, name)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
 def _cached(path: Path, compute: Callable[[], dict]) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
@@ -97,6 +116,12 @@ def run_extraction(model: LoadedModel, items: list[pos.Item], out: Path, progres
         reads = [pos.readouts(it) for it in items]
         raw = extraction_rates(model, ids, reads, final_norm=False, progress=progress)
         lens = extraction_rates(model, ids, reads, final_norm=True, progress=progress)
+        _save_per_problem(
+            out,
+            "extraction",
+            {"hits": raw.hits.to(torch.uint8), "hits_logit_lens": lens.hits.to(torch.uint8)}
+            | {"valid": raw.valid.to(torch.uint8)},
+        )
         plot_extraction(raw, out / "extraction_rate.png", f"Extraction rate, {model.name}")
         plot_extraction(
             lens, out / "extraction_rate_logit_lens.png", f"Logit lens (final norm), {model.name}"
@@ -119,6 +144,7 @@ def run_flow(model: LoadedModel, items: list[pos.Item], out: Path, progress: boo
             order=pos.flow_order(n_steps),
             progress=progress,
         )
+        _save_per_problem(out, "flow", {"flow": result.per_example.float()})
         plot_flow(
             result,
             out / "information_flow.png",
@@ -141,6 +167,7 @@ def run_masking(model: LoadedModel, items: list[pos.Item], out: Path, progress: 
             [pos.history_groups(it) for it in items],
             progress=progress,
         )
+        _save_per_problem(out, "masking", {"impact": result.impact_per_example.float()})
         plot_impact(
             result,
             out / "history_intervention.png",
@@ -164,8 +191,6 @@ def run_probes(
     from resid_post at every `layer_stride`-th layer; 80/20 split as the paper's 320/80."""
 
     def compute() -> dict:
-        import torch
-
         from reasonlens.analyses.probes import fit_probes, train_test_split
         from reasonlens.trace import TraceInput, capture
 

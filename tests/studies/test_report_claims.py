@@ -1,0 +1,109 @@
+"""Verdicts with their uncertainty: known answers for the bootstrap and the report's claims."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from reasonlens.report.claims import (
+    MIN_PROBLEMS,
+    resample_weights,
+    support,
+    verdict,
+    weighted_nanmean,
+)
+from reasonlens.report.document import Document
+from reasonlens.report.planning_analyses import extraction_section, masking_section
+
+
+def test_resamples_are_multiplicities_summing_to_n():
+    w = resample_weights(40, resamples=200, seed=3)
+    assert w.shape == (200, 40)
+    assert (w.sum(1) == 40).all() and (w >= 0).all()
+    assert (w == resample_weights(40, resamples=200, seed=3)).all()  # seeded
+
+
+def test_weighted_nanmean_is_the_mean_of_the_repeated_rows():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(6, 3, 2))
+    values[1, 0, 0] = np.nan
+    weights = np.array([2, 0, 1, 3, 1, 1], dtype=float)
+    repeated = np.repeat(values, weights.astype(int), axis=0)
+    np.testing.assert_allclose(weighted_nanmean(values, weights), np.nanmean(repeated, 0))
+    only_nan = np.full((3, 1), np.nan)
+    assert np.isnan(weighted_nanmean(only_nan, np.ones(3))).all()
+
+
+def test_support_of_a_sure_claim_is_one_and_of_a_coin_flip_near_half():
+    sure = np.ones(50)  # every problem has a positive effect
+    coin = np.array([1.0, -1.0] * 25)  # the mean effect is exactly zero
+
+    def claims(w, effect):
+        return {"positive": float((effect * w).sum()) > 0}
+
+    assert support(lambda w: claims(w, sure), 50)["positive"] == 1.0
+    share = support(lambda w: claims(w, coin), 50)["positive"]
+    assert 0.35 < share < 0.65
+
+
+@pytest.mark.parametrize(
+    ("n", "observed", "share", "expected"),
+    [
+        (10, True, 1.0, "inconclusive (n=10)"),
+        (40, True, 0.99, "agrees (99% of resamples)"),
+        (40, False, 0.01, "differs (99% of resamples)"),
+        (40, True, 0.7, "unclear (agrees in 70% of resamples)"),
+        (40, True, None, "agrees (point estimate)"),
+        (40, None, None, "not measurable here"),
+    ],
+)
+def test_verdict_thresholds(n, observed, share, expected):
+    assert verdict(n, observed, share) == expected
+
+
+def _extraction_case(tmp_path, attn_hits: np.ndarray) -> str:
+    """An extraction result on len(attn_hits) problems, 2 steps, 4 layers: MHSA hits in the
+    upper layers where `attn_hits` says, MLP never, the layer output never."""
+    n = len(attn_hits)
+    hits = torch.zeros(n, 2, 4, 3, dtype=torch.uint8)
+    hits[:, :, 2:, 0] = torch.tensor(attn_hits, dtype=torch.uint8)[:, None, None]
+    valid = torch.ones(n, 2, dtype=torch.uint8)
+    save_file({"hits": hits, "valid": valid}, str(tmp_path / "extraction_per_problem.safetensors"))
+    rates = hits.double().mean(0)  # [steps, layers, components]
+    result = {
+        "raw": {
+            "components": ["attn_out", "mlp_out", "resid_post"],
+            "projection": "E·h",
+            "mean": rates.mean(0).tolist(),
+            "std": rates.std(0, correction=0).tolist(),
+        },
+        "n_examples": n,
+    }
+    doc = Document("t")
+    extraction_section(doc, result, tmp_path)
+    return doc.to_markdown(tmp_path)
+
+
+def test_a_clear_effect_agrees_and_a_rare_one_is_unclear(tmp_path):
+    clear = _extraction_case(tmp_path, np.ones(MIN_PROBLEMS + 10))
+    assert "agrees (100% of resamples)" in clear
+    # one problem of 40 carries the whole difference: a resample often drops it
+    rare = _extraction_case(tmp_path, np.eye(1, MIN_PROBLEMS + 10)[0])
+    assert "unclear (agrees in" in rare
+
+
+def test_masking_verdicts_follow_the_per_problem_impacts(tmp_path):
+    n = 40
+    impact = torch.full((n, 4, 3), float("nan"))
+    for t in range(1, 4):  # step t+1 sees history steps 1..t; the previous step helps most
+        impact[:, t, :t] = 0.0
+        impact[:, t, t - 1] = 0.5
+    save_file({"impact": impact}, str(tmp_path / "masking_per_problem.safetensors"))
+    result = {"impact": impact.nanmean(0).tolist(), "n_examples": n}
+    doc = Document("t")
+    masking_section(doc, result, tmp_path)
+    text = doc.to_markdown(tmp_path)
+    # step 4 (a stack) depends on step 3, its own pick-up: agrees; step 3 (a pick-up) on step 2,
+    # not on step 1 as the paper says: differs, in every resample
+    assert "step 4: step 3" in text and "agrees (100% of resamples)" in text
+    assert "step 3: step 2" in text and "differs (100% of resamples)" in text
