@@ -117,7 +117,7 @@ PRESETS: dict[str, PlanningPreset] = {
         },
         eval_per_cell=10,
         analysis_blocks=None,
-        limits=AnalysisLimits(analysis_set=64, flow=12, masking=16),
+        limits=AnalysisLimits(analysis_set=64, flow=32, masking=32),
     ),
     "cpu": PlanningPreset(
         name="cpu",
