@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reasonlens.report.claims import EXPLANATION
+from reasonlens.report.claims import EXPLANATION, MIN_PROBLEMS
 from reasonlens.report.document import Document, fmt
 from reasonlens.runs import RunDir
 
@@ -63,7 +63,9 @@ def _horizons(doc: Document, horizons: dict, figure: Path) -> None:
         "Future-decision probes (linear, max over layers) repeated for each plan length: "
         "accuracy of decoding the decision k steps ahead, averaged over the current step, "
         "beside the majority baseline (in the figure, dashed). Levels with fewer than 5 solved "
-        "problems are left out."
+        f"problems are left out; a level whose probes are scored on fewer than {MIN_PROBLEMS} "
+        "test problems gives a descriptive curve, not evidence. Cells: accuracy k steps ahead "
+        "(majority baseline)."
     )
     rows = []
     for level, by_k in reach.items():
@@ -72,10 +74,11 @@ def _horizons(doc: Document, horizons: dict, figure: Path) -> None:
             [
                 level,
                 f"{counts.get('chosen', '–')} of {counts.get('candidates', '–')}",
+                counts.get("probe_test_problems", "–"),
                 *(f"{by_k[k][0]:.2f} ({by_k[k][1]:.2f})" if k in by_k else "–" for k in ks),
             ]
         )
-    doc.table(["level", "solved problems", *(f"k={k}" for k in ks)], rows)
+    doc.table(["level", "analysed (of candidates)", "test problems", *(f"k={k}" for k in ks)], rows)
     skipped = [lv for lv in sets if lv not in matrices]
     if skipped:
         doc.paragraph(

@@ -267,7 +267,7 @@ def run_planning_study(
 
         # 4. the paper's analyses, on test problems the fine-tuned model solves
         start = time.perf_counter()
-        analyses = _analyses(p, run, str(train_dir), all_test, seed, device, progress)
+        analyses = _analyses(p, run, str(train_dir), all_test, seed, device, progress, model)
         timings["analyses_s"] = time.perf_counter() - start
     finally:
         logging.getLogger("reasonlens").removeHandler(handler)
@@ -298,6 +298,7 @@ def _analyses(
     seed: int,
     device: str | None,
     progress: bool,
+    base_name: str = "",
 ) -> dict:
     from reasonlens.models import load_model
     from reasonlens.studies.planning_analyses import run_all, select_analysis_set
@@ -310,6 +311,8 @@ def _analyses(
         and (p.analysis_blocks is None or ex.n_blocks == p.analysis_blocks)
     ]
     model = load_model(model_source, device=device)
+    if base_name:  # plots name the model a reader knows, not the training run's directory
+        model.name = f"{Path(base_name).name} (fine-tuned)"
     items, counts = select_analysis_set(
         model, candidates, p.limits.analysis_set, seed, cache=_solved_cache(out, candidates)
     )
@@ -362,6 +365,7 @@ def _horizons(p, model, test, out: Path, palette, seed: int, progress: bool) -> 
             model, items, directory, progress, palette, p.limits.probe_layer_stride, seed
         )
         matrices[level] = probes["future_matrix_linear"]
+        counts["probe_test_problems"] = probes["n_test"]
     if matrices:
         plot_horizons(matrices, out / "horizons.png", f"Look-ahead by plan length, {model.name}")
     return {
