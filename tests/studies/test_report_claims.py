@@ -107,3 +107,33 @@ def test_masking_verdicts_follow_the_per_problem_impacts(tmp_path):
     # not on step 1 as the paper says: differs, in every resample
     assert "step 4: step 3" in text and "agrees (100% of resamples)" in text
     assert "step 3: step 2" in text and "differs (100% of resamples)" in text
+
+
+@pytest.mark.parametrize(("init_at_stacks", "expected"), [(0.1, "agrees"), (2.0, "differs")])
+def test_flow_verdicts_follow_the_per_problem_flows(tmp_path, init_at_stacks, expected):
+    from reasonlens.report.planning_analyses import _normalise, flow_section
+
+    chunks = ["init state", "goal state", "history 1", "history 2", "history 3", "history 4"]
+    n, steps, layers = 40, 6, 3
+    flow = np.full((n, steps, len(chunks), layers), 0.5)
+    flow[:, 0, 0] = 1.0  # the init state at step 1
+    flow[:, 1::2, 0] = init_at_stacks  # ... and at the stack steps 2, 4, 6
+    flow[:, 4, 4:] = 0.9  # at step 5, recent history (3, 4) above old (1, 2)
+    flow[:, 4, 2:4] = 0.2
+    flow += np.random.default_rng(0).uniform(0, 0.01, size=flow.shape)  # problems differ a bit
+    save_file(
+        {"flow": torch.tensor(flow, dtype=torch.float32)},
+        str(tmp_path / "flow_per_problem.safetensors"),
+    )
+    result = {
+        "chunks": chunks,
+        "normalized": _normalise(flow.mean(0)).tolist(),
+        "n_examples": n,
+    }
+    doc = Document("t")
+    flow_section(doc, result, tmp_path)
+    lines = doc.to_markdown(tmp_path).splitlines()
+    init_row = next(line for line in lines if line.startswith("| the init state"))
+    assert init_row.endswith(f"| {expected} (100% of resamples) |")
+    recent_row = next(line for line in lines if line.startswith("| at step 5"))
+    assert "agrees (100% of resamples)" in recent_row
