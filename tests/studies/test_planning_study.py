@@ -45,6 +45,7 @@ def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, mon
     for name in (
         "run.json",
         "config.yaml",
+        "timings.json",
         "results.json",
         "summary.md",
         "report.md",
@@ -88,6 +89,9 @@ def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, mon
     assert json.loads(before)["eval"] == json.loads(json.dumps(again["eval"]))
     assert calls == [], "a resumed study re-scored problems whose verdicts it had kept"
     assert again["analysis_set"] == results["analysis_set"]
+    # a resumed session adds only what it spent: the training time stays that of the training
+    trained, resumed = results["timings_s"]["train_s"], again["timings_s"]["train_s"]
+    assert trained <= resumed < trained + 5.0
 
 
 def test_horizon_figure_from_future_matrices(tmp_path):

@@ -182,7 +182,7 @@ def _provenance(doc: Document, run: RunDir, results: dict) -> None:
             "problems (see `data/manifest.json`)",
             "software: " + ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items()),
             f"machine: {record.get('machine', {}).get('platform', '?')}",
-            "timings (s): "
+            "timings (s, summed over the sessions that ran the study): "
             + ", ".join(f"{k} {v:.0f}" for k, v in results.get("timings_s", {}).items()),
             "resolved configuration: `config.yaml`; per-stage runs: `data/`, `train/`, "
             "`eval_base/`, `eval_finetuned/`",

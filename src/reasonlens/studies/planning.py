@@ -221,7 +221,15 @@ def run_planning_study(
     p = preset(preset_name)
     run = RunDir.create(out, "study-planning", study_config(p, model, seed), overwrite=overwrite)
     handler = run.log_to_file()
-    timings: dict[str, float] = {}
+    # seconds per stage, summed over every session of this study: a stage a resumed session
+    # skips adds next to nothing, so the figures stay those of the work actually done
+    timings_file = run.file("timings.json")
+    timings: dict[str, float] = _read_json(timings_file) if timings_file.is_file() else {}
+
+    def spent(stage: str, start: float) -> None:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+        run.write_json("timings.json", timings)
+
     try:
         # 1. data
         start = time.perf_counter()
@@ -233,7 +241,7 @@ def run_planning_study(
         test_files = sorted(data_dir.glob("L*_test.jsonl"))
         all_test = [ex for f in test_files for ex in read_examples(f)]
         test = _per_cell(all_test, p.eval_per_cell)
-        timings["data_s"] = time.perf_counter() - start
+        spent("data_s", start)
 
         # 2. fine-tune
         start = time.perf_counter()
@@ -243,7 +251,7 @@ def run_planning_study(
             config = TrainConfig(**{**asdict(config), "device": device})
         if not (train_dir / "model" / "config.json").is_file():
             train(config, train_dir, progress=progress)
-        timings["train_s"] = time.perf_counter() - start
+        spent("train_s", start)
 
         # 3. evaluate base and fine-tuned, side by side
         evals: dict[str, dict] = {}
@@ -263,12 +271,12 @@ def run_planning_study(
                 write_planning_eval(result, eval_run)
             evals[label] = _read_json(eval_dir / "results.json")
             evals[label]["by_cell"] = _by_cell(eval_dir / "examples.jsonl")
-            timings[f"eval_{label}_s"] = time.perf_counter() - start
+            spent(f"eval_{label}_s", start)
 
         # 4. the paper's analyses, on test problems the fine-tuned model solves
         start = time.perf_counter()
         analyses = _analyses(p, run, str(train_dir), all_test, seed, device, progress, model)
-        timings["analyses_s"] = time.perf_counter() - start
+        spent("analyses_s", start)
     finally:
         logging.getLogger("reasonlens").removeHandler(handler)
 
