@@ -29,9 +29,9 @@ def _sample_size(doc: Document, n: int, what: str = "problems") -> int:
     if n < MIN_PROBLEMS:
         doc.paragraph(
             f"**Only {n} {what}**: too few to support or refute the paper's claims, so no "
-            "verdict is given; the numbers show what the analysis computes. A stronger model "
-            "(more fine-tuning, `--preset cpu`, or `paper` / `full` on a GPU) gives a larger "
-            "analysis set."
+            "verdict is given; the numbers show what the analysis computes. A model that solves "
+            "more test problems (fine-tuned on more data: `--preset cpu` on a CPU, `paper` or "
+            "`full` on a GPU) gives a larger analysis set."
         )
     return n
 
