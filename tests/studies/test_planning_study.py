@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from reasonlens.studies import planning
@@ -62,6 +63,7 @@ def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, mon
         "analyses/history_intervention.png",
         "analyses/probes.json",
         "analyses/probe_state_linear.png",
+        "analyses/probe_future_matrix.png",
         "analyses/horizon_L1/probes.json",
         "analyses/solved_L3_b4.json",
         "analyses/extraction_per_problem.safetensors",
@@ -123,3 +125,15 @@ def test_every_preset_asks_for_problems_that_exist(name):
         assert n_train + n_test <= available, (name, level, blocks, available)
     assert p.analysis_level in p.levels
     assert set(p.horizon_levels) <= set(p.levels)
+
+
+def test_future_matrix_grid_puts_each_cell_at_future_row_and_current_column(tmp_path):
+    from reasonlens.report.future_matrix import _grid, plot_future_matrix
+
+    matrix = {"probe": {"2": {"1": 0.5}, "3": {"1": 0.25, "2": float("nan")}}}
+    grid = _grid(matrix["probe"], 3)
+    assert grid[1, 0] == 0.5 and grid[2, 0] == 0.25
+    assert np.isnan(grid[2, 1]) and np.isnan(grid[0]).all()  # no step-1 row: nothing precedes it
+    matrix["baseline"] = {"2": {"1": 0.1}, "3": {"1": 0.1, "2": 0.1}}
+    path = plot_future_matrix(matrix, {2: {1: 0.85}}, tmp_path / "m.png", "t")
+    assert path.is_file() and path.stat().st_size > 1000

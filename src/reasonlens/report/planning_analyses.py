@@ -22,6 +22,7 @@ from reasonlens.report.claims import (
     weighted_nanmean,
 )
 from reasonlens.report.document import Document, fmt
+from reasonlens.report.future_matrix import plot_future_matrix
 
 
 def _sample_size(doc: Document, n: int, what: str = "problems") -> int:
@@ -387,6 +388,18 @@ def probes_section(doc: Document, result: dict, directory: Path) -> None:
                 f"The last step decoded from step 1's position: {far:.2f} (majority baseline "
                 f"{far_base:.2f}; paper: step 6 from step 1, 0.51, no baseline reported)."
             )
+        doc.paragraph(
+            "Each cell is the best of the layers and of the step's two positions (action and "
+            f"colour), as in the paper; on {result['n_test']} test problems that maximum is an "
+            "optimistic estimate, so read it against its baseline."
+        )
+        figure = plot_future_matrix(
+            matrix,
+            paper.FUTURE_MATRIX_LLAMA,
+            directory / "probe_future_matrix.png",
+            "Future decisions: accuracy (majority baseline), max over layers",
+        )
+        doc.image(figure, "Current step x future step, beside the paper's")
         doc.image(directory / "probe_future_linear.png", "Future-decision probes by layer")
 
 
