@@ -53,6 +53,15 @@ def atomic_write(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
+def atomic_save_tensors(path: Path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """`atomic_write` for tensors: a safetensors file appears only once fully written."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata)
+    os.replace(tmp, path)
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 

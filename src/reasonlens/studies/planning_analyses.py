@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from reasonlens.models import LoadedModel
-from reasonlens.runs import atomic_write
+from reasonlens.runs import atomic_save_tensors, atomic_write
 from reasonlens.studies import planning_positions as pos
 from reasonlens.tasks.blocksworld import Example
 
@@ -88,14 +88,7 @@ def per_problem_path(out: Path, name: str) -> Path:
 
 def _save_per_problem(out: Path, name: str, tensors: dict) -> None:
     """Written before the analysis's JSON, so a JSON on disk always has its per-problem file."""
-    import os
-
-    from safetensors.torch import save_file
-
-    path = per_problem_path(out, name)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    atomic_save_tensors(per_problem_path(out, name), tensors)
 
 
 def _cached(path: Path, compute: Callable[[], dict]) -> dict:

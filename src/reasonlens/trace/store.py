@@ -17,7 +17,6 @@ site, or a range of examples, at a time, memory-mapped by safetensors.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import shutil
 import threading
@@ -27,9 +26,9 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from reasonlens.errors import UserError
+from reasonlens.runs import atomic_save_tensors, atomic_write
 
 FORMAT = "reasonlens-activations"
 VERSION = 1
@@ -80,9 +79,7 @@ def mark_complete(path: Path) -> None:
 
 
 def write_meta(path: Path, meta: dict) -> None:
-    tmp = path / (META + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, path / META)
+    atomic_write(path / META, json.dumps(meta, indent=2))
 
 
 @dataclass
@@ -123,9 +120,7 @@ class ShardWriter:
             try:
                 start = time.perf_counter()
                 final = self.path / shard_name(index)
-                tmp = final.with_suffix(".tmp")
-                save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata)
-                os.replace(tmp, final)
+                atomic_save_tensors(final, tensors, metadata)
                 self.seconds_writing += time.perf_counter() - start
                 self.bytes_written += final.stat().st_size
             except BaseException as err:  # surfaced on the main thread by submit/close
