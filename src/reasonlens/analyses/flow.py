@@ -62,8 +62,9 @@ class FlowResult:
     @property
     def normalized(self) -> torch.Tensor:
         """Each step's map divided by its maximum, so every panel peaks at 1 (as displayed)."""
-        peak = self.flow.nan_to_num(nan=0.0).amax(dim=(1, 2), keepdim=True)
-        return self.flow / peak.clamp_min(torch.finfo(self.flow.dtype).tiny)
+        flow = self.flow
+        peak = flow.nan_to_num(nan=0.0).amax(dim=(1, 2), keepdim=True)
+        return flow / peak.clamp_min(torch.finfo(flow.dtype).tiny)
 
     def to_dict(self) -> dict:
         return {

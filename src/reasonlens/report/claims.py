@@ -65,8 +65,14 @@ EXPLANATION = (
 )
 
 
-def load_per_problem(path: Path) -> dict[str, np.ndarray] | None:
+def per_problem_path(directory: Path, analysis: str) -> Path:
+    """Where an analysis keeps its per-problem values (what the verdicts resample)."""
+    return directory / f"{analysis}_per_problem.safetensors"
+
+
+def load_per_problem(directory: Path, analysis: str) -> dict[str, np.ndarray] | None:
     """An analysis's per-problem values, or None for a run written before they were kept."""
+    path = per_problem_path(directory, analysis)
     if not path.is_file():
         return None
     from safetensors.numpy import load_file

@@ -56,15 +56,29 @@ def _nan_peak(values: np.ndarray) -> float | None:
 # Extraction rate ------------------------------------------------------------------------------
 
 
-def _extraction_claims(mean: np.ndarray, std: np.ndarray, comps: list[str]) -> Claims:
+def _extraction_stats(mean: np.ndarray, std: np.ndarray, comps: list[str]) -> dict:
+    """What the claims compare: upper-half means and spreads, and where the layer output
+    first reaches 0.5 (None: never)."""
     layers = mean.shape[0]
     a, m, r = (comps.index(c) for c in ("attn_out", "mlp_out", "resid_post"))
     upper = slice(layers // 2, layers)
     settled = np.flatnonzero(mean[:, r] >= 0.5)
     return {
-        "mhsa": bool(mean[upper, a].mean() > mean[upper, m].mean()),
-        "settle": bool(settled.size and 0.3 <= settled[0] / layers <= 0.8),
-        "steady": bool(std[upper, a].mean() < std[upper, m].mean()),
+        "layers": layers,
+        "attn_upper": float(mean[upper, a].mean()),
+        "mlp_upper": float(mean[upper, m].mean()),
+        "attn_std": float(std[upper, a].mean()),
+        "mlp_std": float(std[upper, m].mean()),
+        "settle": int(settled[0]) if settled.size else None,
+        "last": float(mean[-1, r]),
+    }
+
+
+def _extraction_claims(s: dict) -> Claims:
+    return {
+        "mhsa": s["attn_upper"] > s["mlp_upper"],
+        "settle": s["settle"] is not None and 0.3 <= s["settle"] / s["layers"] <= 0.8,
+        "steady": s["attn_std"] < s["mlp_std"],
     }
 
 
@@ -73,7 +87,7 @@ def _extraction_resampled(comps: list[str]):
         valid = data["valid"] * w[:, None]  # [problems, steps]
         with np.errstate(invalid="ignore", divide="ignore"):
             rates = np.einsum("es,eslc->slc", valid, data["hits"]) / valid.sum(0)[:, None, None]
-        return _extraction_claims(rates.mean(0), rates.std(0), comps)
+        return _extraction_claims(_extraction_stats(rates.mean(0), rates.std(0), comps))
 
     return claims
 
@@ -82,11 +96,8 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
     raw = result["raw"]
     comps = raw["components"]
     mean, std = _array(raw["mean"]), _array(raw["std"])  # [layers][components]
-    layers = mean.shape[0]
-    a, m, r = (comps.index(c) for c in ("attn_out", "mlp_out", "resid_post"))
-    upper = slice(layers // 2, layers)
-    settled = np.flatnonzero(mean[:, r] >= 0.5)
-    settle = int(settled[0]) if settled.size else None
+    stats = _extraction_stats(mean, std, comps)
+    layers, settle = stats["layers"], stats["settle"]
     p_settle = next(i for i, v in enumerate(paper.EXTRACTION_LLAMA["resid_post"]) if v >= 0.5)
     p_attn = sum(paper.EXTRACTION_LLAMA["attn_out"][16:]) / 16
     p_mlp = sum(paper.EXTRACTION_LLAMA["mlp_out"][16:]) / 16
@@ -99,8 +110,8 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
     )
     said = _verdicts(
         n,
-        _extraction_claims(mean, std, comps),
-        load_per_problem(directory / "extraction_per_problem.safetensors"),
+        _extraction_claims(stats),
+        load_per_problem(directory, "extraction"),
         _extraction_resampled(comps),
     )
     doc.table(
@@ -109,7 +120,7 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
             [
                 "MHSA extracts the answer more than MLP (mean rate, upper half of layers)",
                 f"{p_attn:.2f} vs {p_mlp:.2f}",
-                f"{mean[upper, a].mean():.2f} vs {mean[upper, m].mean():.2f}",
+                f"{stats['attn_upper']:.2f} vs {stats['mlp_upper']:.2f}",
                 said["mhsa"],
             ],
             [
@@ -124,13 +135,13 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
             [
                 "MHSA varies less across steps than MLP (mean spread, upper half)",
                 "yes",
-                f"{std[upper, a].mean():.3f} vs {std[upper, m].mean():.3f}",
+                f"{stats['attn_std']:.3f} vs {stats['mlp_std']:.3f}",
                 said["steady"],
             ],
             [
                 "last layer's output without the final norm (not 1.0 because no norm)",
                 f"{paper.EXTRACTION_LLAMA['resid_post'][-1]:.2f}",
-                f"{mean[-1, r]:.2f}",
+                f"{stats['last']:.2f}",
                 "compare",
             ],
         ],
@@ -201,7 +212,7 @@ def flow_section(doc: Document, result: dict, directory: Path) -> None:
     said = _verdicts(
         n,
         observed,
-        load_per_problem(directory / "flow_per_problem.safetensors"),
+        load_per_problem(directory, "flow"),
         _flow_resampled(chunks),
     )
     recent = observed["recent"]
@@ -282,7 +293,7 @@ def masking_section(doc: Document, result: dict, directory: Path) -> None:
     said = _verdicts(
         n,
         _masking_claims(impact),
-        load_per_problem(directory / "masking_per_problem.safetensors"),
+        load_per_problem(directory, "masking"),
         _masking_resampled,
     )
     stack = [t for t in (4, 6) if t <= n_steps]

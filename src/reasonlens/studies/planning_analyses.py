@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from reasonlens.models import LoadedModel
+from reasonlens.report.claims import per_problem_path
 from reasonlens.runs import atomic_save_tensors, atomic_write
 from reasonlens.studies import planning_positions as pos
 from reasonlens.tasks.blocksworld import Example
@@ -81,11 +82,6 @@ def select_analysis_set(
     }
 
 
-def per_problem_path(out: Path, name: str) -> Path:
-    """Where an analysis keeps its per-problem values (what the report bootstraps over)."""
-    return out / f"{name}_per_problem.safetensors"
-
-
 def _save_per_problem(out: Path, name: str, tensors: dict) -> None:
     """Written before the analysis's JSON, so a JSON on disk always has its per-problem file."""
     atomic_save_tensors(per_problem_path(out, name), tensors)
@@ -112,8 +108,7 @@ def run_extraction(model: LoadedModel, items: list[pos.Item], out: Path, progres
         _save_per_problem(
             out,
             "extraction",
-            {"hits": raw.hits.to(torch.uint8), "hits_logit_lens": lens.hits.to(torch.uint8)}
-            | {"valid": raw.valid.to(torch.uint8)},
+            {"hits": raw.hits.to(torch.uint8), "valid": raw.valid.to(torch.uint8)},
         )
         plot_extraction(raw, out / "extraction_rate.png", f"Extraction rate, {model.name}")
         plot_extraction(
