@@ -6,43 +6,10 @@ import numpy as np
 import pytest
 
 from reasonlens.studies import planning
-from reasonlens.studies.planning_analyses import AnalysisLimits
 
 
-@pytest.fixture
-def tiny_preset(monkeypatch):
-    preset = planning.PlanningPreset(
-        name="tiny",
-        description="test only",
-        counts=((1, 4, 6, 5), (3, 4, 6, 5)),
-        levels=(1, 3),
-        blocks=(4,),
-        train={"method": "full", "epochs": 1, "batch_size": 4, "learning_rate": 1e-3},
-        eval_per_cell=None,
-        analysis_blocks=None,
-        limits=AnalysisLimits(analysis_set=5, flow=2, masking=2),
-        horizon_levels=(1, 3),
-    )
-    monkeypatch.setitem(planning.PRESETS, "tiny", preset)
-    return preset
-
-
-def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, monkeypatch):
-    out = tmp_path / "study"
-    # a random tiny model solves nothing, so make every problem count as solved for the analyses
-    from reasonlens.evaluate import teacher_forcing
-
-    real = teacher_forcing.score_blanks
-    calls = []
-
-    def all_correct(*args, **kwargs):
-        calls.append(1)
-        return [
-            [type(b)(**{**b.to_dict(), "correct": True}) for b in v] for v in real(*args, **kwargs)
-        ]
-
-    monkeypatch.setattr(teacher_forcing, "score_blanks", all_correct)
-    results = planning.run_planning_study("tiny", tiny_dir, out, progress=False)
+def test_study_runs_every_stage_and_resumes(tiny_study, run_tiny_study):
+    out, results = tiny_study
     for name in (
         "run.json",
         "config.yaml",
@@ -86,8 +53,7 @@ def test_study_runs_every_stage_and_resumes(tiny_dir, tiny_preset, tmp_path, mon
     assert "Beyond the paper: longer plans" in report and "| L1 | 5 of 5 | 1 |" in report
     assert "| agrees" not in report and "| differs" not in report and "| unclear" not in report
     before = (out / "results.json").read_text()
-    calls.clear()
-    again = planning.run_planning_study("tiny", tiny_dir, out, progress=False)
+    again, calls = run_tiny_study(out)
     assert json.loads(before)["eval"] == json.loads(json.dumps(again["eval"]))
     assert calls == [], "a resumed study re-scored problems whose verdicts it had kept"
     assert again["analysis_set"] == results["analysis_set"]
