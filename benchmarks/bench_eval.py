@@ -21,11 +21,11 @@ import time
 
 import torch
 
-from reasonlens.evaluate.alignment import encode_example
 from reasonlens.evaluate.generation import generate_tokens
 from reasonlens.evaluate.teacher_forcing import score_blanks
 from reasonlens.models import load_model
 from reasonlens.tasks.blocksworld import generate_problems
+from reasonlens.tasks.blocksworld.tokens import encode_example
 
 
 def problems(n: int):

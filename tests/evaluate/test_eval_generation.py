@@ -1,42 +1,18 @@
-"""Generated plans: where they are cut, and the validator's verdicts on known plans."""
+"""Batched generation, and a task evaluation scoring what the generator returns.
+
+(Where a Blocksworld plan ends and the verdicts on it: tests/tasks/test_blocksworld_task.py.)
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from reasonlens.evaluate import planning
+from reasonlens.evaluate import task_eval
 from reasonlens.evaluate.generation import generate, generate_tokens
-from reasonlens.evaluate.plan_text import cut_plan, plan_finished
-from reasonlens.evaluate.planning import evaluate_planning, plan_verdicts
-from reasonlens.tasks.blocksworld import parse_action, run_plan
+from reasonlens.evaluate.task_eval import evaluate_task
+from reasonlens.tasks import TASKS
 
-
-@pytest.mark.parametrize(
-    ("text", "plan", "finished"),
-    [
-        ("step 1: pick-up red\nstep 2: stack red on-top-of blue", None, False),
-        ("step 1: pick-up red\nstep 2: stack red on-top-of blue\n", None, False),
-        ("step 1: pick-up red\nstep 2: stack red on-top-of blue\n\nRule:\nYou", 2, True),
-        ("step 1: pick-up red\nstep 2: stack red on-top-of blue\nThat is all.", 2, False),
-        ("step 1: pick-up red\nThat is all.\nstep 2: x", 1, True),
-        ("\n\nstep 1: pick-up red\n\n", 1, True),
-        ("step 1: pick-up red\nstep 2: stack red on-to", None, False),
-        ("The plan is simple.\nstep 1: pick-up red", "The plan is simple.", True),
-        ("", "", False),
-        ("\n", "", False),
-    ],
-)
-def test_the_plan_ends_at_the_first_line_that_is_not_a_step(text, plan, finished):
-    if plan is None:  # kept whole (a truncated last line too)
-        plan = text.rstrip("\n")
-    elif isinstance(plan, int):  # the first `plan` lines
-        plan = "\n".join(text.strip("\n").split("\n")[:plan])
-    assert cut_plan(text) == plan
-    assert plan_finished(text) is finished
-
-
-def _gold(example) -> str:
-    return example.completion
+BW = TASKS["blocksworld"]
 
 
 def _longer(example) -> str:
@@ -54,44 +30,10 @@ def _illegal(example) -> str:
     return f"step 1: {first}\nstep 2: pick-up {first.block}"
 
 
-def test_verdicts_on_the_gold_plan_are_all_true(bw_examples):
-    for ex in bw_examples:
-        check = plan_verdicts(ex, _gold(ex))
-        assert (check.parsed, check.legal, check.goal_reached, check.optimal) == (True,) * 4
-        assert check.exact_match is True and check.n_steps == len(ex.plan)
-
-
-def test_a_longer_plan_that_reaches_the_goal_is_neither_optimal_nor_exact(bw_examples):
-    for ex in bw_examples:
-        plan = _longer(ex)
-        actions = [parse_action(line.split(": ", 1)[1]) for line in plan.split("\n")]
-        world, bad, _ = run_plan(ex.problem, actions)
-        assert bad is None and world.satisfies(ex.problem.goal)  # the fixture is what it says
-        check = plan_verdicts(ex, plan)
-        assert (check.parsed, check.legal, check.goal_reached) == (True, True, True)
-        assert (check.optimal, check.exact_match) == (False, False)
-        assert check.n_steps == len(ex.plan) + 2 == check.optimal_length + 2
-
-
-def test_an_illegal_plan_names_its_first_illegal_step(bw_examples):
-    for ex in bw_examples:
-        check = plan_verdicts(ex, _illegal(ex))
-        assert check.parsed and not check.legal and check.first_illegal_step == 2
-        assert check.illegal_reason
-        assert (check.goal_reached, check.optimal, check.exact_match) == (False, False, False)
-
-
-@pytest.mark.parametrize("garbage", ["I would move the red block.", "step one: pick-up red", ""])
-def test_garbage_and_empty_output_do_not_parse(bw_examples, garbage):
-    check = plan_verdicts(bw_examples[0], garbage)
-    assert not check.parsed and check.parse_error
-    assert not any((check.legal, check.goal_reached, check.optimal, check.exact_match))
-
-
-def test_evaluate_planning_scores_what_the_generator_returns(tiny_llama, bw_examples, monkeypatch):
+def test_evaluate_task_scores_what_the_generator_returns(tiny_llama, bw_examples, monkeypatch):
     examples = bw_examples[:4]
     outputs = [
-        _gold(examples[0]) + "\n\nRule:\nYou can pick-up",  # the gold plan, then chatter: cut
+        examples[0].completion + "\n\nRule:\nYou can pick-up",  # the gold plan, then chatter: cut
         _longer(examples[1]),
         _illegal(examples[2]),
         "Let me think about it.\nstep 1: pick-up red",
@@ -104,9 +46,9 @@ def test_evaluate_planning_scores_what_the_generator_returns(tiny_llama, bw_exam
         seen.update(max_new_tokens=max_new_tokens, chat=chat, stop=stop)
         return [tok(by_prompt[p], add_special_tokens=False)["input_ids"] for p in prompts]
 
-    monkeypatch.setattr(planning, "generate_tokens", fake_generate_tokens)
-    result = evaluate_planning(tiny_llama, examples, "generate", batch_size=2, progress=False)
-    assert seen["chat"] is False and seen["stop"] is plan_finished
+    monkeypatch.setattr(task_eval, "generate_tokens", fake_generate_tokens)
+    result = evaluate_task(tiny_llama, BW, examples, "generate", batch_size=2, progress=False)
+    assert seen["chat"] is False and seen["stop"] == BW.stop
     assert seen["max_new_tokens"] > max(len(tok(ex.completion)["input_ids"]) for ex in examples)
     verdicts = [r["verdicts"] for r in result.examples]
     assert [v["parsed"] for v in verdicts] == [True, True, True, False]
@@ -121,7 +63,7 @@ def test_evaluate_planning_scores_what_the_generator_returns(tiny_llama, bw_exam
     assert (totals["parsed"], totals["legal"], totals["goal_reached"]) == (0.75, 0.5, 0.5)
     assert (totals["optimal"], totals["exact_match"]) == (0.25, 0.25)
     assert totals["S_step"] is None and totals["S_plan"] is None
-    assert result.by_blocks["4"]["optimal"] == pytest.approx(1 / 3, abs=1e-6)
+    assert result.breakdowns["by_blocks"]["4"]["optimal"] == pytest.approx(1 / 3, abs=1e-6)
     assert result.timings["generated_tokens"] == sum(len(tok(o)["input_ids"]) for o in outputs)
 
 
@@ -132,9 +74,9 @@ def test_max_new_tokens_is_passed_through_when_given(tiny_llama, bw_examples, mo
         seen["max_new_tokens"] = max_new_tokens
         return [[] for _ in prompts]
 
-    monkeypatch.setattr(planning, "generate_tokens", fake)
-    result = evaluate_planning(
-        tiny_llama, bw_examples[:2], "generate", max_new_tokens=7, progress=False
+    monkeypatch.setattr(task_eval, "generate_tokens", fake)
+    result = evaluate_task(
+        tiny_llama, BW, bw_examples[:2], "generate", max_new_tokens=7, progress=False
     )
     assert seen["max_new_tokens"] == 7 == result.settings["max_new_tokens"]
     assert result.totals["parsed"] == 0.0  # empty outputs

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from reasonlens.evaluate.alignment import encode_example
-from reasonlens.evaluate.planning import evaluate_planning
+from reasonlens.evaluate.task_eval import evaluate_task
 from reasonlens.evaluate.teacher_forcing import score_blanks
+from reasonlens.tasks import TASKS
+from reasonlens.tasks.blocksworld.tokens import encode_example
+
+BW = TASKS["blocksworld"]
 
 
 def test_an_oracle_scores_every_blank_right_in_one_pass_per_problem(make_oracle, bw_examples):
     oracle = make_oracle()
-    result = evaluate_planning(oracle, bw_examples, "teacher-forced", batch_size=3, progress=False)
+    result = evaluate_task(oracle, BW, bw_examples, "teacher-forced", batch_size=3, progress=False)
     n_blanks = sum(len(ex.plan) for ex in bw_examples)
     assert result.totals["S_step"] == result.totals["S_plan"] == 1.0
     assert result.totals["n_blanks"] == n_blanks
@@ -21,7 +24,11 @@ def test_an_oracle_scores_every_blank_right_in_one_pass_per_problem(make_oracle,
     # byte-level tokenizer: every answer is several tokens, and the totals say so
     assert result.totals["multi_token_answers"] == n_blanks
     assert result.totals["parsed"] is None  # generation did not run
-    assert {k: v["S_plan"] for k, v in result.by_level.items()} == {"L1": 1.0, "L2": 1.0, "L3": 1.0}
+    assert {k: v["S_plan"] for k, v in result.breakdowns["by_level"].items()} == {
+        "L1": 1.0,
+        "L2": 1.0,
+        "L3": 1.0,
+    }
     first = result.examples[0]["teacher_forced"]["steps"][0]
     assert first["correct"] and first["predicted"] == first["gold"] == bw_examples[0].plan[0].answer
 
@@ -34,7 +41,7 @@ def test_an_oracle_wrong_on_one_blank_loses_exactly_that_blank(
     answer = enc.tokens.steps[step].answer
     # wrong on the last answer token only: a multi-token answer needs all its tokens right
     oracle = make_oracle({enc.input_ids: {answer[1] - 2}})
-    result = evaluate_planning(oracle, bw_examples, "teacher-forced", batch_size=4, progress=False)
+    result = evaluate_task(oracle, BW, bw_examples, "teacher-forced", batch_size=4, progress=False)
     n_blanks = sum(len(ex.plan) for ex in bw_examples)
     assert result.totals["S_step"] == pytest.approx(1 - 1 / n_blanks, abs=1e-6)
     assert result.totals["S_plan"] == pytest.approx(1 - 1 / len(bw_examples), abs=1e-6)
@@ -43,7 +50,9 @@ def test_an_oracle_wrong_on_one_blank_loses_exactly_that_blank(
     assert not tf["all_correct"] and tf["n_correct"] == len(tf["steps"]) - 1
     level = f"L{bw_examples[problem].level}"
     n_level = sum(ex.level == bw_examples[problem].level for ex in bw_examples)
-    assert result.by_level[level]["S_plan"] == pytest.approx(1 - 1 / n_level, abs=1e-6)
+    assert result.breakdowns["by_level"][level]["S_plan"] == pytest.approx(
+        1 - 1 / n_level, abs=1e-6
+    )
     step_acc = result.totals["step_accuracy"][str(step + 1)]
     n_with_step = sum(len(ex.plan) > step for ex in bw_examples)
     assert step_acc == pytest.approx(1 - 1 / n_with_step, abs=1e-6)
@@ -78,7 +87,7 @@ def test_batched_teacher_forcing_equals_one_at_a_time(tiny_llama, bw_examples):
 
 
 def test_the_progress_bar_stays_off_stdout(make_oracle, bw_examples, capsys):
-    result = evaluate_planning(make_oracle(), bw_examples[:3], "teacher-forced", batch_size=1)
+    result = evaluate_task(make_oracle(), BW, bw_examples[:3], "teacher-forced", batch_size=1)
     assert result.totals["S_plan"] == 1.0
     assert capsys.readouterr().out == ""
 
@@ -91,6 +100,6 @@ def test_bad_arguments_are_user_errors(make_oracle, bw_examples, kwargs, message
     from reasonlens.errors import UserError
 
     with pytest.raises(UserError, match=message):
-        evaluate_planning(make_oracle(), bw_examples, progress=False, **kwargs)
+        evaluate_task(make_oracle(), BW, bw_examples, progress=False, **kwargs)
     with pytest.raises(UserError, match="no examples"):
-        evaluate_planning(make_oracle(), [], progress=False)
+        evaluate_task(make_oracle(), BW, [], progress=False)

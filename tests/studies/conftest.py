@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from reasonlens.studies import planning
-from reasonlens.studies.planning_analyses import AnalysisLimits
+import reasonlens.evaluate.task_eval  # noqa: F401  (binds the real scorer; see make_all_correct)
+from reasonlens.studies import Settings, get_study, run_study
+from reasonlens.studies.planning import presets
+from reasonlens.studies.planning.presets import AnalysisLimits, PlanningPreset
+from reasonlens.train.recipe import TrainRecipe
 
-TINY_PRESET = planning.PlanningPreset(
+TINY_PRESET = PlanningPreset(
     name="tiny",
     description="test only",
     counts=((1, 4, 6, 5), (3, 4, 6, 5)),
     levels=(1, 3),
     blocks=(4,),
-    train={"method": "full", "epochs": 1, "batch_size": 4, "learning_rate": 1e-3},
+    train=TrainRecipe(method="full", epochs=1, batch_size=4, learning_rate=1e-3),
     eval_per_cell=None,
     analysis_blocks=None,
     limits=AnalysisLimits(analysis_set=5, flow=2, masking=2),
@@ -22,7 +25,10 @@ TINY_PRESET = planning.PlanningPreset(
 
 
 def make_all_correct(calls: list):
-    """A random tiny model solves nothing: count every problem as solved for the analyses."""
+    """A random tiny model solves nothing: count every problem as solved when the analyses
+    choose their problems. The evaluation stages keep the real scorer: `evaluate.task_eval`
+    binds `score_blanks` when it is imported, which conftest does before any patch, so the
+    study's numbers do not depend on which tests ran first."""
     from reasonlens.evaluate import teacher_forcing
 
     real = teacher_forcing.score_blanks
@@ -36,7 +42,7 @@ def make_all_correct(calls: list):
     return all_correct
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run_tiny_study(tiny_dir):
     """Run (or resume) the tiny study into a directory: (results, teacher-forcing passes)."""
     from reasonlens.evaluate import teacher_forcing
@@ -44,17 +50,18 @@ def run_tiny_study(tiny_dir):
     def run(out):
         calls: list = []
         with pytest.MonkeyPatch.context() as mp:
-            mp.setitem(planning.PRESETS, "tiny", TINY_PRESET)
+            mp.setitem(presets.PRESETS, "tiny", TINY_PRESET)
             mp.setattr(teacher_forcing, "score_blanks", make_all_correct(calls))
-            results = planning.run_planning_study("tiny", tiny_dir, out, progress=False)
+            settings = Settings(preset="tiny", model=tiny_dir, progress=False)
+            results = run_study(get_study("planning"), settings, out)
         return results, calls
 
     return run
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_study(run_tiny_study, tmp_path_factory):
-    """(run directory, results) of the tiny study, run once per test module."""
+    """(run directory, results) of the tiny study, run once per test session."""
     out = tmp_path_factory.mktemp("tiny-study") / "study"
     results, _ = run_tiny_study(out)
     return out, results

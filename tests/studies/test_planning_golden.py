@@ -10,6 +10,7 @@ and review the diff.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -114,6 +115,12 @@ def test_tiny_study_outputs_equal_the_frozen_snapshot(tiny_dir, tiny_study):
         for name, content in snap.items():
             _golden_path(name).write_text(_dump(name, content))
         pytest.skip("golden snapshot refreshed")
+    differ = {}
     for name, content in snap.items():
-        frozen = _golden_path(name).read_text()
-        assert _dump(name, content) == frozen, f"{name} differs from the snapshot"
+        now, frozen = _dump(name, content), _golden_path(name).read_text()
+        if now != frozen:
+            lines = difflib.unified_diff(frozen.splitlines(), now.splitlines(), lineterm="", n=1)
+            differ[name] = "\n".join(list(lines)[:30])
+    assert not differ, "differs from the snapshot:\n" + "\n".join(
+        f"{name}:\n{diff}" for name, diff in differ.items()
+    )

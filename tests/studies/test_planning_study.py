@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from reasonlens.studies import planning
+from reasonlens.studies.planning import presets
 
 
 def test_study_runs_every_stage_and_resumes(tiny_study, run_tiny_study):
@@ -63,7 +63,7 @@ def test_study_runs_every_stage_and_resumes(tiny_study, run_tiny_study):
 
 
 def test_horizon_figure_from_future_matrices(tmp_path):
-    from reasonlens.report.horizons import plot_horizons, reach_by_distance
+    from reasonlens.studies.planning.horizons import plot_horizons, reach_by_distance
 
     matrix = {
         "probe": {"2": {"1": 0.9}, "3": {"1": 0.5, "2": 0.8}},
@@ -75,13 +75,13 @@ def test_horizon_figure_from_future_matrices(tmp_path):
     assert path.stat().st_size > 1000
 
 
-@pytest.mark.parametrize("name", sorted(planning.PRESETS))
+@pytest.mark.parametrize("name", sorted(presets.PRESETS))
 def test_every_preset_asks_for_problems_that_exist(name):
     """A preset whose cell asks for more unique-optimal problems than exist would fail only
     after minutes of a real run; check the counts against the exact pool sizes."""
     from reasonlens.tasks.blocksworld.generate import count_problems
 
-    p = planning.PRESETS[name]
+    p = presets.PRESETS[name]
     config = p.dataset(seed=0)
     for level, blocks, n_train, n_test in p.counts:
         assert level in p.levels and blocks in p.blocks
@@ -94,7 +94,7 @@ def test_every_preset_asks_for_problems_that_exist(name):
 
 
 def test_future_matrix_grid_puts_each_cell_at_future_row_and_current_column(tmp_path):
-    from reasonlens.report.future_matrix import _grid, plot_future_matrix
+    from reasonlens.studies.planning.future_matrix import _grid, plot_future_matrix
 
     matrix = {"probe": {"2": {"1": 0.5}, "3": {"1": 0.25, "2": float("nan")}}}
     grid = _grid(matrix["probe"], 3)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from reasonlens.analyses.result import per_example_path
 from reasonlens.report.claims import (
     MIN_PROBLEMS,
     resample_weights,
@@ -13,7 +14,7 @@ from reasonlens.report.claims import (
     weighted_nanmean,
 )
 from reasonlens.report.document import Document
-from reasonlens.report.planning_analyses import extraction_section, masking_section
+from reasonlens.studies.planning.report_analyses import extraction_section, masking_section
 
 
 def test_resamples_are_multiplicities_summing_to_n():
@@ -68,7 +69,7 @@ def _extraction_case(tmp_path, attn_hits: np.ndarray) -> str:
     hits = torch.zeros(n, 2, 4, 3, dtype=torch.uint8)
     hits[:, :, 2:, 0] = torch.tensor(attn_hits, dtype=torch.uint8)[:, None, None]
     valid = torch.ones(n, 2, dtype=torch.uint8)
-    save_file({"hits": hits, "valid": valid}, str(tmp_path / "extraction_per_problem.safetensors"))
+    save_file({"hits": hits, "valid": valid}, str(per_example_path(tmp_path, "extraction")))
     rates = hits.double().mean(0)  # [steps, layers, components]
     result = {
         "raw": {
@@ -98,7 +99,7 @@ def test_masking_verdicts_follow_the_per_problem_impacts(tmp_path):
     for t in range(1, 4):  # step t+1 sees history steps 1..t; the previous step helps most
         impact[:, t, :t] = 0.0
         impact[:, t, t - 1] = 0.5
-    save_file({"impact": impact}, str(tmp_path / "masking_per_problem.safetensors"))
+    save_file({"impact": impact}, str(per_example_path(tmp_path, "masking")))
     result = {"impact": impact.nanmean(0).tolist(), "n_examples": n}
     doc = Document("t")
     masking_section(doc, result, tmp_path)
@@ -111,7 +112,8 @@ def test_masking_verdicts_follow_the_per_problem_impacts(tmp_path):
 
 @pytest.mark.parametrize(("init_at_stacks", "expected"), [(0.1, "agrees"), (2.0, "differs")])
 def test_flow_verdicts_follow_the_per_problem_flows(tmp_path, init_at_stacks, expected):
-    from reasonlens.report.planning_analyses import _normalise, flow_section
+    from reasonlens.analyses.flow import step_normalized
+    from reasonlens.studies.planning.report_analyses import flow_section
 
     chunks = ["init state", "goal state", "history 1", "history 2", "history 3", "history 4"]
     n, steps, layers = 40, 6, 3
@@ -123,11 +125,11 @@ def test_flow_verdicts_follow_the_per_problem_flows(tmp_path, init_at_stacks, ex
     flow += np.random.default_rng(0).uniform(0, 0.01, size=flow.shape)  # problems differ a bit
     save_file(
         {"flow": torch.tensor(flow, dtype=torch.float32)},
-        str(tmp_path / "flow_per_problem.safetensors"),
+        str(per_example_path(tmp_path, "flow")),
     )
     result = {
         "chunks": chunks,
-        "normalized": _normalise(flow.mean(0)).tolist(),
+        "normalized": step_normalized(torch.tensor(flow.mean(0))).tolist(),
         "n_examples": n,
     }
     doc = Document("t")

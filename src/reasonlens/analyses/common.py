@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import torch
 
@@ -61,9 +60,3 @@ def jsonable(x: torch.Tensor) -> list | float | int | bool | None:
         return v
 
     return clean(x.tolist())
-
-
-def prepare_path(path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from reasonlens.analyses.common import (
@@ -23,7 +24,6 @@ from reasonlens.analyses.common import (
     check_position,
     jsonable,
     length_batches,
-    prepare_path,
 )
 from reasonlens.errors import UserError
 from reasonlens.models.loading import LoadedModel
@@ -63,8 +63,8 @@ class ExtractionResult:
     @property
     def rates(self) -> torch.Tensor:
         """Fraction of examples with an extraction event: [steps, layers, components]."""
-        kept = (self.hits & self.valid[:, :, None, None]).sum(0).double()
-        return (kept / self.counts[:, None, None]).float()
+        rates = weighted_rates(self.hits.numpy(), self.valid.numpy())
+        return torch.from_numpy(rates).float()
 
     @property
     def mean(self) -> torch.Tensor:
@@ -75,6 +75,12 @@ class ExtractionResult:
     def std(self) -> torch.Tensor:
         """Spread of the rate over steps (population std): [layers, components]."""
         return self.rates.std(0, correction=0)
+
+    def per_example(self) -> dict[str, torch.Tensor]:
+        return {"hits": self.hits.to(torch.uint8), "valid": self.valid.to(torch.uint8)}
+
+    def plot(self, path: str | Path, title: str | None = None) -> Path:
+        return plot_extraction(self, path, title)
 
     def to_dict(self) -> dict:
         return {
@@ -90,6 +96,17 @@ class ExtractionResult:
             "mean": jsonable(self.mean),  # [layers][components]
             "std": jsonable(self.std),
         }
+
+
+def weighted_rates(hits: np.ndarray, valid: np.ndarray, weights: np.ndarray | None = None):
+    """Rates [steps, layers, components] with example e counted `weights[e]` times (a
+    bootstrap resample; None: once each). hits [e, s, l, c] and valid [e, s] as 0/1 arrays."""
+    valid = valid.astype(np.float64)
+    if weights is not None:
+        valid = valid * weights[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kept = np.einsum("es,eslc->slc", valid, hits.astype(np.float64))
+        return kept / valid.sum(0)[:, None, None]
 
 
 def extraction_rates(
@@ -169,6 +186,8 @@ def plot_extraction(result: ExtractionResult, path: str | Path, title: str | Non
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
+    from reasonlens.plots import save_figure
+
     mean, std = result.mean.numpy(), result.std.numpy()
     layers = range(mean.shape[0])
     fig = Figure(figsize=(7, 4))
@@ -188,6 +207,5 @@ def plot_extraction(result: ExtractionResult, path: str | Path, title: str | Non
     steps = result.rates.shape[0]
     ax.set_title(f"{heading}\n{result.projection}; mean ± std over {steps} step(s)", fontsize=9)
     fig.tight_layout()
-    out = prepare_path(path)
-    fig.savefig(out, dpi=150)
+    out = save_figure(fig, path, dpi=150)
     return out

@@ -28,7 +28,6 @@ from reasonlens.analyses.common import (
     check_position,
     jsonable,
     length_batches,
-    prepare_path,
 )
 from reasonlens.errors import UserError
 from reasonlens.models.loading import LoadedModel
@@ -40,31 +39,41 @@ from reasonlens.trace.sites import site_ref
 Chunks = dict[str, tuple[int, int]]  # chunk name -> [start, end) token range
 
 
+def step_normalized(flow: torch.Tensor) -> torch.Tensor:
+    """[steps, chunks, layers] with each step's map divided by its maximum (NaN ignored)."""
+    peak = flow.nan_to_num(nan=0.0).amax(dim=(1, 2), keepdim=True)
+    return flow / peak.clamp_min(torch.finfo(flow.dtype).tiny)
+
+
 @dataclass
 class FlowResult:
     """Chunk-to-last-token flow per example, step and layer; `flow` averages the examples that
     have each chunk (the per-example values let a report put intervals on its claims)."""
 
     chunks: list[str]  # row order
-    per_example: torch.Tensor  # [examples, steps, chunks, layers] float64; NaN where absent
+    flows: torch.Tensor  # per example: [examples, steps, chunks, layers] float64; NaN: absent
     model: str = ""
 
     @property
     def counts(self) -> torch.Tensor:
         """Examples averaged in each cell: [steps, chunks]."""
-        return (~self.per_example[..., 0].isnan()).sum(0)
+        return (~self.flows[..., 0].isnan()).sum(0)
 
     @property
     def flow(self) -> torch.Tensor:
         """Mean over the examples that have the chunk: [steps, chunks, layers]; NaN if none."""
-        return self.per_example.nanmean(dim=0).float()
+        return self.flows.nanmean(dim=0).float()
 
     @property
     def normalized(self) -> torch.Tensor:
         """Each step's map divided by its maximum, so every panel peaks at 1 (as displayed)."""
-        flow = self.flow
-        peak = flow.nan_to_num(nan=0.0).amax(dim=(1, 2), keepdim=True)
-        return flow / peak.clamp_min(torch.finfo(flow.dtype).tiny)
+        return step_normalized(self.flow)
+
+    def per_example(self) -> dict[str, torch.Tensor]:
+        return {"flow": self.flows.float()}
+
+    def plot(self, path: str | Path, title: str | None = None, **kwargs) -> Path:
+        return plot_flow(self, path, title=title, **kwargs)
 
     def to_dict(self) -> dict:
         return {
@@ -257,6 +266,8 @@ def plot_flow(
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
+    from reasonlens.plots import save_figure
+
     data = (result.normalized if normalized else result.flow).numpy()
     n_steps, n_chunks, n_layers = data.shape
     cols = min(3, n_steps)
@@ -283,6 +294,5 @@ def plot_flow(
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
     kind = "normalised to max 1 per step" if normalized else "raw"
     fig.suptitle(f"{title or f'Information flow into the target: {result.model}'} ({kind})")
-    out = prepare_path(path)
-    fig.savefig(out, dpi=150)
+    out = save_figure(fig, path, dpi=150)
     return out

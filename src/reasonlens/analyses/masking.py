@@ -23,7 +23,6 @@ from reasonlens.analyses.common import (
     check_position,
     jsonable,
     length_batches,
-    prepare_path,
 )
 from reasonlens.errors import UserError
 from reasonlens.models.loading import LoadedModel
@@ -56,6 +55,12 @@ class MaskingResult:
     def counts(self) -> torch.Tensor:
         """Examples averaged in each impact cell: [steps, groups]."""
         return (~self.impact_per_example.isnan()).sum(0)
+
+    def per_example(self) -> dict[str, torch.Tensor]:
+        return {"impact": self.impact_per_example.float()}
+
+    def plot(self, path: str | Path, title: str | None = None, **kwargs) -> Path:
+        return plot_impact(self, path, title=title, **kwargs)
 
     def to_dict(self) -> dict:
         return {
@@ -245,6 +250,8 @@ def plot_impact(
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
+    from reasonlens.plots import save_figure
+
     impact = result.impact
     rows = [t for t in range(impact.shape[0]) if not impact[t].isnan().all()]
     if not rows:
@@ -269,6 +276,5 @@ def plot_impact(
     fig.colorbar(image, ax=ax, label="p(gold) with group visible - all masked")
     ax.set_title(title or f"Key-masking impact: {result.model}", fontsize=10)
     fig.tight_layout()
-    out = prepare_path(path)
-    fig.savefig(out, dpi=150)
+    out = save_figure(fig, path, dpi=150)
     return out

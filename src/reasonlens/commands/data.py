@@ -129,14 +129,14 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Check every gold plan in FILE: parsed, legal, reaches the goal, optimal, not trivial."""
-        from reasonlens.tasks.blocksworld.files import atomic_write_text
+        from reasonlens.runs import atomic_write
         from reasonlens.tasks.blocksworld.validate import validate_file
 
         report = validate_file(file, slots=slots, against=against)
         totals = report.totals()
         if findings is not None:
             lines = "".join(json.dumps(f.to_dict()) + "\n" for f in report.findings)
-            atomic_write_text(findings, lines)
+            atomic_write(findings, lines)
         issues = list(report.issue_lines())
         if as_json:
             print(json.dumps(totals))

@@ -56,20 +56,17 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from reasonlens.errors import one_of
-        from reasonlens.evaluate.planning import (
-            MODES,
-            evaluate_planning,
-            load_examples,
-            write_planning_eval,
-        )
-        from reasonlens.evaluate.report import COLUMNS, cell, score_rows
+        from reasonlens.evaluate.summary import cell, columns, score_rows
+        from reasonlens.evaluate.task_eval import MODES, evaluate_task, load_items, write_eval
         from reasonlens.models import load_model, resolve_source
         from reasonlens.runs import RunDir
+        from reasonlens.tasks import get_task
 
         files = [*data, *(Path(x) for x in extras or [])]
         if mode not in MODES:
             raise one_of("mode", mode, MODES)
-        examples = load_examples(files, limit)
+        task = get_task("blocksworld")
+        items = load_items(task, files, limit)
         config = {
             "model": model,
             "data": [str(f) for f in files],
@@ -85,14 +82,15 @@ def register(app: typer.Typer) -> None:
         start = time.perf_counter()
         loaded = load_model(model, device=device, dtype=dtype)
         load_s = time.perf_counter() - start
-        result = evaluate_planning(loaded, examples, mode, batch_size, max_new_tokens)
+        result = evaluate_task(loaded, task, items, mode, batch_size, max_new_tokens)
         result.data_files = config["data"]
         result.timings = {"model_load_s": round(load_s, 3), **result.timings}
-        write_planning_eval(result, run)
+        write_eval(result, run)
 
-        table = Table("", *(h for h, _ in COLUMNS), title=f"eval {model} ({mode})")
+        cols = columns(task)
+        table = Table("", *(h for h, _ in cols), title=f"eval {model} ({mode})")
         for label, scores in score_rows(result):
-            table.add_row(label, *(cell(scores[k]) for _, k in COLUMNS))
+            table.add_row(label, *(cell(scores[k]) for _, k in cols))
         console = Console()
         console.print(table)
         console.print(f"results: {run.file('results.json')}", markup=False, highlight=False)

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from reasonlens.models import BUILTIN_MODELS, DEFAULT_MODEL, load_model
+from reasonlens.models import BUILTIN_MODELS, DEFAULT_MODEL
 from reasonlens.models.gguf import converted_dir, is_current
 from reasonlens.paths import cache_dir
 
@@ -46,6 +46,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Architecture, layers, width, vocabulary and where the weights are cached."""
+        from reasonlens.models import load_model
+
         model = load_model(name, device="cpu")
         data = model.info()
         if as_json:

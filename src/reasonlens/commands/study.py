@@ -1,4 +1,5 @@
-"""`reasonlens study planning`: a published study end to end, as one resumable command."""
+"""`reasonlens study NAME`, `reasonlens study list` and `reasonlens report RUN`, from the study
+registry: a new study gets its command by being registered."""
 
 from __future__ import annotations
 
@@ -9,43 +10,78 @@ import typer
 from reasonlens.commands.models import DeviceOpt, ModelOpt
 
 
-def register(app: typer.Typer) -> None:
-    study = typer.Typer(help="Reproduce a published study end to end.", no_args_is_help=True)
-    app.add_typer(study, name="study")
+def _study_command(app: typer.Typer, name: str) -> None:
+    from reasonlens.studies import get_study
 
-    @study.command("planning")
-    def planning(
+    study = get_study(name)
+    presets = ", ".join(f"{p.name}" for p in study.presets.values())
+
+    @app.command(name, help=f"{study.title}: {study.summary}")
+    def command(
         preset: str = typer.Option(
-            "quick",
-            help="quick (CPU, ~11 min), cpu (CPU, under an hour; enough solved problems for "
-            "the report to compare with the paper), paper, horizons or full (GPU).",
+            study.default_preset, help=f"One of: {presets} (see `reasonlens study list`)."
         ),
         model: str = ModelOpt,
         out: Path = typer.Option(
-            None, "--out", "-o", help="Run directory [default: runs/planning-PRESET-MODEL]."
+            None, "--out", "-o", help=f"Run directory (default: runs/{name}-PRESET-MODEL)."
         ),
         seed: int = typer.Option(0, help="Seed for data, training and analyses."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
         device: str = DeviceOpt,
     ) -> None:
-        """Blocksworld data -> fine-tune -> evaluate base and fine-tuned side by side."""
         from rich.console import Console
 
-        from reasonlens.studies.planning import preset as get_preset
-        from reasonlens.studies.planning import run_planning_study
+        from reasonlens.studies import Settings, run_study
+        from reasonlens.studies.base import check_settings
 
-        get_preset(preset)  # a wrong preset fails before anything is written
-        target = out or Path("runs") / f"planning-{preset}-{Path(model).name}"
-        console = Console(stderr=True)
-        console.print(f"planning study, preset {preset!r}, model {model!r} -> {target}")
-        run_planning_study(
-            preset,
-            model,
-            target,
+        settings = Settings(
+            preset=preset,
+            model=model,
             seed=seed,
-            overwrite=overwrite,
-            progress=not quiet,
             device=None if device == "auto" else device,
+            progress=not quiet,
         )
+        check_settings(study, settings)  # a wrong preset, model or device: nothing written
+        target = out or study.default_out(settings)
+        console = Console(stderr=True)
+        console.print(f"{name} study, preset {preset!r}, model {model!r} -> {target}")
+        run_study(study, settings, target, overwrite=overwrite)
         console.print((target / "summary.md").read_text())
+
+
+def register(app: typer.Typer) -> None:
+    from reasonlens.studies import study_names
+
+    study = typer.Typer(help="Reproduce a published study end to end.", no_args_is_help=True)
+    app.add_typer(study, name="study")
+
+    @study.command("list")
+    def list_studies() -> None:
+        """Every study and its presets."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from reasonlens.studies import get_study
+
+        table = Table("study", "preset", "what")
+        for name in study_names():
+            s = get_study(name)
+            for i, p in enumerate(s.presets.values()):
+                default = " (default)" if p.name == s.default_preset else ""
+                table.add_row(name if i == 0 else "", p.name + default, p.description)
+        Console().print(table)
+
+    for name in study_names():
+        _study_command(study, name)
+
+    @app.command("report")
+    def report(run: Path = typer.Argument(..., help="A finished study's run directory.")) -> None:
+        """Re-render a finished study's report (report.md, report.html, summary.md) from its
+        files, without recomputing anything."""
+        from rich.console import Console
+
+        from reasonlens.studies import render_report
+
+        render_report(run)
+        Console(stderr=True).print(f"report: {run / 'report.md'}, {run / 'report.html'}")

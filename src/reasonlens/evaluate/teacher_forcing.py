@@ -1,14 +1,18 @@
 """Teacher-forced scoring of every blank: the paper's S_step and S_plan.
 
-Each example's full text (prompt + gold plan) goes through the model once; a blank is right when
-the argmax of the logits at the token just before its answer equals the answer token, with the
-gold history in context. All blanks of a problem come from that one forward pass, and problems go
-through in right-padded batches (right padding leaves every real token's position unchanged).
+Each item's full text (prompt + gold completion) goes through the model once; a blank (an
+answer span) is right when the argmax of the logits at the token just before it equals the
+answer token, with the gold history in context. All blanks of an item come from that one
+forward pass, and items go through in right-padded batches (right padding leaves every real
+token's position unchanged).
 
 Only the logits at the readout positions are computed (``logits_to_keep`` with per-row
 positions), so a batch never materialises a ``[batch, length, vocab]`` tensor. An answer that
-spans several tokens (a byte-level tokenizer, or a colour the vocabulary splits) is right only
+spans several tokens (a byte-level tokenizer, or a word the vocabulary splits) is right only
 when every one of its tokens is predicted; ``n_tokens`` records how many there were.
+
+An item needs only ``input_ids`` and ``answers`` (token ranges ``[first, last)``, in order):
+:class:`~reasonlens.tasks.tokens.EncodedItem` has both, and so may a task's own encoding.
 """
 
 from __future__ import annotations
@@ -17,19 +21,29 @@ import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import torch
 
-from reasonlens.evaluate.alignment import EncodedExample
 from reasonlens.models import LoadedModel
 from reasonlens.models.prompts import pad_batch
+
+
+class Scorable(Protocol):
+    """What scoring reads of an encoded item: its token ids and its answers' token ranges."""
+
+    @property
+    def input_ids(self) -> Sequence[int]: ...
+
+    @property
+    def answers(self) -> Sequence[tuple[int, int]]: ...
 
 
 @dataclass(frozen=True)
 class BlankResult:
     """One blank, predicted with the gold history."""
 
-    step: int  # 1-based
+    step: int  # 1-based index of the answer
     gold: str  # the answer token(s) as text, e.g. " red"
     predicted: str  # the argmax token(s) at the same positions
     correct: bool
@@ -40,12 +54,10 @@ class BlankResult:
         return asdict(self)
 
 
-def _targets(example: EncodedExample) -> list[tuple[int, int]]:
-    """(step index, answer token position) for every answer token of every step."""
+def _targets(example: Scorable) -> list[tuple[int, int]]:
+    """(answer index, token position) for every token of every answer."""
     return [
-        (k, pos)
-        for k, step in enumerate(example.tokens.steps)
-        for pos in range(step.answer[0], step.answer[1])
+        (k, pos) for k, (first, last) in enumerate(example.answers) for pos in range(first, last)
     ]
 
 
@@ -72,17 +84,17 @@ def _readout_logits(
 
 def score_blanks(
     model: LoadedModel,
-    examples: Sequence[EncodedExample],
+    examples: Sequence[Scorable],
     batch_size: int = 16,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[list[BlankResult]]:
-    """Teacher-forced verdict on every blank of every example, one forward pass per example.
+    """Teacher-forced verdict on every answer of every example, one forward pass per example.
 
     Examples are batched in order of length (less padding) and returned in input order.
     """
     tok = model.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i]))
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     results: list[list[BlankResult] | None] = [None] * len(examples)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
@@ -115,14 +127,14 @@ def score_blanks(
 
 def _blank_results(
     tok,
-    example: EncodedExample,
+    example: Scorable,
     targets: list[tuple[int, int]],
     predicted: torch.Tensor,
     gold: torch.Tensor,
     gold_lp: torch.Tensor,
 ) -> list[BlankResult]:
     out = []
-    for k in range(len(example.tokens.steps)):
+    for k in range(len(example.answers)):
         cols = [c for c, (step, _) in enumerate(targets) if step == k]
         pred_ids = predicted[cols].tolist()
         gold_ids = gold[cols].tolist()

@@ -13,8 +13,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
 log = logging.getLogger(__name__)
 
 SOURCE_FILE = "reasonlens_source.json"
@@ -46,6 +44,7 @@ def convert_gguf(
     Writes into a temporary sibling directory and renames it into place, so an interrupted
     conversion never leaves a half-written checkpoint that a later load would trust.
     """
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     log.info(

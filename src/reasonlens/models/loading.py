@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -151,7 +151,6 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     arch: Architecture
     source: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def n_layers(self) -> int:

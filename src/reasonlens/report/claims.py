@@ -11,7 +11,6 @@ function for the observed data (all weights 1) and every resample alike.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +39,20 @@ def support(claims: Callable[[np.ndarray], Claims], n: int, seed: int = 0) -> di
     return {name: float(np.mean(values)) for name, values in held.items()}
 
 
+def verdicts(
+    n: int,
+    observed: Claims,
+    per_problem: dict | None,
+    claims: Callable[[dict, np.ndarray], Claims],
+) -> dict[str, str]:
+    """Claim -> verdict: `observed` on all problems, re-checked on bootstrap resamples of the
+    per-problem values (`claims(per_problem, weights)`) where they are kept."""
+    shares = {}
+    if per_problem is not None and n >= MIN_PROBLEMS:
+        shares = support(lambda w: claims(per_problem, w), n)
+    return {name: verdict(n, value, shares.get(name)) for name, value in observed.items()}
+
+
 def verdict(n: int, observed: bool | None, share: float | None, paper: bool = True) -> str:
     """The verdict on one claim: `observed` on all problems, `share` of resamples where it
     holds (None when there are no per-problem values to resample)."""
@@ -63,21 +76,6 @@ EXPLANATION = (
     f"in at least {LEVEL:.0%}, *unclear* otherwise. Below {MIN_PROBLEMS} problems no verdict is "
     "given."
 )
-
-
-def per_problem_path(directory: Path, analysis: str) -> Path:
-    """Where an analysis keeps its per-problem values (what the verdicts resample)."""
-    return directory / f"{analysis}_per_problem.safetensors"
-
-
-def load_per_problem(directory: Path, analysis: str) -> dict[str, np.ndarray] | None:
-    """An analysis's per-problem values, or None for a run written before they were kept."""
-    path = per_problem_path(directory, analysis)
-    if not path.is_file():
-        return None
-    from safetensors.numpy import load_file
-
-    return {k: v.astype(np.float64) for k, v in load_file(str(path)).items()}
 
 
 def weighted_nanmean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:

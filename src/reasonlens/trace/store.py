@@ -16,7 +16,6 @@ site, or a range of examples, at a time, memory-mapped by safetensors.
 
 from __future__ import annotations
 
-import json
 import queue
 import shutil
 import threading
@@ -28,7 +27,13 @@ import torch
 from safetensors import safe_open
 
 from reasonlens.errors import UserError
-from reasonlens.runs import atomic_save_tensors, atomic_write
+from reasonlens.runs import (
+    atomic_save_tensors,
+    differing,
+    read_json,
+    reopen_or_refuse,
+    write_json,
+)
 
 FORMAT = "reasonlens-activations"
 VERSION = 1
@@ -45,41 +50,39 @@ def prepare_store(path: Path, meta: dict, overwrite: bool) -> set[int]:
     """Create or reopen a store; return the indices of shards already written.
 
     A directory that holds something else, or a store of a different capture, is refused
-    unless `overwrite`, so nothing already written is lost by mistake.
+    unless `overwrite` (the one reopen-or-refuse rule of run directories), so nothing already
+    written is lost by mistake.
     """
+    kept = reopen_or_refuse(path, _holds(path, meta), overwrite)
     done: set[int] = set()
-    meta_path = path / META
-    if path.exists() and any(path.iterdir()):
-        if not meta_path.is_file():
-            if not overwrite:
-                raise UserError(
-                    f"{path} is not empty and is not an activation store; "
-                    "choose another --out or pass --overwrite"
-                )
-        else:
-            old = json.loads(meta_path.read_text())
-            differs = [k for k in IDENTITY_KEYS if old.get(k) != meta.get(k)]
-            if differs and not overwrite:
-                raise UserError(
-                    f"{path} already holds a different capture (differs in: "
-                    f"{', '.join(differs)}); choose another --out or pass --overwrite"
-                )
-            if not differs and not overwrite:
-                done = {i for i in range(meta["n_shards"]) if (path / shard_name(i)).is_file()}
-        if overwrite:
-            shutil.rmtree(path)
+    if kept and not overwrite:
+        done = {i for i in range(meta["n_shards"]) if (path / shard_name(i)).is_file()}
+    elif kept:  # the same capture, asked to start again
+        shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     write_meta(path, {**meta, "complete": len(done) == meta["n_shards"]})
     return done
 
 
+def _holds(path: Path, meta: dict) -> str | None:
+    """What `path` holds that is not this capture (None: nothing, or this very capture)."""
+    if not path.exists() or not any(path.iterdir()):
+        return None
+    if not (path / META).is_file():
+        return "files that are not an activation store"
+    old = read_json(path / META)
+    identity = {k: meta.get(k) for k in IDENTITY_KEYS}
+    differs = differing({k: old.get(k) for k in IDENTITY_KEYS}, identity)
+    return f"a different capture (differs in: {', '.join(differs)})" if differs else None
+
+
 def mark_complete(path: Path) -> None:
-    meta = json.loads((path / META).read_text())
+    meta = read_json(path / META)
     write_meta(path, {**meta, "complete": True})
 
 
 def write_meta(path: Path, meta: dict) -> None:
-    atomic_write(path / META, json.dumps(meta, indent=2))
+    write_json(path / META, meta)
 
 
 @dataclass
@@ -135,7 +138,7 @@ class ActivationStore:
         meta_path = self.path / META
         if not meta_path.is_file():
             raise UserError(f"{self.path} is not an activation store (no {META})")
-        self.meta = json.loads(meta_path.read_text())
+        self.meta = read_json(meta_path)
         if self.meta.get("format") != FORMAT:
             raise UserError(f"{self.path}: {META} is not a reasonlens activation store")
         missing = [i for i in range(self.meta["n_shards"]) if not self._shard(i).is_file()]

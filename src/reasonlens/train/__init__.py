@@ -8,10 +8,29 @@ The loss covers the completion (and its EOS) only; batches group examples of sim
 re-running into the same directory resumes. See docs/training.md.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from reasonlens.train.config import TrainConfig, build_config
-from reasonlens.train.data import Pair, read_pairs, tokenize_pair
-from reasonlens.train.merge import attach_adapter, merge_adapter
-from reasonlens.train.run import TrainResult, train
+
+if TYPE_CHECKING:
+    from reasonlens.train.data import Pair, read_pairs, tokenize_pair
+    from reasonlens.train.merge import attach_adapter, merge_adapter
+    from reasonlens.train.run import TrainResult, train
+
+# Public name -> the submodule that defines it. These pull in torch/transformers/peft/trl, so
+# they load on first access (PEP 562): `reasonlens train --help` needs only the config.
+_LAZY = {
+    "Pair": "data",
+    "read_pairs": "data",
+    "tokenize_pair": "data",
+    "attach_adapter": "merge",
+    "merge_adapter": "merge",
+    "TrainResult": "run",
+    "train": "run",
+}
 
 __all__ = [
     "Pair",
@@ -24,3 +43,16 @@ __all__ = [
     "tokenize_pair",
     "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

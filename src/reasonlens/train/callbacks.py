@@ -11,6 +11,8 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from reasonlens.runs.files import atomic_write
+
 #: Keys of a Trainer log record that go into train_log.jsonl (when present).
 LOG_KEYS = ("loss", "learning_rate", "grad_norm", "mean_token_accuracy", "entropy", "num_tokens")
 
@@ -27,7 +29,7 @@ class JsonlLogCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero and self.path.exists():
             kept = [r for r in read_log(self.path) if r["step"] <= state.global_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "loss" not in logs:

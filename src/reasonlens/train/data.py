@@ -2,9 +2,9 @@
 
 Two kinds of file are read:
 
-- Blocksworld JSONL (records with `format`, `problem_id`, or the seed layout's `input`/`output`),
-  read and checked by :func:`reasonlens.tasks.blocksworld.read_examples`; the model sees
-  `example.prompt` (plain text ending in ``Plan:\\n``) and learns `example.completion`.
+- A task's JSONL: when a task recognises the first record
+  (:func:`reasonlens.tasks.task_for_record`), the file is read and checked by that task; the
+  model sees each item's `prompt` and learns its `completion`.
 - Generic JSONL: one object per line with string fields `prompt` and `completion`, used as is.
 
 The full text is tokenised once, with offsets; a token is a completion token when its first
@@ -23,11 +23,11 @@ from pathlib import Path
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from reasonlens.errors import UserError
-from reasonlens.tasks.blocksworld import read_examples
+from reasonlens.tasks import task_for_record
 
 IGNORE = -100
-#: Keys that only a Blocksworld record has: such a file is read (and checked) as Blocksworld.
-_BLOCKSWORLD_KEYS = ("format", "problem_id", "input", "output", "instruction")
+#: DataFile.kind of a file no task recognises.
+GENERIC = "prompt-completion"
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class DataFile:
     """Where pairs came from, for the run's record (and to notice a file changed on resume)."""
 
     path: str
-    kind: str  # "blocksworld" | "prompt-completion"
+    kind: str  # the task's name, or "prompt-completion"
     examples: int
     sha256: str
 
@@ -65,12 +65,12 @@ def read_pairs(paths: Sequence[str | Path]) -> tuple[list[Pair], list[DataFile]]
     for path in paths:
         path = Path(path)
         raw = _read_bytes(path)
-        first = _first_record(path, raw)
-        if isinstance(first, dict) and any(k in first for k in _BLOCKSWORLD_KEYS):
-            kind = "blocksworld"
-            found = [Pair(ex.prompt, ex.completion) for ex in read_examples(path)]
+        task = task_for_record(_first_record(path, raw))
+        if task is not None:
+            kind = task.name
+            found = [Pair(it.prompt, it.completion) for it in task.read(path)]
         else:
-            kind = "prompt-completion"
+            kind = GENERIC
             found = _read_generic(path, raw.decode("utf-8"))
         if not found:
             raise UserError(f"{path}: no examples (the file is empty)")

@@ -11,22 +11,18 @@ def plot_loss(records: list[dict[str, Any]], path: Path, title: str) -> Path | N
     points = [(r["step"], r["loss"]) for r in records if "loss" in r]
     if not points:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from reasonlens.plots import new_figure, save_figure
 
     steps, losses = zip(*points, strict=True)
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    fig = new_figure(figsize=(6, 3.5), dpi=120)
+    ax = fig.subplots()
     ax.plot(steps, losses, marker="." if len(steps) < 60 else None, linewidth=1.2)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (completion tokens)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def summary_markdown(config: dict[str, Any], results: dict[str, Any]) -> str:

@@ -14,7 +14,6 @@ Run directory layout::
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -29,7 +28,7 @@ import torch
 from transformers import TrainerCallback
 
 from reasonlens.errors import UserError
-from reasonlens.runs import RunDir
+from reasonlens.runs import RunDir, read_json, reopen_or_refuse
 from reasonlens.train.callbacks import JsonlLogCallback, ProgressCallback, TokenMeter, read_log
 from reasonlens.train.config import TrainConfig
 from reasonlens.train.data import DataFile, read_pairs, tokenize_pairs
@@ -39,6 +38,7 @@ log = logging.getLogger(__name__)
 
 KIND = "train"
 RESULTS = "results.json"
+DATA_FILE = "data.json"  # fingerprints of the training files, to notice changed data
 
 
 @dataclass
@@ -101,8 +101,11 @@ def train(
     args = _training_args(config, precision, out / "checkpoints")
 
     with args.main_process_first(desc="run directory"):
+        # trained on other data: the one reopen-or-refuse rule, before the config's own check
+        reopen_or_refuse(out, _other_data(out, files), overwrite)
         run = RunDir.create(out, KIND, config.to_dict(), overwrite=overwrite)
-        _check_data(run, files)
+        if not run.file(DATA_FILE).exists():
+            run.write_json(DATA_FILE, [f.__dict__ for f in files])
     done = _finished(run)
     if done is not None:
         log.info("%s already holds a finished run; nothing to do", out)
@@ -292,27 +295,23 @@ def _device_name(device: torch.device, processes: int) -> str:
     return f"{processes} x {name}" if processes > 1 else name
 
 
-def _check_data(run: RunDir, files: list[DataFile]) -> None:
-    """Record the data's fingerprints on the first run; on resume, refuse changed data."""
-    path = run.file("data.json")
-    now = [f.__dict__ for f in files]
-    if not path.exists():
-        run.write_json("data.json", now)
-        return
-    before = json.loads(path.read_text())
+def _other_data(out: Path, files: list[DataFile]) -> str | None:
+    """What `out` was trained on, when that is not `files` (None: the same, or nothing yet)."""
+    path = out / DATA_FILE
+    if not path.is_file():
+        return None
+    before, now = read_json(path), [f.__dict__ for f in files]
+    if before == now:
+        return None
     changed = [a["path"] for a, b in zip(before, now, strict=False) if a != b]
-    if changed or len(before) != len(now):
-        raise UserError(
-            f"{run.path} was trained on different data ({', '.join(changed) or 'file list'} "
-            "changed since); choose another --out or pass --overwrite"
-        )
+    return f"a run trained on different data ({', '.join(changed) or 'the file list'} changed)"
 
 
 def _finished(run: RunDir) -> TrainResult | None:
     path = run.file(RESULTS)
     if not (path.exists() and (run.file("model") / "config.json").exists()):
         return None
-    results = json.loads(path.read_text())
+    results = read_json(path)
     adapter = run.file("adapter") if results.get("adapter_dir") else None
     return TrainResult(run.path, run.file("model"), adapter, results)
 

@@ -42,11 +42,12 @@ class GroupedSFTTrainer(SFTTrainer):
         """Mean next-token cross-entropy over the labelled (completion) tokens.
 
         The LM head (vocabulary x width, the largest matrix of a small model) is applied only
-        at positions whose next token carries a label, via `logits_to_keep`: on Blocksworld
-        that is the plan, about a quarter of the sequence. TRL's fused head does the same on
-        GPUs with Triton but scores every position elsewhere (e.g. on the CPU). The loss is
-        normalised as TRL's is (by the labelled tokens of the whole accumulated batch) and the
-        same metrics are logged (mean_token_accuracy, entropy, num_tokens).
+        at positions whose next token carries a label, via `logits_to_keep`: where the prompt
+        is long (often three quarters of the text or more), a small part of
+        the sequence. TRL's fused head does the same on GPUs with Triton but scores every
+        position elsewhere (e.g. on the CPU). The loss is normalised as TRL's is (by the
+        labelled tokens of the whole accumulated batch) and the same metrics are logged
+        (mean_token_accuracy, entropy, num_tokens).
         """
         labels = inputs["labels"]
         keep = torch.zeros_like(labels, dtype=torch.bool)

@@ -189,18 +189,18 @@ class ProbeResult:
         """PNG of score (mean over heads, with its interval) against key element `x`, one line
         per rest of the key; the majority baseline dashed in the same colour, the control dotted.
         """
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib import colormaps
         from matplotlib.ticker import MaxNLocator
+
+        from reasonlens.plots import new_figure, save_figure
 
         metric = metric or self.metric
         probe = self.curves(x, "probe", metric)
         base = self.curves(x, "baseline", metric)
         ctrl = self.curves(x, "control", metric) if self.control is not None else {}
-        fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
-        colours = plt.get_cmap("tab20" if len(probe) > 10 else "tab10")
+        fig = new_figure(figsize=(7.5, 4.2), dpi=120)
+        ax = fig.subplots()
+        colours = colormaps["tab20" if len(probe) > 10 else "tab10"]
         for n, (rest, (xs, val, low, high)) in enumerate(probe.items()):
             colour = colours(n % colours.N)
             label = "probe" if rest is None else str(rest)
@@ -225,11 +225,7 @@ class ProbeResult:
             frameon=False,
         )
         fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path)
 
 
 def _clean(t: torch.Tensor) -> Any:

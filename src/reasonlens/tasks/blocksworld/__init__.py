@@ -35,6 +35,7 @@ from reasonlens.tasks.blocksworld.generate import (
     generate_split,
     parse_level,
 )
+from reasonlens.tasks.blocksworld.plan_text import cut_plan, plan_finished
 from reasonlens.tasks.blocksworld.planner import (
     MAX_BLOCKS,
     Solution,
@@ -54,6 +55,8 @@ from reasonlens.tasks.blocksworld.state import (
     run_plan,
     stack,
 )
+from reasonlens.tasks.blocksworld.task import BlocksworldTask, plan_verdicts
+from reasonlens.tasks.blocksworld.tokens import EncodedExample, encode_example
 from reasonlens.tasks.blocksworld.validate import FileReport, PlanCheck, check_plan, validate_file
 
 __all__ = [
@@ -68,7 +71,9 @@ __all__ = [
     "SEED_RULE",
     "TABLE",
     "Action",
+    "BlocksworldTask",
     "DatasetConfig",
+    "EncodedExample",
     "Example",
     "FileReport",
     "IllegalAction",
@@ -81,6 +86,8 @@ __all__ = [
     "canonical",
     "check_plan",
     "count_problems",
+    "cut_plan",
+    "encode_example",
     "example_from_record",
     "generate_dataset",
     "generate_problems",
@@ -93,6 +100,8 @@ __all__ = [
     "parse_level",
     "parse_plan",
     "parse_text",
+    "plan_finished",
+    "plan_verdicts",
     "pick_up",
     "read_examples",
     "render",

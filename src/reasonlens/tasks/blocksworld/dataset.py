@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from reasonlens.errors import UserError, one_of
+from reasonlens.runs.files import atomic_write, write_json
 from reasonlens.tasks.blocksworld.colors import DEFAULT_COLORS, PAPER_COLORS
 from reasonlens.tasks.blocksworld.example import Example
-from reasonlens.tasks.blocksworld.files import atomic_write_text, examples_to_jsonl
+from reasonlens.tasks.blocksworld.files import examples_to_jsonl
 from reasonlens.tasks.blocksworld.formats import PAPER, SEED, check_format
 from reasonlens.tasks.blocksworld.generate import generate_split, parse_level
 
@@ -218,13 +219,13 @@ def write_dataset(
     texts = {name: examples_to_jsonl(examples) for name, examples in files.items()}
     out.mkdir(parents=True, exist_ok=True)
     for name, text in texts.items():
-        atomic_write_text(out / name, text)
+        atomic_write(out / name, text)
     if old is not None:
         for name in old.get("files", {}):
             if name not in texts and _is_data_file(name):
                 (out / name).unlink(missing_ok=True)
     manifest = _manifest(config, texts, files)
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_json(out / MANIFEST, manifest)
     return manifest
 
 

@@ -45,7 +45,6 @@ from reasonlens.tasks.blocksworld.state import Action, Problem, State
 
 #: Table slots assumed for a seed-layout record that does not say (the paper uses 4).
 DEFAULT_SLOTS = 4
-SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True)

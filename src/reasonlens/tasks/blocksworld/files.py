@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from reasonlens.errors import UserError
+from reasonlens.runs.files import atomic_write
 from reasonlens.tasks.blocksworld.example import Example, example_from_record
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place, so an
-    interrupted run leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def examples_to_jsonl(examples: Iterable[Example]) -> str:
@@ -33,7 +18,7 @@ def examples_to_jsonl(examples: Iterable[Example]) -> str:
 
 def write_examples(path: str | Path, examples: Iterable[Example]) -> None:
     """One JSON record per line (see :mod:`reasonlens.tasks.blocksworld.example`)."""
-    atomic_write_text(path, examples_to_jsonl(examples))
+    atomic_write(path, examples_to_jsonl(examples))
 
 
 def iter_records(path: str | Path) -> Iterator[tuple[int, Any | UserError]]:

@@ -120,10 +120,6 @@ def pile_text(pile: Pile) -> str:
     return "<" + " on ".join(reversed(pile)) + ">" if pile else EMPTY
 
 
-def step_text(k: int, action: Action) -> str:
-    return f"step {k}: {action}"
-
-
 class _Writer:
     def __init__(self) -> None:
         self.parts: list[str] = []

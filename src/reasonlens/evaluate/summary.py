@@ -1,23 +1,27 @@
-"""Human-readable summaries of a planning evaluation (Markdown tables)."""
+"""Human-readable summaries of a task evaluation (Markdown tables), titled by the task.
+
+The tables are the same for every task: one column per rate the task names
+(:attr:`Task.metrics`), then the teacher-forced S_step and S_plan; one row per group of each
+of its breakdowns, then all items.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reasonlens.evaluate.planning import PlanningEval
+    from reasonlens.evaluate.task_eval import TaskEval
+    from reasonlens.tasks.base import Task
 
-#: (column header, key in a totals dict) of the score tables.
-COLUMNS = (
-    ("n", "n"),
-    ("parsed", "parsed"),
-    ("legal", "legal"),
-    ("goal", "goal_reached"),
-    ("optimal", "optimal"),
-    ("exact", "exact_match"),
-    ("S_step", "S_step"),
-    ("S_plan", "S_plan"),
-)
+
+def columns(task: Task) -> tuple[tuple[str, str], ...]:
+    """(column header, key in a totals dict) of the score tables."""
+    return (
+        ("n", "n"),
+        *((task.header(m), m) for m in task.metrics),
+        ("S_step", "S_step"),
+        ("S_plan", "S_plan"),
+    )
 
 
 def cell(value: object) -> str:
@@ -29,10 +33,12 @@ def cell(value: object) -> str:
     return str(value)
 
 
-def score_rows(result: PlanningEval) -> list[tuple[str, dict]]:
-    """(label, totals) for every level, every block count, then all examples."""
-    rows = [(name, scores) for name, scores in result.by_level.items()]
-    rows += [(f"{name} blocks", scores) for name, scores in result.by_blocks.items()]
+def score_rows(result: TaskEval) -> list[tuple[str, dict]]:
+    """(label, totals) for every group of every breakdown, in order, then all items."""
+    rows = []
+    for name, breakdown in result.task.breakdowns.items():
+        groups = result.breakdowns.get(name, {})
+        rows += [(breakdown.label(group), scores) for group, scores in groups.items()]
     rows.append(("all", result.totals))
     return rows
 
@@ -43,26 +49,25 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def planning_summary(result: PlanningEval) -> str:
+def eval_summary(result: TaskEval) -> str:
     """summary.md: what was evaluated, the score tables, per-step accuracy and timings."""
-    model = result.model
+    model, task = result.model, result.task
+    cols = columns(task)
     parts = [
-        f"# Planning evaluation: {model['name']}",
+        f"# {task.title} evaluation: {model['name']}",
         "",
         f"- model: `{model['name']}` ({model['architecture']}, {model['dtype']} on "
         f"{model['device']}; source `{model['source'] or '-'}`)",
         f"- data: {', '.join(f'`{p}`' for p in result.data_files) or '-'}",
-        f"- mode: {result.mode}; {result.totals['n']} problems, {result.totals['n_blanks']} "
-        "blanks scored teacher-forced",
-        "- generation verdicts (greedy, no chat template): parsed, legal, goal reached, optimal "
-        "(as short as the planner's plan), exact (equal to the gold plan)",
-        "- S_step: blanks right with the gold history; S_plan: plans with every blank right",
+        f"- mode: {result.mode}; {result.totals['n']} {task.noun}, "
+        f"{result.totals['n_blanks']} blanks scored teacher-forced",
+        *(f"- {note}" for note in task.notes),
         "",
         "## Scores",
         "",
         _table(
-            ["", *(h for h, _ in COLUMNS)],
-            [[label, *(cell(s[k]) for _, k in COLUMNS)] for label, s in score_rows(result)],
+            ["", *(h for h, _ in cols)],
+            [[label, *(cell(s[k]) for _, k in cols)] for label, s in score_rows(result)],
         ),
     ]
     steps = result.totals.get("step_accuracy") or {}

@@ -12,17 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from reasonlens.report import paper_planning as paper
-from reasonlens.report.claims import (
-    MIN_PROBLEMS,
-    Claims,
-    load_per_problem,
-    support,
-    verdict,
-    weighted_nanmean,
-)
+from reasonlens.analyses.result import load_per_example
+from reasonlens.report.claims import MIN_PROBLEMS, Claims, verdict, verdicts, weighted_nanmean
 from reasonlens.report.document import Document, fmt
-from reasonlens.report.future_matrix import plot_future_matrix
+from reasonlens.studies.planning import files, paper
+from reasonlens.studies.planning.future_matrix import plot_future_matrix
 
 
 def _sample_size(doc: Document, n: int, what: str = "problems") -> int:
@@ -35,14 +29,6 @@ def _sample_size(doc: Document, n: int, what: str = "problems") -> int:
             "`full` on a GPU) gives a larger analysis set."
         )
     return n
-
-
-def _verdicts(n: int, observed: Claims, per_problem: dict | None, claims) -> dict[str, str]:
-    """Claim -> verdict, with the bootstrap share where per-problem values are kept."""
-    shares = {}
-    if per_problem is not None and n >= MIN_PROBLEMS:
-        shares = support(lambda w: claims(per_problem, w), n)
-    return {name: verdict(n, value, shares.get(name)) for name, value in observed.items()}
 
 
 def _array(values) -> np.ndarray:
@@ -83,10 +69,10 @@ def _extraction_claims(s: dict) -> Claims:
 
 
 def _extraction_resampled(comps: list[str]):
+    from reasonlens.analyses.extraction import weighted_rates
+
     def claims(data: dict, w: np.ndarray) -> Claims:
-        valid = data["valid"] * w[:, None]  # [problems, steps]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rates = np.einsum("es,eslc->slc", valid, data["hits"]) / valid.sum(0)[:, None, None]
+        rates = weighted_rates(data["hits"], data["valid"], w)
         return _extraction_claims(_extraction_stats(rates.mean(0), rates.std(0), comps))
 
     return claims
@@ -108,10 +94,10 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
         f"before each blank; {raw['projection']}. Mean over the plan's steps; the band is the "
         f"spread over steps. {result['n_examples']} problems."
     )
-    said = _verdicts(
+    said = verdicts(
         n,
         _extraction_claims(stats),
-        load_per_problem(directory, "extraction"),
+        load_per_example(directory, "extraction"),
         _extraction_resampled(comps),
     )
     doc.table(
@@ -146,20 +132,14 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
             ],
         ],
     )
-    doc.image(directory / "extraction_rate.png", "Extraction rate by layer (no final norm)")
+    doc.image(directory / files.EXTRACTION_PNG, "Extraction rate by layer (no final norm)")
     doc.image(
-        directory / "extraction_rate_logit_lens.png",
+        directory / files.EXTRACTION_LENS_PNG,
         "Variant: logit lens with the final norm applied (not the paper's choice)",
     )
 
 
 # Information flow -----------------------------------------------------------------------------
-
-
-def _normalise(flow: np.ndarray) -> np.ndarray:
-    """Each step's map divided by its maximum (as `FlowResult.normalized`)."""
-    peak = np.nan_to_num(flow).max(axis=(1, 2), keepdims=True)
-    return flow / np.maximum(peak, np.finfo(np.float64).tiny)
 
 
 def _flow_peaks(norm: np.ndarray, chunks: list[str]):
@@ -191,7 +171,12 @@ def _flow_claims(norm: np.ndarray, chunks: list[str]) -> Claims:
 
 def _flow_resampled(chunks: list[str]):
     def claims(data: dict, w: np.ndarray) -> Claims:
-        return _flow_claims(_normalise(weighted_nanmean(data["flow"], w)), chunks)
+        import torch
+
+        from reasonlens.analyses.flow import step_normalized
+
+        mean = torch.from_numpy(weighted_nanmean(data["flow"], w))
+        return _flow_claims(step_normalized(mean).numpy(), chunks)
 
     return claims
 
@@ -209,10 +194,10 @@ def flow_section(doc: Document, result: dict, directory: Path) -> None:
         "cross-entropy of the gold answer at the last token, averaged over each chunk's tokens; "
         f"each step's map is scaled to a maximum of 1. {result['n_examples']} problems."
     )
-    said = _verdicts(
+    said = verdicts(
         n,
         observed,
-        load_per_problem(directory, "flow"),
+        load_per_example(directory, "flow"),
         _flow_resampled(chunks),
     )
     recent = observed["recent"]
@@ -239,7 +224,7 @@ def flow_section(doc: Document, result: dict, directory: Path) -> None:
             ],
         ],
     )
-    doc.image(directory / "information_flow.png", "Flow from each chunk into the last token")
+    doc.image(directory / files.FLOW_PNG, "Flow from each chunk into the last token")
 
 
 # History intervention -------------------------------------------------------------------------
@@ -290,10 +275,10 @@ def masking_section(doc: Document, result: dict, directory: Path) -> None:
         f"{result['n_examples']} problems."
     )
     doc.table(["step predicted", "paper: impact of steps 1..t-1", "this run"], rows)
-    said = _verdicts(
+    said = verdicts(
         n,
         _masking_claims(impact),
-        load_per_problem(directory, "masking"),
+        load_per_example(directory, "masking"),
         _masking_resampled,
     )
     stack = [t for t in (4, 6) if t <= n_steps]
@@ -315,7 +300,7 @@ def masking_section(doc: Document, result: dict, directory: Path) -> None:
             ],
         ],
     )
-    doc.image(directory / "history_intervention.png", "Impact of unmasking one history step")
+    doc.image(directory / files.MASKING_PNG, "Impact of unmasking one history step")
 
 
 # Probes ---------------------------------------------------------------------------------------
@@ -372,7 +357,9 @@ def probes_section(doc: Document, result: dict, directory: Path) -> None:
                 ],
             ],
         )
-        doc.image(directory / "probe_state_linear.png", "Block-state probes by layer (linear)")
+        doc.image(
+            directory / files.probe_png("state", "linear"), "Block-state probes by layer (linear)"
+        )
     matrix = result.get("future_matrix_linear")
     if matrix:
         doc.heading("Future decisions (accuracy, linear, max over layers)", 3)
@@ -407,11 +394,13 @@ def probes_section(doc: Document, result: dict, directory: Path) -> None:
         figure = plot_future_matrix(
             matrix,
             paper.FUTURE_MATRIX_LLAMA,
-            directory / "probe_future_matrix.png",
+            directory / files.FUTURE_MATRIX_PNG,
             "Future decisions: accuracy (majority baseline), max over layers",
         )
         doc.image(figure, "Current step x future step, beside the paper's")
-        doc.image(directory / "probe_future_linear.png", "Future-decision probes by layer")
+        doc.image(
+            directory / files.probe_png("future", "linear"), "Future-decision probes by layer"
+        )
 
 
 def _mean(values) -> float:

@@ -24,12 +24,10 @@ def reach_by_distance(matrix: dict) -> dict[int, tuple[float, float]]:
 def plot_horizons(matrices: dict[int, dict], path: Path, title: str) -> Path:
     """Accuracy of predicting the decision k steps ahead, one line per plan length (level),
     the majority baseline dashed in the same colour."""
-    import matplotlib
+    from reasonlens.plots import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig = new_figure(figsize=(6, 3.8))
+    ax = fig.subplots()
     for level, matrix in sorted(matrices.items()):
         reach = reach_by_distance(matrix)
         ks = list(reach)
@@ -41,7 +39,4 @@ def plot_horizons(matrices: dict[int, dict], path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.legend(title="plan length", frameon=False)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -1,113 +1,115 @@
-"""Blocksworld planning evaluation: free generation checked by the validator, and the paper's
-teacher-forced S_step / S_plan.
+"""Evaluate a model on any task: free generation scored by the task, and teacher forcing.
 
-The model sees ``example.prompt`` as plain text (no chat template; it ends with ``Plan:\\n``)
-and should continue with ``example.completion``, the input contract training uses.
+The model sees ``item.prompt`` as plain text (no chat template) and should continue with
+``item.completion``, the input contract training uses. The task supplies everything that is
+particular to it (:class:`~reasonlens.tasks.base.Task`): the stop rule and the cut of the
+output, the verdicts on a completion, which verdicts are rates, and the breakdowns.
 
-- ``generate``: batched greedy decoding (left padding, KV cache) until EOS, the end of the plan
-  (:mod:`reasonlens.evaluate.plan_text`), or ``max_new_tokens``; the plan is then parsed, run
-  and compared with the optimal planner and the gold plan.
-- ``teacher-forced``: every blank predicted with the gold history
-  (:mod:`reasonlens.evaluate.teacher_forcing`); S_step = share of blanks right, S_plan = share
-  of plans with every blank right.
+- ``generate``: batched greedy decoding (left padding, KV cache) until EOS, the task's stop
+  rule, or ``max_new_tokens``; the output is cut by the task and scored by it.
+- ``teacher-forced``: every answer span predicted with the gold history
+  (:mod:`reasonlens.evaluate.teacher_forcing`). S_step = share of answers (blanks) right,
+  S_plan = share of items with every blank right: the names of the paper that introduced
+  the measure, kept for every task so that result files read alike.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reasonlens.errors import UserError, one_of
-from reasonlens.evaluate.alignment import EncodedExample, encode_example
 from reasonlens.evaluate.generation import generate_tokens
-from reasonlens.evaluate.plan_text import cut_plan, plan_finished
 from reasonlens.evaluate.teacher_forcing import BlankResult, score_blanks
 from reasonlens.models import LoadedModel
 from reasonlens.progress import Progress
 from reasonlens.runs import RunDir
-from reasonlens.tasks.blocksworld import Example, PlanCheck, check_plan, read_examples
+from reasonlens.tasks.base import Task, TaskItem
+from reasonlens.tasks.tokens import EncodedItem, encode_item
 
 MODES = ("generate", "teacher-forced", "both")
-VERDICTS = ("parsed", "legal", "goal_reached", "optimal", "exact_match")
 
 
 @dataclass
-class PlanningEval:
-    """Scores of one model on a list of examples: totals, breakdowns, one dict per example."""
+class TaskEval:
+    """Scores of one model on a list of items: totals, breakdowns, one dict per item."""
 
+    task: Task = field(repr=False)
     model: dict
     mode: str
     totals: dict
-    by_level: dict[str, dict]
-    by_blocks: dict[str, dict]
+    breakdowns: dict[str, dict[str, dict]]  # breakdown name -> group -> scores
     examples: list[dict]
     timings: dict
     settings: dict
     data_files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        """What ``results.json`` holds (everything but the per-example records)."""
+        """What ``results.json`` holds (everything but the per-item records)."""
         return {
             "model": self.model,
             "data": self.data_files,
             "mode": self.mode,
             "settings": self.settings,
             "totals": self.totals,
-            "by_level": self.by_level,
-            "by_blocks": self.by_blocks,
+            **self.breakdowns,
             "timings": self.timings,
         }
 
 
-def default_max_new_tokens(encoded: Sequence[EncodedExample]) -> int:
-    """Enough for the longest gold plan plus two more step lines, a newline and EOS.
+def default_max_new_tokens(encoded: Sequence[EncodedItem]) -> int:
+    """Enough for the longest gold completion plus two more step lines, a newline and EOS.
 
-    Two extra steps (one more block move) let a slightly longer plan be seen whole and judged
-    non-optimal, rather than cut short and judged unparsed.
+    Two extra steps (items without ``"steps"`` spans get none) let a slightly longer answer be
+    seen whole and judged, rather than cut short and judged unparsed.
     """
-    longest = max(len(e) - e.tokens.completion[0] for e in encoded)
-    step = max(s.step[1] - s.step[0] + 1 for e in encoded for s in e.tokens.steps)
-    return longest + 2 * step + 2
+    longest = max(len(e) - e.completion[0] for e in encoded)
+    steps = [s[1] - s[0] + 1 for e in encoded for s in e.spans.get("steps", ())]
+    return longest + 2 * max(steps, default=0) + 2
 
 
-def evaluate_planning(
+def evaluate_task(
     model: LoadedModel,
-    examples: list[Example],
+    task: Task,
+    items: Sequence[Any],
     mode: str = "both",
     batch_size: int = 16,
     max_new_tokens: int | None = None,
     progress: bool = True,
-) -> PlanningEval:
-    """Evaluate ``model`` on Blocksworld ``examples`` in ``mode`` (generate, teacher-forced,
-    both); ``max_new_tokens`` defaults to :func:`default_max_new_tokens`."""
+) -> TaskEval:
+    """Evaluate ``model`` on ``items`` of ``task`` (TaskItems, or the task's own items, which
+    :meth:`Task.item` converts) in ``mode`` (generate, teacher-forced, both);
+    ``max_new_tokens`` defaults to :func:`default_max_new_tokens`."""
     if mode not in MODES:
         raise one_of("mode", mode, MODES)
-    if not examples:
+    if not items:
         raise UserError("no examples to evaluate")
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
-    encoded = [encode_example(model.tokenizer, ex) for ex in examples]
+    items = [task.item(x) for x in items]
+    encoded = [encode_item(model.tokenizer, it) for it in items]
     if max_new_tokens is None:
         max_new_tokens = default_max_new_tokens(encoded)
-    n_batches = -(-len(examples) // batch_size)
+    n_batches = -(-len(items) // batch_size)
     do_gen, do_tf = mode in ("generate", "both"), mode in ("teacher-forced", "both")
     bar = Progress(progress, n_batches * (do_gen + do_tf), f"eval {model.name}", transient=True)
     timings: dict[str, float | int | None] = {}
-    records = [_base_record(i, ex) for i, ex in enumerate(examples)]
+    records = [_base_record(i, it) for i, it in enumerate(items)]
     try:
         if do_gen:
             bar.label("generating")
             start = time.perf_counter()
             outputs = generate_tokens(
                 model,
-                [ex.prompt for ex in examples],
+                [it.prompt for it in items],
                 max_new_tokens=max_new_tokens,
                 batch_size=batch_size,
                 chat=False,
-                stop=plan_finished,
+                stop=task.stop,
                 on_batch=lambda n: bar.advance(),
             )
             seconds = time.perf_counter() - start
@@ -117,14 +119,14 @@ def evaluate_planning(
                 generated_tokens=n_tokens,
                 generation_tokens_per_s=round(n_tokens / seconds, 2) if seconds else None,
             )
-            for rec, ex, ids in zip(records, examples, outputs, strict=True):
+            for rec, it, ids in zip(records, items, outputs, strict=True):
                 raw = model.tokenizer.decode(ids, skip_special_tokens=True)
-                plan = cut_plan(raw)
+                output = task.cut(raw)
                 rec.update(
                     raw_output=raw,
-                    output=plan,
+                    output=output,
                     n_generated_tokens=len(ids),
-                    verdicts=plan_verdicts(ex, plan).to_dict(),
+                    verdicts=task.score(it, output),
                 )
         if do_tf:
             bar.label("teacher forcing")
@@ -133,15 +135,14 @@ def evaluate_planning(
             seconds = time.perf_counter() - start
             timings.update(
                 teacher_forced_s=round(seconds, 3),
-                teacher_forced_problems_per_s=(
-                    round(len(examples) / seconds, 3) if seconds else None
-                ),
+                teacher_forced_problems_per_s=(round(len(items) / seconds, 3) if seconds else None),
             )
             for rec, res in zip(records, blanks, strict=True):
                 rec["teacher_forced"] = _tf_record(res)
     finally:
         bar.close()
-    return PlanningEval(
+    return TaskEval(
+        task=task,
         model={
             "name": model.name,
             "source": model.source,
@@ -150,9 +151,11 @@ def evaluate_planning(
             "device": str(model.device),
         },
         mode=mode,
-        totals=summarise(records),
-        by_level=_grouped(records, lambda r: f"L{r['level']}" if r["level"] else "odd"),
-        by_blocks=_grouped(records, lambda r: str(r["n_blocks"])),
+        totals=summarise(records, task.metrics),
+        breakdowns={
+            name: _grouped(records, [key(it.labels) for it in items], task.metrics)
+            for name, key in task.breakdowns.items()
+        },
         examples=records,
         timings=timings,
         settings={
@@ -160,33 +163,18 @@ def evaluate_planning(
             "max_new_tokens": max_new_tokens if do_gen else None,
             "chat_template": False,
             "decoding": "greedy" if do_gen else None,
-            "stop": "EOS, the first line after the plan that is not a step line, or the limit"
-            if do_gen
-            else None,
+            "stop": task.stop_rule if do_gen else None,
         },
     )
 
 
-def plan_verdicts(example: Example, plan_text: str) -> PlanCheck:
-    """The validator's verdict on a generated plan; an empty output counts as unparsed."""
-    check = check_plan(example.problem, plan_text, reference=example.plan)
-    if check.exact_match is None:  # not parsed: it cannot equal the gold plan
-        check.exact_match = False
-    if not plan_text.strip():
-        check.parsed, check.parse_error, check.n_steps = False, "the output has no plan", None
-        check.legal = check.goal_reached = check.optimal = check.exact_match = False
-    return check
-
-
-def _base_record(index: int, ex: Example) -> dict:
+def _base_record(index: int, item: TaskItem) -> dict:
     return {
-        "id": ex.problem_id,
+        "id": item.id,
         "index": index,
-        "level": ex.level,
-        "n_blocks": ex.n_blocks,
-        "n_steps": ex.n_steps,
-        "prompt": ex.prompt,
-        "gold": ex.completion,
+        **item.labels,
+        "prompt": item.prompt,
+        "gold": item.completion,
     }
 
 
@@ -202,14 +190,15 @@ def _rate(hits: int, n: int) -> float | None:
     return round(hits / n, 6) if n else None
 
 
-def summarise(records: Sequence[dict]) -> dict:
-    """Rates over per-example records: generation verdicts, S_step, S_plan, per-step accuracy.
+def summarise(records: Sequence[dict], metrics: Sequence[str]) -> dict:
+    """Rates over per-item records: each generation verdict in ``metrics`` (a task's
+    ``metrics``), S_step, S_plan, accuracy per answer position.
 
     A metric whose mode did not run is None.
     """
     out: dict = {"n": len(records)}
     generated = [r["verdicts"] for r in records if "verdicts" in r]
-    for name in VERDICTS:
+    for name in metrics:
         out[name] = _rate(sum(bool(v[name]) for v in generated), len(generated))
     forced = [r["teacher_forced"] for r in records if "teacher_forced" in r]
     blanks = [b for tf in forced for b in tf["steps"]]
@@ -224,11 +213,15 @@ def summarise(records: Sequence[dict]) -> dict:
     return out
 
 
-def _grouped(records: Sequence[dict], key: Callable[[dict], str]) -> dict[str, dict]:
+def _grouped(
+    records: Sequence[dict], keys: Sequence[str], metrics: Sequence[str]
+) -> dict[str, dict]:
+    """Scores per group (``keys[i]`` is record i's), groups in natural order (L2 before L10)."""
     groups: dict[str, list[dict]] = {}
-    for r in records:
-        groups.setdefault(key(r), []).append(r)
-    return {k: summarise(v) for k, v in sorted(groups.items(), key=lambda kv: _natural(kv[0]))}
+    for record, key in zip(records, keys, strict=True):
+        groups.setdefault(key, []).append(record)
+    ordered = sorted(groups.items(), key=lambda kv: _natural(kv[0]))
+    return {k: summarise(v, metrics) for k, v in ordered}
 
 
 def _natural(key: str) -> tuple:
@@ -236,36 +229,31 @@ def _natural(key: str) -> tuple:
     return (0, int(digits), key) if digits else (1, 0, key)
 
 
-def write_planning_eval(result: PlanningEval, run: RunDir) -> None:
+def write_eval(result: TaskEval, run: RunDir) -> None:
     """``results.json``, ``summary.md`` and ``examples.jsonl`` into the run directory."""
-    from reasonlens.evaluate.report import planning_summary
+    from reasonlens.evaluate.summary import eval_summary
 
     if not result.data_files and isinstance(run.config.get("data"), list):
         result.data_files = [str(p) for p in run.config["data"]]
     run.write_json("results.json", result.to_dict())
-    run.write_text("summary.md", planning_summary(result))
+    run.write_text("summary.md", eval_summary(result))
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.examples)
     run.write_text("examples.jsonl", lines)
 
 
-EXPECTED_DATA = (
-    "expected Blocksworld JSONL: one JSON object per line with 'prompt' and 'completion' "
-    "(as written by `reasonlens data blocksworld`)"
-)
-
-
-def load_examples(paths: Sequence[str | Path], limit: int | None = None) -> list[Example]:
-    """Examples of every file in turn (the first ``limit`` of each); a missing, empty or
-    malformed file raises a UserError naming it (and ``file:line`` for a bad record)."""
-    out: list[Example] = []
+def load_items(task: Task, paths: Sequence[str | Path], limit: int | None = None) -> list[TaskItem]:
+    """Items of every file in turn (the first ``limit`` of each); a missing, empty or
+    malformed file raises a UserError naming it (``file:line`` for a bad record) and saying
+    what the task expects."""
+    out: list[TaskItem] = []
     for path in map(Path, paths):
         if not path.is_file():
             raise UserError(f"data file not found: {path}")
         try:
-            examples = read_examples(path)
+            items = task.read(path)
         except UserError as err:
-            raise UserError(f"{err}; {EXPECTED_DATA}") from None
-        if not examples:
-            raise UserError(f"{path} holds no examples (empty file); {EXPECTED_DATA}")
-        out.extend(examples[:limit] if limit is not None else examples)
+            raise UserError(f"{err}; {task.expected}") from None
+        if not items:
+            raise UserError(f"{path} holds no examples (empty file); {task.expected}")
+        out.extend(items[:limit] if limit is not None else items)
     return out

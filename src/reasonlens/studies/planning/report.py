@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from reasonlens.report.claims import EXPLANATION, MIN_PROBLEMS
 from reasonlens.report.document import Document, fmt
+from reasonlens.report.provenance import provenance
 from reasonlens.runs import RunDir
+from reasonlens.studies.planning import files, paper
 
-# The paper's own accuracy (spec §2): complete-plan success on L3 with 6 blocks (709 problems).
-PAPER_S_PLAN_L3_6 = {"Llama-2-7b-chat": 0.61, "Vicuna-7B": 0.63}
 METRICS = ("S_step", "S_plan", "parsed", "legal", "goal_reached", "optimal", "exact_match")
 
 
@@ -19,7 +18,7 @@ def write_planning_summary(
     run: RunDir, results: dict[str, Any], analyses: dict[str, dict] | None = None
 ) -> None:
     """summary.md (short), report.md and report.html (everything), accuracy.png."""
-    from reasonlens.report import planning_analyses as sections
+    from reasonlens.studies.planning import report_analyses as sections
 
     evals = results["eval"]
     plot = plot_accuracy(evals, run.file("accuracy.png"))
@@ -45,14 +44,22 @@ def write_planning_summary(
         if name in analyses:
             section(doc, analyses[name], directory)
     if "horizons" in analyses and analyses["horizons"].get("future_matrix_linear"):
-        _horizons(doc, analyses["horizons"], run.file("analyses") / "horizons.png")
-    _provenance(doc, run, results)
+        _horizons(doc, analyses["horizons"], run.file("analyses") / files.HORIZONS_PNG)
+    data = results["data"]
+    provenance(
+        doc,
+        run,
+        results,
+        f"data: {data['train']} training and {data['test']} test problems "
+        "(see `data/manifest.json`)",
+        ["data", "train", "eval_base", "eval_finetuned"],
+    )
     doc.write(run.path, "report")
     run.write_text("summary.md", _short_summary(results))
 
 
 def _horizons(doc: Document, horizons: dict, figure: Path) -> None:
-    from reasonlens.report.horizons import reach_by_distance
+    from reasonlens.studies.planning.horizons import reach_by_distance
 
     matrices = horizons["future_matrix_linear"]
     sets = horizons.get("analysis_sets", {})
@@ -106,14 +113,14 @@ def _behaviour(doc: Document, results: dict, plot: Path) -> None:
         doc.paragraph("Fine-tuned model by level and number of blocks (S_plan / exact match):")
         doc.table(["level", "blocks", "n", "S_step", "S_plan", "exact match"], cells)
     l3_6 = _l3_6(evals["finetuned"])
-    paper = ", ".join(f"{k} {v:.2f}" for k, v in PAPER_S_PLAN_L3_6.items())
+    theirs = ", ".join(f"{k} {v:.2f}" for k, v in paper.S_PLAN_L3_6.items())
     if l3_6 is not None:
         doc.paragraph(
-            f"S_plan on L3 with 6 blocks: **{fmt(l3_6)}** (paper, fine-tuned 7B models: {paper})."
+            f"S_plan on L3 with 6 blocks: **{fmt(l3_6)}** (paper, fine-tuned 7B models: {theirs})."
         )
     else:
         doc.paragraph(
-            f"This preset has no L3 6-block test set, so the paper's headline figure ({paper}) "
+            f"This preset has no L3 6-block test set, so the paper's headline figure ({theirs}) "
             "has no counterpart here; run `--preset paper` or `--preset full` for it."
         )
     doc.image(plot, "Accuracy by level, base vs fine-tuned")
@@ -147,14 +154,12 @@ def _l3_6(evaluation: dict) -> float | None:
 
 
 def plot_accuracy(evals: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from reasonlens.plots import new_figure, save_figure
 
     levels = list(evals["finetuned"].get("by_level", {}))
     metrics = ("S_step", "S_plan", "exact_match")
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), sharey=True)
+    fig = new_figure(figsize=(4 * len(metrics), 3.2))
+    axes = fig.subplots(1, len(metrics), sharey=True)
     width = 0.38
     for ax, metric in zip(axes, metrics, strict=True):
         for shift, label in ((-width / 2, "base"), (width / 2, "finetuned")):
@@ -166,28 +171,7 @@ def plot_accuracy(evals: dict, path: Path) -> Path:
     axes[0].set_ylabel("rate")
     axes[0].legend(frameon=False)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def _provenance(doc: Document, run: RunDir, results: dict) -> None:
-    record = json.loads(run.file("run.json").read_text())
-    doc.heading("Provenance")
-    doc.bullets(
-        [
-            f"model: `{results['model']}`; preset: `{results['preset']}`; seed: {results['seed']}",
-            f"data: {results['data']['train']} training and {results['data']['test']} test "
-            "problems (see `data/manifest.json`)",
-            "software: " + ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items()),
-            f"machine: {record.get('machine', {}).get('platform', '?')}",
-            "timings (s, summed over the sessions that ran the study): "
-            + ", ".join(f"{k} {v:.0f}" for k, v in results.get("timings_s", {}).items()),
-            "resolved configuration: `config.yaml`; per-stage runs: `data/`, `train/`, "
-            "`eval_base/`, `eval_finetuned/`",
-        ]
-    )
+    return save_figure(fig, path, dpi=120)
 
 
 def _short_summary(results: dict) -> str:

@@ -24,10 +24,7 @@ def plot_future_matrix(
 ) -> Path:
     """Heat map of accuracy (max over layers) for decoding step r's answer at step c < r,
     annotated "accuracy (majority baseline)"; the paper's matrix beside it when given."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from reasonlens.plots import new_figure, save_figure
 
     steps = [int(r) for r in matrix["probe"]] + [int(r) for r in (paper or {})]
     n = max(steps, default=1)
@@ -35,7 +32,8 @@ def plot_future_matrix(
     panels = [("this run", ours, base)]
     if paper:
         panels.append(("paper (Llama-2-7b)", _grid(paper, n), None))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    fig = new_figure(figsize=(4.2 * len(panels), 3.8))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (label, values, baseline) in zip(axes[0], panels, strict=True):
         image = ax.imshow(values[1:, :-1], vmin=0, vmax=1, cmap="viridis")
         for i in range(1, n):
@@ -54,7 +52,4 @@ def plot_future_matrix(
         ax.set_title(label, fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="accuracy")
     fig.suptitle(title, fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=130, bbox_inches="tight")

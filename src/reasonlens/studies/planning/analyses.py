@@ -7,37 +7,24 @@ forcing (the paper: 400 correctly solved L3 6-block problems). Each analysis wri
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from reasonlens.analyses.result import load_record, save_result
 from reasonlens.models import LoadedModel
-from reasonlens.report.claims import per_problem_path
-from reasonlens.runs import atomic_save_tensors, atomic_write
-from reasonlens.studies import planning_positions as pos
+from reasonlens.runs import read_json, write_json
+from reasonlens.studies.planning import files
+from reasonlens.studies.planning import positions as pos
+from reasonlens.studies.planning.presets import AnalysisLimits, PlanningPreset
 from reasonlens.tasks.blocksworld import Example
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AnalysisLimits:
-    """How many analysis-set problems each analysis uses (None: all); flow and masking cost
-    several passes per problem, so a CPU preset runs them on fewer."""
-
-    analysis_set: int = 400
-    extraction: int | None = None
-    flow: int | None = None
-    masking: int | None = None
-    probes: int | None = None
-    probe_layer_stride: int = 4  # the paper plots layers 0, 4, 8, ...
 
 
 def select_analysis_set(
@@ -59,7 +46,7 @@ def select_analysis_set(
 
     items = pos.encode_items(model.tokenizer, examples)
     ids = [it.example.problem_id for it in items]
-    saved = json.loads(cache.read_text()) if cache is not None and cache.is_file() else None
+    saved = read_json(cache) if cache is not None and cache.is_file() else None
     if saved is not None and saved.get("candidate_ids") == ids:
         solved_ids = set(saved["solved_ids"])
         solved = [it for it in items if it.example.problem_id in solved_ids]
@@ -68,7 +55,7 @@ def select_analysis_set(
         solved = [it for it, v in zip(items, verdicts, strict=True) if all(b.correct for b in v)]
         if cache is not None:
             record = {"candidate_ids": ids, "solved_ids": [it.example.problem_id for it in solved]}
-            atomic_write(cache, json.dumps(record) + "\n")
+            write_json(cache, record, indent=None)
     random.Random(seed).shuffle(solved)
     chosen = solved[:n]
     multi = sum(
@@ -82,47 +69,37 @@ def select_analysis_set(
     }
 
 
-def _save_per_problem(out: Path, name: str, tensors: dict) -> None:
-    """Written before the analysis's JSON, so a JSON on disk always has its per-problem file."""
-    atomic_save_tensors(per_problem_path(out, name), tensors)
-
-
-def _cached(path: Path, compute: Callable[[], dict]) -> dict:
-    if path.is_file():
-        return json.loads(path.read_text())
+def _cached(out: Path, name: str, compute: Callable[[], tuple[dict, dict | None]]) -> dict:
+    """An analysis's record, computed (and saved with its per-problem values) only once."""
+    saved = load_record(out, name)
+    if saved is not None:
+        return saved
     start = time.perf_counter()
-    result = compute()
-    result["seconds"] = time.perf_counter() - start
-    atomic_write(path, json.dumps(result, indent=1) + "\n")
-    return result
+    record, per_example = compute()
+    record["seconds"] = time.perf_counter() - start
+    return save_result(out, name, record, per_example)
 
 
 def run_extraction(model: LoadedModel, items: list[pos.Item], out: Path, progress: bool) -> dict:
-    from reasonlens.analyses.extraction import extraction_rates, plot_extraction
+    from reasonlens.analyses.extraction import extraction_rates
 
-    def compute() -> dict:
+    def compute() -> tuple[dict, dict]:
         ids = [it.input_ids for it in items]
         reads = [pos.readouts(it) for it in items]
         raw = extraction_rates(model, ids, reads, final_norm=False, progress=progress)
         lens = extraction_rates(model, ids, reads, final_norm=True, progress=progress)
-        _save_per_problem(
-            out,
-            "extraction",
-            {"hits": raw.hits.to(torch.uint8), "valid": raw.valid.to(torch.uint8)},
-        )
-        plot_extraction(raw, out / "extraction_rate.png", f"Extraction rate, {model.name}")
-        plot_extraction(
-            lens, out / "extraction_rate_logit_lens.png", f"Logit lens (final norm), {model.name}"
-        )
-        return {"raw": raw.to_dict(), "logit_lens": lens.to_dict(), "n_examples": len(items)}
+        raw.plot(out / files.EXTRACTION_PNG, f"Extraction rate, {model.name}")
+        lens.plot(out / files.EXTRACTION_LENS_PNG, f"Logit lens (final norm), {model.name}")
+        record = {"raw": raw.to_dict(), "logit_lens": lens.to_dict(), "n_examples": len(items)}
+        return record, raw.per_example()
 
-    return _cached(out / "extraction.json", compute)
+    return _cached(out, "extraction", compute)
 
 
 def run_flow(model: LoadedModel, items: list[pos.Item], out: Path, progress: bool) -> dict:
-    from reasonlens.analyses.flow import information_flow, plot_flow
+    from reasonlens.analyses.flow import information_flow
 
-    def compute() -> dict:
+    def compute() -> tuple[dict, dict]:
         n_steps = max(it.n_steps for it in items)
         result = information_flow(
             model,
@@ -132,22 +109,20 @@ def run_flow(model: LoadedModel, items: list[pos.Item], out: Path, progress: boo
             order=pos.flow_order(n_steps),
             progress=progress,
         )
-        _save_per_problem(out, "flow", {"flow": result.per_example.float()})
-        plot_flow(
-            result,
-            out / "information_flow.png",
-            step_labels=[f"step {t + 1}" for t in range(n_steps)],
+        result.plot(
+            out / files.FLOW_PNG,
             title=f"Information flow into the last token, {model.name}",
+            step_labels=[f"step {t + 1}" for t in range(n_steps)],
         )
-        return {**result.to_dict(), "n_examples": len(items)}
+        return {**result.to_dict(), "n_examples": len(items)}, result.per_example()
 
-    return _cached(out / "flow.json", compute)
+    return _cached(out, "flow", compute)
 
 
 def run_masking(model: LoadedModel, items: list[pos.Item], out: Path, progress: bool) -> dict:
-    from reasonlens.analyses.masking import masking_impact, plot_impact
+    from reasonlens.analyses.masking import masking_impact
 
-    def compute() -> dict:
+    def compute() -> tuple[dict, dict]:
         result = masking_impact(
             model,
             [it.input_ids for it in items],
@@ -155,15 +130,13 @@ def run_masking(model: LoadedModel, items: list[pos.Item], out: Path, progress: 
             [pos.history_groups(it) for it in items],
             progress=progress,
         )
-        _save_per_problem(out, "masking", {"impact": result.impact_per_example.float()})
-        plot_impact(
-            result,
-            out / "history_intervention.png",
+        result.plot(
+            out / files.MASKING_PNG,
             title=f"History intervention: impact of unmasking one step, {model.name}",
         )
-        return {**result.to_dict(), "n_examples": len(items)}
+        return {**result.to_dict(), "n_examples": len(items)}, result.per_example()
 
-    return _cached(out / "masking.json", compute)
+    return _cached(out, "masking", compute)
 
 
 def run_probes(
@@ -242,7 +215,7 @@ def run_probes(
                     seed=seed,
                     threads=1,  # many small problems: one thread avoids BLAS thread thrash
                 )
-                fitted.plot(out / f"probe_{task}_{kind}.png")
+                fitted.plot(out / files.probe_png(task, kind))
                 results[f"{task}_{kind}"] = _probe_summary(fitted, metric, layers, chosen)
         for kind in ("linear", "mlp"):
             results[f"future_matrix_{kind}"] = _future_matrix(
@@ -259,7 +232,7 @@ def run_probes(
             **results,
         }
 
-    return _cached(out / "probes.json", compute)
+    return _cached(out, "probes", lambda: (compute(), None))
 
 
 def _step(name: str) -> int:
@@ -340,3 +313,56 @@ def run_all(
         model, chosen, out, progress, palette, limits.probe_layer_stride, seed
     )
     return results
+
+
+def solved_cache(out: Path, candidates: list) -> Path:
+    """Where the teacher-forcing verdicts on these candidates are kept (one file per level and
+    block counts, so the horizons reuse the main analysis's verdicts)."""
+    levels = sorted({ex.level for ex in candidates})
+    blocks = sorted({ex.n_blocks for ex in candidates})
+    name = "_".join(f"L{lv}" for lv in levels) + "_b" + "-".join(map(str, blocks))
+    return out / f"solved_{name}.json"
+
+
+def run_horizons(
+    p: PlanningPreset,
+    model: LoadedModel,
+    test: Sequence[Example],
+    out: Path,
+    palette: Sequence[str],
+    seed: int,
+    progress: bool,
+) -> dict:
+    """Future-decision probes at each longer level, and the one figure comparing their reach."""
+    from reasonlens.studies.planning.horizons import plot_horizons
+
+    matrices: dict[int, dict] = {}
+    sets: dict[str, dict] = {}
+    for level in p.horizon_levels:
+        candidates = [ex for ex in test if ex.level == level]
+        if not candidates:
+            continue
+        items, counts = select_analysis_set(
+            model, candidates, p.limits.analysis_set, seed, cache=solved_cache(out, candidates)
+        )
+        sets[f"L{level}"] = counts
+        if len(items) < 5:
+            continue  # too few solved problems to split into train and test
+        same_as_main = level == p.analysis_level and (
+            p.analysis_blocks is None or {ex.n_blocks for ex in candidates} == {p.analysis_blocks}
+        )
+        # the main analysis already probed this level's problems: reuse them
+        directory = out if same_as_main and p.limits.probes is None else out / f"horizon_L{level}"
+        directory.mkdir(parents=True, exist_ok=True)
+        probes = run_probes(
+            model, items, directory, progress, palette, p.limits.probe_layer_stride, seed
+        )
+        matrices[level] = probes["future_matrix_linear"]
+        counts["probe_test_problems"] = probes["n_test"]
+    if matrices:
+        title = f"Look-ahead by plan length, {model.name}"
+        plot_horizons(matrices, out / files.HORIZONS_PNG, title)
+    return {
+        "analysis_sets": sets,
+        "future_matrix_linear": {f"L{k}": v for k, v in matrices.items()},
+    }

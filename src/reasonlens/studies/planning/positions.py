@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reasonlens.evaluate.alignment import EncodedExample, TokenLocator, encode_example
 from reasonlens.tasks.blocksworld import Example
 from reasonlens.tasks.blocksworld.colors import TABLE
 from reasonlens.tasks.blocksworld.state import STACK, World
+from reasonlens.tasks.blocksworld.tokens import EncodedExample, encode_example
+from reasonlens.tasks.tokens import TokenLocator
 
 SKY = "sky"  # nothing above: the block is clear
 

@@ -1,0 +1,93 @@
+"""One way to write a file: to a temporary name beside it, flushed to disk, then renamed.
+
+A reader (or a resumed run) sees the old file or the new one, never half of one, even after a
+kill or a power cut. JSON goes through one serialiser, so NaN and infinity become `null`
+everywhere (JSON has no NaN) and paths, numpy scalars and tuples come out the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some file systems cannot open a directory: the rename still happened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _replace_into(path: Path, write) -> None:
+    """Run `write(tmp_path)`, fsync the result, rename it onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write(path: str | Path, text: str) -> None:
+    """Write `text` (UTF-8, `\\n` line ends) so that `path` is always whole."""
+    _replace_into(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8", newline="\n"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    _replace_into(Path(path), lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None):
+    """`atomic_write` for a safetensors file."""
+    from safetensors.torch import save_file
+
+    contiguous = {k: v.contiguous() for k, v in tensors.items()}
+    _replace_into(Path(path), lambda tmp: save_file(contiguous, str(tmp), metadata))
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values: NaN/inf -> None, tuples -> lists, paths and others -> str."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalar
+        return jsonable(value.item())
+    if hasattr(value, "tolist"):
+        return jsonable(value.tolist())
+    return str(value)
+
+
+def to_json(value: Any, indent: int | None = 2) -> str:
+    """The one JSON rendering of reasonlens' files (with a final newline)."""
+    return json.dumps(jsonable(value), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_json(path: str | Path, value: Any, indent: int | None = 2) -> Path:
+    atomic_write(path, to_json(value, indent))
+    return Path(path)
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,118 @@
+"""What every study is made of, and the one way to run one.
+
+A :class:`Study` declares its name, its typed presets, the config it records, its stages, how
+its stage results become `results.json`, and its report. :func:`run_study` runs it: checks the
+inputs before anything is written, opens (or resumes) the run directory through the stage
+runner, and writes results and report; :func:`render_report` re-renders a finished run's
+report from its files without recomputing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from reasonlens.errors import UserError, one_of
+from reasonlens.runs import RunDir, Stage, StageRunner, open_staged_run, read_run
+
+
+class Preset(Protocol):
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user chose for one run of a study."""
+
+    preset: str
+    model: str
+    seed: int = 0
+    device: str | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    summary: str
+    presets: Mapping[str, Preset]
+    default_preset: str
+    config: Callable[[Settings], dict]
+    stages: Callable[[Settings], list[Stage]]
+    results: Callable[[Settings, dict[str, Any], dict[str, float]], dict]
+    report: Callable[[RunDir, dict, dict[str, Any]], None]
+
+    @property
+    def kind(self) -> str:
+        return f"study-{self.name}"
+
+    def preset(self, name: str) -> Preset:
+        if name not in self.presets:
+            raise one_of(f"{self.name} preset", name, self.presets)
+        return self.presets[name]
+
+    def default_out(self, settings: Settings) -> Path:
+        return Path("runs") / f"{self.name}-{settings.preset}-{Path(settings.model).name}"
+
+
+def check_settings(study: Study, settings: Settings) -> None:
+    """Refuse a wrong preset, model or device before anything is written."""
+    from reasonlens.models.loading import pick_device, resolve_source
+
+    study.preset(settings.preset)
+    resolve_source(settings.model)
+    pick_device(settings.device)
+
+
+def run_study(
+    study: Study, settings: Settings, out: str | Path, overwrite: bool = False
+) -> dict[str, Any]:
+    """Run (or resume) `study` into `out`; returns its results."""
+    import logging
+
+    check_settings(study, settings)
+    runner = open_staged_run(
+        out, study.kind, study.config(settings), study.stages(settings), overwrite=overwrite
+    )
+    handler = runner.run.log_to_file()
+    try:
+        stage_results = runner.execute()
+    finally:
+        logging.getLogger("reasonlens").removeHandler(handler)
+        handler.close()
+    return _finish(study, settings, runner, stage_results)
+
+
+def _finish(study: Study, settings: Settings, runner: StageRunner, stage_results: dict) -> dict:
+    results = study.results(settings, stage_results, runner.timings())
+    runner.run.write_json("results.json", results)
+    study.report(runner.run, results, stage_results)
+    return results
+
+
+def settings_of(run: RunDir) -> Settings:
+    config = run.config
+    return Settings(preset=config["preset"], model=config["model"], seed=config["seed"])
+
+
+def render_report(path: str | Path) -> tuple[Study, RunDir]:
+    """Re-render the report of a finished study run from its files (no model is loaded)."""
+    from reasonlens.studies import get_study
+
+    path = Path(path)
+    record = read_run(path)
+    if record is None:
+        raise UserError(f"{path} is not a reasonlens run directory (no readable run.json)")
+    kind = str(record.get("kind", ""))
+    if not kind.startswith("study-"):
+        raise UserError(f"{path} is a {kind!r} run, not a study: only studies have reports")
+    study = get_study(kind.removeprefix("study-"))
+    run = RunDir.open(path, study.kind)
+    settings = settings_of(run)
+    runner = StageRunner(run, study.stages(settings))
+    _finish(study, settings, runner, runner.load_finished())
+    return study, run

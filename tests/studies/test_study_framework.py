@@ -1,0 +1,60 @@
+"""The study framework through the CLI: the registry's commands, re-rendering a report from a
+finished run's files, and refusals that write nothing."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import TINY_PRESET  # noqa: I001  (tests/studies/conftest.py)
+
+from reasonlens.errors import UserError
+from reasonlens.studies import Settings, get_study, run_study
+from reasonlens.studies.planning import presets
+from reasonlens.testing import run_cli
+
+
+def test_study_list_names_every_study_and_preset(capsys):
+    code, out, _ = run_cli(["study", "list"], capsys)
+    assert code == 0
+    for name in ("planning", *presets.PRESETS):
+        assert name in out
+
+
+def test_report_rerenders_a_finished_run_from_its_files(tiny_study, capsys, monkeypatch):
+    out, _ = tiny_study
+    monkeypatch.setitem(presets.PRESETS, "tiny", TINY_PRESET)
+    before = {n: (out / n).read_text() for n in ("report.md", "summary.md", "results.json")}
+    for name in ("report.md", "report.html", "summary.md"):
+        (out / name).unlink()
+    code, _, err = run_cli(["report", out], capsys)
+    assert code == 0, err
+    assert {n: (out / n).read_text() for n in before} == before
+    assert (out / "report.html").is_file()
+
+
+def test_report_refuses_what_is_not_a_finished_study(tmp_path, capsys):
+    code, _, err = run_cli(["report", tmp_path], capsys)
+    assert code == 2 and "not a reasonlens run directory" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--preset", "nope"], "unknown planning preset 'nope'"),
+        (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+    ],
+)
+def test_bad_study_input_exits_2_and_writes_nothing(argv, message, tmp_path, capsys):
+    out = tmp_path / "study"
+    code, _, err = run_cli(["study", "planning", "-o", out, "--quiet", *argv], capsys)
+    assert code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_finished_stage_refuses_a_changed_setting_naming_it(tiny_study, tiny_dir, monkeypatch):
+    out, _ = tiny_study
+    monkeypatch.setitem(presets.PRESETS, "tiny", TINY_PRESET)
+    settings = Settings(preset="tiny", model=tiny_dir, seed=1, progress=False)
+    with pytest.raises(UserError, match=r"stage 'data' was finished with other settings.*seed"):
+        run_study(get_study("planning"), settings, out)
