@@ -141,15 +141,15 @@ def test_gemma_chat_template_wraps_turns_with_bos():
     assert text == "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
 
 
-def test_a_training_run_directory_loads_its_model(tmp_path, tiny_llama):
+def test_a_run_directory_loads_the_model_it_produces(tmp_path, tiny_llama):
     from reasonlens.runs import RunDir
 
-    run = RunDir.create(tmp_path / "run", "train", {"model": "tiny"})
+    run = RunDir.create(tmp_path / "run", "train", {"model": "tiny"}, produces={"model": "model"})
     with pytest.raises(UserError, match="has not finished"):
         load_model(str(run.path))
     tiny_llama.hf.save_pretrained(run.path / "model")
     tiny_llama.tokenizer.save_pretrained(run.path / "model")
     assert load_model(str(run.path)).n_layers == tiny_llama.n_layers
     other = RunDir.create(tmp_path / "eval", "eval", {"model": "tiny"})
-    with pytest.raises(UserError, match="is not a training run"):
+    with pytest.raises(UserError, match="'eval' run, which produces no model"):
         load_model(str(other.path))

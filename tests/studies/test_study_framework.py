@@ -58,3 +58,30 @@ def test_a_finished_stage_refuses_a_changed_setting_naming_it(tiny_study, tiny_d
     settings = Settings(preset="tiny", model=tiny_dir, seed=1, progress=False)
     with pytest.raises(UserError, match=r"stage 'data' was finished with other settings.*seed"):
         run_study(get_study("planning"), settings, out)
+
+
+def test_a_study_interrupted_inside_a_stage_resumes_to_the_same_outputs(
+    run_tiny_study, tiny_dir, tmp_path, monkeypatch
+):
+    """Killed during the analyses (extraction and flow written, masking not): the same command
+    finishes the run, and every output equals the uninterrupted run's snapshot."""
+    from reasonlens.studies.planning import analyses
+    from test_planning_golden import GOLDEN, _dump, _golden_path, snapshot
+
+    real = analyses.run_masking
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "study"
+    monkeypatch.setattr(analyses, "run_masking", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny_study(out)
+    assert (out / "analyses" / "flow.json").is_file()
+    assert not (out / "analyses" / "masking.json").exists()
+    monkeypatch.setattr(analyses, "run_masking", real)
+    run_tiny_study(out)
+    snap = snapshot(out, [str(out), str(tiny_dir)])
+    assert GOLDEN.is_dir()
+    for name, content in snap.items():
+        assert _dump(name, content) == _golden_path(name).read_text(), name

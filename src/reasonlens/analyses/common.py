@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
-
-import torch
 
 from reasonlens.errors import UserError
 from reasonlens.models.loading import LoadedModel
@@ -47,16 +44,3 @@ def length_batches(lengths: Sequence[int], size: int) -> Iterator[list[int]]:
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     for start in range(0, len(order), size):
         yield order[start : start + size]
-
-
-def jsonable(x: torch.Tensor) -> list | float | int | bool | None:
-    """Nested lists with NaN as None, so results are strict JSON."""
-
-    def clean(v):
-        if isinstance(v, list):
-            return [clean(u) for u in v]
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        return v
-
-    return clean(x.tolist())

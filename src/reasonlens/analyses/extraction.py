@@ -22,12 +22,12 @@ import torch
 from reasonlens.analyses.common import (
     check_inputs,
     check_position,
-    jsonable,
     length_batches,
 )
 from reasonlens.errors import UserError
 from reasonlens.models.loading import LoadedModel
 from reasonlens.progress import Progress
+from reasonlens.runs.files import jsonable
 from reasonlens.trace import TraceInput, capture
 from reasonlens.trace.sites import site_ref
 

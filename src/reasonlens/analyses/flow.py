@@ -26,13 +26,13 @@ from reasonlens.analyses.common import (
     Target,
     check_inputs,
     check_position,
-    jsonable,
     length_batches,
 )
 from reasonlens.errors import UserError
 from reasonlens.models.loading import LoadedModel
 from reasonlens.models.prompts import pad_batch
 from reasonlens.progress import Progress
+from reasonlens.runs.files import jsonable
 from reasonlens.trace.hooks import site_hooks
 from reasonlens.trace.sites import site_ref
 

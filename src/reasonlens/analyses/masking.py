@@ -21,13 +21,13 @@ from reasonlens.analyses.common import (
     Target,
     check_inputs,
     check_position,
-    jsonable,
     length_batches,
 )
 from reasonlens.errors import UserError
 from reasonlens.models.loading import LoadedModel
 from reasonlens.models.prompts import pad_batch
 from reasonlens.progress import Progress
+from reasonlens.runs.files import jsonable
 from reasonlens.trace import intervene, zero_keys
 
 

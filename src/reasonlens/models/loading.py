@@ -20,7 +20,7 @@ from reasonlens.models.architectures import Architecture, architecture_for
 from reasonlens.models.gguf import convert_gguf, converted_dir, gguf_source_key, is_current
 from reasonlens.models.registry import BUILTIN_MODELS, builtin
 from reasonlens.paths import cache_dir
-from reasonlens.runs import RUN_FILE
+from reasonlens.runs import RUN_FILE, read_run
 
 log = logging.getLogger(__name__)
 
@@ -94,20 +94,19 @@ def resolve_source(name: str) -> ResolvedSource:
 
 
 def _run_model(path: Path) -> ResolvedSource:
-    """A run directory: a training run loads the model it saved in `model/`."""
-    import json
-
-    kind = json.loads((path / RUN_FILE).read_text()).get("kind")
-    model_dir = path / "model"
-    if kind != "train":
+    """A run directory loads the model it says it produces (run.json `produces.model`)."""
+    record = read_run(path) or {}
+    kind, produced = record.get("kind"), record.get("produces", {}).get("model")
+    if produced is None:
         raise UserError(
-            f"{path} is not a training run (its kind is {kind!r}): only a training run's "
-            "directory can be loaded as a model"
+            f"{path} is a {kind!r} run, which produces no model: a training run's directory "
+            "(or a model directory) can be loaded as a model"
         )
+    model_dir = path / produced
     if not (model_dir / "config.json").is_file():
         raise UserError(
-            f"{path} is a training run that has not finished (no model/ yet); re-run the same "
-            "train command to resume it"
+            f"{path} is a {kind} run that has not finished (no {produced}/ yet); re-run the "
+            "same command to resume it"
         )
     return ResolvedSource("run", str(model_dir))
 

@@ -84,23 +84,35 @@ class RunDir:
     config: dict
 
     @classmethod
-    def create(cls, path: str | Path, kind: str, config: dict, overwrite: bool = False) -> RunDir:
-        """Start a run in `path`, or reopen the same run there; refuse a different one."""
+    def create(
+        cls,
+        path: str | Path,
+        kind: str,
+        config: dict,
+        overwrite: bool = False,
+        produces: dict[str, str] | None = None,
+    ) -> RunDir:
+        """Start a run in `path`, or reopen the same run there; refuse a different one.
+        `produces` names what the run leaves for other commands, relative to its directory
+        (a training run: {"model": "model"}), so they need not know its layout."""
         path = Path(path)
         config = jsonable(config)
         reopen_or_refuse(path, _describe(path, kind, config), overwrite)
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path, kind, config)
         if not (path / RUN_FILE).exists():
-            run.record(config)
+            run.record(config, produces)
         return run
 
-    def record(self, config: dict) -> None:
+    def record(self, config: dict, produces: dict[str, str] | None = None) -> None:
         """Write run.json and config.yaml for `config` (a new run, or a compatible change)."""
         self.config = jsonable(config)
+        if produces is None:
+            produces = (read_run(self.path) or {}).get("produces", {})
         record = {
             "kind": self.kind,
             "config": self.config,
+            "produces": produces,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "versions": software_versions(),
             "machine": {"platform": platform.platform(), "processor": platform.machine()},

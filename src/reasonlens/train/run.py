@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 KIND = "train"
 RESULTS = "results.json"
+MODEL_DIR = "model"  # the full checkpoint a finished run leaves (run.json: produces.model)
 DATA_FILE = "data.json"  # fingerprints of the training files, to notice changed data
 
 
@@ -103,7 +104,9 @@ def train(
     with args.main_process_first(desc="run directory"):
         # trained on other data: the one reopen-or-refuse rule, before the config's own check
         reopen_or_refuse(out, _other_data(out, files), overwrite)
-        run = RunDir.create(out, KIND, config.to_dict(), overwrite=overwrite)
+        run = RunDir.create(
+            out, KIND, config.to_dict(), overwrite=overwrite, produces={"model": MODEL_DIR}
+        )
         if not run.file(DATA_FILE).exists():
             run.write_json(DATA_FILE, [f.__dict__ for f in files])
     done = _finished(run)
@@ -233,7 +236,7 @@ def _save_model(trainer, run: RunDir, config: TrainConfig) -> tuple[Path, Path |
     """Full: the trained weights to model/. LoRA: the adapter to adapter/, merged into model/."""
     from reasonlens.train.merge import merge_adapter
 
-    model_dir = run.file("model")
+    model_dir = run.file(MODEL_DIR)
     target = run.file("adapter") if config.method == "lora" else model_dir
     partial = target.with_name(f".{target.name}.partial")
     trainer.model.config.use_cache = True  # off while training; generation wants it on
@@ -309,11 +312,11 @@ def _other_data(out: Path, files: list[DataFile]) -> str | None:
 
 def _finished(run: RunDir) -> TrainResult | None:
     path = run.file(RESULTS)
-    if not (path.exists() and (run.file("model") / "config.json").exists()):
+    if not (path.exists() and (run.file(MODEL_DIR) / "config.json").exists()):
         return None
     results = read_json(path)
     adapter = run.file("adapter") if results.get("adapter_dir") else None
-    return TrainResult(run.path, run.file("model"), adapter, results)
+    return TrainResult(run.path, run.file(MODEL_DIR), adapter, results)
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from reasonlens.errors import UserError, one_of
+from reasonlens.runs.files import jsonable
 
 
 @dataclass
@@ -35,12 +36,12 @@ class Score:
 
     def row(self, i: int) -> dict[str, Any]:
         return {
-            "value": _clean(self.value[i]),
-            "low": _clean(self.low[i]),
-            "high": _clean(self.high[i]),
-            "mean": _clean(self.mean[i]),
-            "mean_low": _clean(self.mean_low[i]),
-            "mean_high": _clean(self.mean_high[i]),
+            "value": jsonable(self.value[i]),
+            "low": jsonable(self.low[i]),
+            "high": jsonable(self.high[i]),
+            "mean": jsonable(self.mean[i]),
+            "mean_low": jsonable(self.mean_low[i]),
+            "mean_high": jsonable(self.mean_high[i]),
         }
 
 
@@ -163,7 +164,7 @@ class ProbeResult:
                 entry[name] = {m: s.row(i) for m, s in sets.items()}
             if self.control is not None:
                 entry["control"] = {m: s.row(i) for m, s in self.control.items()}
-            entry["train"] = {m: _clean(v[i]) for m, v in self.train.items()}
+            entry["train"] = {m: jsonable(v[i]) for m, v in self.train.items()}
             entry["n_train"] = self.n_train[i].tolist()
             entry["n_test"] = self.n_test[i].tolist()
             entry["iterations"] = self.iterations[i].tolist()
@@ -226,11 +227,3 @@ class ProbeResult:
         )
         fig.tight_layout()
         return save_figure(fig, path)
-
-
-def _clean(t: torch.Tensor) -> Any:
-    """A tensor as nested lists / a number, NaN as None."""
-    value = t.tolist()
-    if isinstance(value, list):
-        return [None if isinstance(v, float) and math.isnan(v) else v for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value

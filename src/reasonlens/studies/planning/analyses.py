@@ -182,7 +182,7 @@ def run_probes(
         train_idx, test_idx = train_test_split(n, 0.2, seed)
 
         state_names = [x for x in names if pos.block_state_labels(items[0], x, palette) is not None]
-        future_names = [x for x in names if x in ("init", "goal") or _step(x) < n_steps]
+        future_names = [x for x in names if pos.step_of(x) < n_steps]
         tasks = {
             "state": (
                 state_names,
@@ -233,10 +233,6 @@ def run_probes(
         }
 
     return _cached(out, "probes", lambda: (compute(), None))
-
-
-def _step(name: str) -> int:
-    return int(name[1:].split("-")[0])
 
 
 def _probe_summary(fitted, metric: str, layers: list[int], names: list[str]) -> dict:

@@ -17,6 +17,7 @@ tokens once by `encode_example`), never by searching the text. Choices the paper
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -98,7 +99,8 @@ def colour_tokens(item: Item) -> list[list[int]]:
         if action.kind == STACK:
             # "stack X on-top-of": X starts after "stack "
             start = span.action_prompt[0] + len("stack ")
-            assert text[start : start + len(action.block)] == action.block
+            if text[start : start + len(action.block)] != action.block:
+                raise ValueError(f"step line does not name {action.block!r} where expected")
             positions.extend(range(*locator.span((start, start + len(action.block)))))
         if action.answer != TABLE:
             positions.extend(range(*locator.span(span.answer)))
@@ -110,6 +112,17 @@ def history_groups(item: Item) -> list[list[list[int]]]:
     """Per step t, the colour-token groups of history steps 1..t-1 (visible to step t)."""
     colours = colour_tokens(item)
     return [colours[:t] for t in range(item.n_steps)]
+
+
+def step_of(position: str) -> int:
+    """The plan step a probe position belongs to: 0 for init and goal (before step 1), k for
+    s{k}-act and s{k}-col."""
+    if position in ("init", "goal"):
+        return 0
+    match = re.fullmatch(r"s(\d+)-(act|col)", position)
+    if match is None:
+        raise ValueError(f"not a probe position: {position!r} (init, goal, s<k>-act, s<k>-col)")
+    return int(match.group(1))
 
 
 def probe_positions(item: Item) -> dict[str, int]:
@@ -150,7 +163,7 @@ def _state_at(item: Item, position: str):
         return item.example.init
     if position == "goal":
         return item.example.goal
-    step = int(position[1:].split("-")[0])
+    step = step_of(position)
     if step % 2:
         return None
     world = World(item.example.init)
@@ -167,7 +180,7 @@ def future_labels(item: Item, position: str, palette: Sequence[str], n_heads: in
     """One head per plan step: the answer class of step r, only for steps after `position`'s
     step (init and goal come before step 1); -1 elsewhere."""
     classes = answer_classes(palette)
-    current = 0 if position in ("init", "goal") else int(position[1:].split("-")[0])
+    current = step_of(position)
     labels = [-1] * n_heads
     for r, action in enumerate(item.example.plan, start=1):
         if r > current and r <= n_heads:
