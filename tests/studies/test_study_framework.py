@@ -65,8 +65,9 @@ def test_a_study_interrupted_inside_a_stage_resumes_to_the_same_outputs(
 ):
     """Killed during the analyses (extraction and flow written, masking not): the same command
     finishes the run, and every output equals the uninterrupted run's snapshot."""
-    from reasonlens.studies.planning import analyses
     from test_planning_golden import GOLDEN, _dump, _golden_path, snapshot
+
+    from reasonlens.studies.planning import analyses
 
     real = analyses.run_masking
 
