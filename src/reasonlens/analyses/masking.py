@@ -1,10 +1,17 @@
 """Key-masking impact (Men et al. 2024 §6.2): how much does each earlier group of tokens help?
 
 For a target (position N, gold token) and groups of token positions G_1..G_m (e.g. the colour
-tokens of each earlier plan step), the keys of every group are zeroed in every layer, giving
-y' = p(gold at N); then all groups but G_i are zeroed, giving y''_i; impact_i = y''_i - y'.
-A zero key gives a zero attention logit (a soft mask: the value is still read with weight
-exp(0)), exactly as the paper's intervention; see `reasonlens.trace.zero_keys`.
+tokens of each earlier plan step), every group is hidden in every layer, giving
+y' = p(gold at N); then all groups but G_i are hidden, giving y''_i; impact_i = y''_i - y'.
+
+Two ways to hide a token (`method`):
+
+* ``zero_keys`` (the paper's): its attention keys are zeroed. A zero key gives a zero
+  attention logit, a *soft* mask: the token still gets weight exp(0), which can exceed what
+  its real logit gave it, and its value is still read (`reasonlens.trace.zero_keys`).
+* ``knockout`` (Geva et al. 2023): every later query's attention to it is cut before the
+  softmax (the most negative logit), so it gets exactly zero weight
+  (`reasonlens.trace.knockout_mask`).
 """
 
 from __future__ import annotations
@@ -23,12 +30,18 @@ from reasonlens.analyses.common import (
     check_position,
     length_batches,
 )
-from reasonlens.errors import UserError
+from reasonlens.errors import UserError, one_of
 from reasonlens.models.loading import LoadedModel
 from reasonlens.models.prompts import pad_batch
 from reasonlens.progress import Progress
 from reasonlens.runs.files import jsonable
-from reasonlens.trace import intervene, zero_keys
+from reasonlens.trace.interventions import intervene, knockout_mask, zero_keys
+
+METHODS = {
+    "zero_keys": "keys of the groups zeroed in every listed layer; impact = y''_i - y'",
+    "knockout": "attention to the groups from every later query cut before the softmax "
+    "(exactly zero weight) in every layer; impact = y''_i - y'",
+}
 
 
 @dataclass
@@ -40,6 +53,7 @@ class MaskingResult:
     p_visible: torch.Tensor  # [examples, steps, groups]: y''_i; NaN where step t has no group i
     layers: list[int] | None = None  # layers whose keys were zeroed; None = all
     model: str = ""
+    method: str = "zero_keys"
 
     @property
     def impact_per_example(self) -> torch.Tensor:
@@ -66,7 +80,7 @@ class MaskingResult:
         return {
             "analysis": "key_masking_impact",
             "model": self.model,
-            "method": "keys of the groups zeroed in every listed layer; impact = y''_i - y'",
+            "method": METHODS[self.method],
             "layers": self.layers if self.layers is not None else "all",
             "n_examples": int(self.p_unmasked.shape[0]),
             "impact": jsonable(self.impact),  # [steps][groups]
@@ -96,6 +110,7 @@ def masking_impact(
     batch_size: int = 8,
     share_prefix: bool = True,
     progress: bool = False,
+    method: str = "zero_keys",
 ) -> MaskingResult:
     """Impact of making each group visible, for every example and step.
 
@@ -107,6 +122,10 @@ def masking_impact(
     (`share_prefix=False` runs every variant from the first token; same numbers up to
     float rounding).
     """
+    if method not in METHODS:
+        raise one_of("masking method", method, METHODS)
+    if method == "knockout":
+        _check_knockout(model, input_ids, layers)
     check_inputs(model, input_ids, targets, "targets")
     check_inputs(model, input_ids, groups, "groups")
     vocab = model.vocab_size
@@ -146,7 +165,7 @@ def masking_impact(
             prefix = _prefix(model, input_ids[e][:start]) if share_prefix and start > 0 else None
             for batch in length_batches([j.length for j in mine], batch_size):
                 chosen = [mine[i] for i in batch]
-                probs = _run(model, input_ids, chosen, layers, prefix)
+                probs = _run(model, input_ids, chosen, layers, prefix, method)
                 for job, row in zip(chosen, probs, strict=True):
                     for (key, _pos, _gold), p in zip(job.reads, row, strict=True):
                         values[key[0]][key[1:]] = p
@@ -162,7 +181,20 @@ def masking_impact(
         values["visible"][:, :, :n_groups],
         layers=list(layers) if layers is not None else None,
         model=model.name,
+        method=method,
     )
+
+
+def _check_knockout(model: LoadedModel, input_ids: Sequence[Sequence[int]], layers) -> None:
+    if layers is not None:
+        raise UserError("knockout hides tokens in every layer: leave `layers` unset")
+    window = getattr(model.hf.config, "sliding_window", None)
+    longest = max((len(ids) for ids in input_ids), default=0)
+    if window and longest > window:
+        raise UserError(
+            f"knockout needs every sequence within the model's sliding window ({window} "
+            f"tokens; the longest here has {longest}): use method='zero_keys'"
+        )
 
 
 def _jobs(e: int, steps: Sequence[Target], groups: Sequence[Sequence[Sequence[int]]]) -> list[_Job]:
@@ -204,6 +236,7 @@ def _run(
     jobs: list[_Job],
     layers: Sequence[int] | None,
     prefix: _Prefix | None,
+    method: str = "zero_keys",
 ) -> list[list[float]]:
     """p(gold) at each job's reads, for one batch of jobs in one forward pass.
 
@@ -230,7 +263,13 @@ def _run(
         [[j.reads[min(k, len(j.reads) - 1)][2] for k in range(width)] for j in jobs],
         device=model.device,
     )
-    masks = zero_keys(model, positions=[j.zero for j in jobs], layers=layers)
+    masks = []
+    if method == "knockout":
+        batch["attention_mask"] = knockout_mask(
+            batch["attention_mask"], [j.zero for j in jobs], model.dtype, q_offset=start
+        )
+    else:
+        masks = zero_keys(model, positions=[j.zero for j in jobs], layers=layers)
     with intervene(model, *masks):
         logits = model.hf(
             **batch, past_key_values=cache, logits_to_keep=keep, use_cache=cache is not None

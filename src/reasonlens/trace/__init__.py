@@ -11,6 +11,7 @@ from reasonlens.trace.interventions import (
     Scale,
     Zero,
     intervene,
+    knockout_mask,
     zero_keys,
 )
 from reasonlens.trace.sites import SiteRef, parse_sites, resolve_sites
@@ -31,6 +32,7 @@ __all__ = [
     "Zero",
     "capture",
     "intervene",
+    "knockout_mask",
     "parse_sites",
     "resolve_sites",
     "run_with_cache",

@@ -151,6 +151,36 @@ def zero_keys(
     return [Zero(f"layers.{layer}.k", positions) for layer in chosen]
 
 
+def knockout_mask(
+    attention_mask: torch.Tensor,
+    blocked: Sequence[Sequence[int]],
+    dtype: torch.dtype,
+    q_offset: int = 0,
+) -> torch.Tensor:
+    """A 4D additive attention mask [batch, 1, queries, keys] that hides keys from every later
+    query: causal, padding from the 2D `attention_mask` [batch, keys], and for each row the
+    key positions `blocked[row]` knocked out (the most negative `dtype` value before the
+    softmax, so they get exactly zero weight; Geva et al. 2023). Queries are the last
+    `keys - q_offset` positions (after a cached prefix of `q_offset` tokens). A blocked token
+    still attends to itself, so no query row is ever empty.
+
+    Passed as `attention_mask` to a Hugging Face model it applies in every layer; a model
+    with sliding-window layers would lose its window, so callers refuse longer sequences.
+    """
+    batch, n_keys = attention_mask.shape
+    queries = torch.arange(q_offset, n_keys, device=attention_mask.device)[:, None]
+    keys = torch.arange(n_keys, device=attention_mask.device)[None, :]
+    allowed = (keys <= queries)[None].repeat(batch, 1, 1) & attention_mask.bool()[:, None, :]
+    for row, positions in enumerate(blocked):
+        if positions:
+            cols = torch.tensor(sorted(set(positions)), device=attention_mask.device)
+            hidden = queries > cols[None, :]  # [queries, blocked]: later queries only
+            allowed[row, :, cols] &= ~hidden
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=attention_mask.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[:, None]
+
+
 @contextmanager
 def intervene(model: LoadedModel, *interventions: Intervention) -> Iterator[None]:
     """Apply interventions inside the block (forward passes and generation alike)."""
