@@ -73,27 +73,28 @@ def _expected(extracts):
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
 @pytest.mark.parametrize("flip", [False, True])
-@pytest.mark.parametrize("final_norm", [False, True])
+@pytest.mark.parametrize("projection", ["raw", "gain", "final_norm"])
 def test_attention_writing_the_answer_at_one_layer_is_extracted_there(
-    make_model, make_ids, arch, flip, final_norm
+    make_model, make_ids, arch, flip, projection
 ):
     model = _answer_model(make_model, arch, flip)
     ids = make_ids([12, 9, 15])
     readouts = [[3, 7, 11], [2, 8], [14]]
-    result = extraction_rates(model, ids, readouts, final_norm=final_norm, batch_size=2)
+    result = extraction_rates(model, ids, readouts, projection=projection, batch_size=2)
 
     answer = OTHER if flip else TOK
     assert result.predictions.tolist() == [[answer] * 3, [answer] * 2 + [-1], [answer, -1, -1]]
     assert result.counts.tolist() == [3, 2, 1]
-    # without the final norm, the raw projection says TOK, which is the answer only if no flip
-    extracts = final_norm or not flip
+    # without the final norm's gain, the raw projection says TOK: the answer only if no flip
+    extracts = projection != "raw" or not flip
     expected = _expected(extracts)
     assert result.rates.shape == (3, N_LAYERS, len(COMPONENTS))
     for step in range(3):
         torch.testing.assert_close(result.rates[step], expected.float())
     torch.testing.assert_close(result.mean, expected.float())
     assert result.std.abs().max() == 0
-    assert ("final norm applied" in result.projection) == final_norm
+    assert ("final norm applied" in result.projection) == (projection == "final_norm")
+    assert result.to_dict()["variant"] == projection
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
@@ -104,7 +105,9 @@ def test_matches_a_plain_argmax_over_cached_activations(make_model, make_ids, ar
     ids = make_ids([20, 11, 17, 6], seed=3)
     readouts = [[4, 10, 19], [0, 10], [16, 3, 8], [5]]
     results = {
-        norm: extraction_rates(model, ids, readouts, final_norm=norm, batch_size=3)
+        norm: extraction_rates(
+            model, ids, readouts, projection="final_norm" if norm else "raw", batch_size=3
+        )
         for norm in (False, True)
     }
 
@@ -156,3 +159,41 @@ def test_bad_inputs_are_refused(tiny_llama, make_ids):
         extraction_rates(tiny_llama, ids, [[1], [2]])
     with pytest.raises(UserError, match="no readout"):
         extraction_rates(tiny_llama, ids, [[]])
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
+def test_the_gain_alone_equals_the_logit_lens_for_an_rms_norm(make_model, make_ids, arch):
+    """RMSNorm(h) = g * h / rms(h): a positive scalar away from g * h, so the argmax (and so
+    every extraction event) is the same; a LayerNorm (gpt2) also centres h, and may differ."""
+    model = make_model(arch, n_layers=3, seed=4)
+    with torch.no_grad():
+        model.final_norm.weight.uniform_(-0.8, 1.0, generator=torch.Generator().manual_seed(5))
+    ids = make_ids([18, 13], seed=6)
+    readouts = [[3, 9, 17], [4, 12]]
+    gain = extraction_rates(model, ids, readouts, projection="gain")
+    lens = extraction_rates(model, ids, readouts, projection="final_norm")
+    if isinstance(model.final_norm, torch.nn.LayerNorm):
+        assert gain.variant == "gain"  # centring and bias: no identity to check
+    else:
+        assert torch.equal(gain.hits, lens.hits)
+
+
+def test_an_outlier_dimension_is_named_with_its_gain(make_model, make_ids):
+    """A residual dimension a hundred times larger than the rest, which the final norm's
+    gain flips: the raw projection reads it, and the result names it."""
+    model = make_model("llama", n_layers=2, seed=7)
+    with torch.no_grad():
+        model.layers[-1].mlp.down_proj.bias = torch.nn.Parameter(torch.zeros(model.d_model))
+        model.layers[-1].mlp.down_proj.bias[5] = 300.0
+        model.final_norm.weight[5] = -1.26
+    ids = make_ids([12], seed=8)
+    result = extraction_rates(model, ids, [[4, 11]])
+    outliers = result.outliers()
+    assert [o["dim"] for o in outliers] == [5]
+    assert outliers[0]["gain"] == pytest.approx(-1.26, abs=1e-3)
+    assert result.to_dict()["outlier_dims"] == outliers
+
+
+def test_an_unknown_projection_is_refused(tiny_llama, make_ids):
+    with pytest.raises(UserError, match="unknown projection 'lens'"):
+        extraction_rates(tiny_llama, make_ids([6]), [[2]], projection="lens")

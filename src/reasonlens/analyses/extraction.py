@@ -6,8 +6,17 @@ argmax(E·h) == e*, where E is the unembedding matrix and e* the model's own top
 The rate is the fraction of examples with an event, per readout step and layer.
 
 The paper projects the raw vector, with no final norm (its layer-output curve ends at 0.92,
-not 1.0); `final_norm=True` applies the model's final norm first, which is the classic
-logit lens, and the result says which one it is.
+not 1.0). Three projections (`projection`), and the result says which one it is:
+
+* ``raw``: E·h, the paper's choice;
+* ``gain``: E·(g ⊙ h), the final norm's per-dimension gain g without the normalisation. On a
+  model whose residual stream has an outlier dimension that the final norm's gain shrinks or
+  flips (SmolLM2: gain -1.26 on one dimension), the raw projection picks the same token at
+  every readout for a reason that has nothing to do with the task; the gain alone removes it;
+* ``final_norm``: E·final_norm(h), the classic logit lens.
+
+The result also keeps the mean |h| of every dimension of the last layer's output at the
+readouts, so a report can name the outlier dimensions (:meth:`ExtractionResult.outliers`).
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from reasonlens.analyses.common import (
     check_position,
     length_batches,
 )
-from reasonlens.errors import UserError
+from reasonlens.errors import UserError, one_of
 from reasonlens.models.loading import LoadedModel
 from reasonlens.progress import Progress
 from reasonlens.runs.files import jsonable
@@ -32,6 +41,11 @@ from reasonlens.trace import TraceInput, capture
 from reasonlens.trace.sites import site_ref
 
 COMPONENTS: tuple[str, ...] = ("attn_out", "mlp_out", "resid_post")
+PROJECTIONS = {
+    "raw": "E·h (raw sublayer output, no final norm; as in the paper)",
+    "gain": "E·(g ⊙ h) (the final norm's gain g only, no normalisation)",
+    "final_norm": "E·final_norm(h) (logit lens, final norm applied)",
+}
 COMPONENT_LABELS = {"attn_out": "MHSA", "mlp_out": "MLP", "resid_post": "Layer"}
 
 
@@ -45,15 +59,35 @@ class ExtractionResult:
     hits: torch.Tensor  # bool [examples, steps, layers, components]
     valid: torch.Tensor  # bool [examples, steps]
     predictions: torch.Tensor  # long [examples, steps]: e*, -1 where not valid
-    final_norm: bool
+    variant: str  # one of PROJECTIONS
     model: str = ""
     components: tuple[str, ...] = field(default=COMPONENTS)
+    scale: torch.Tensor | None = None  # [d]: mean |h| of the last layer's output at readouts
+    gain: torch.Tensor | None = None  # [d]: the final norm's gain
+
+    @property
+    def final_norm(self) -> bool:
+        return self.variant == "final_norm"
 
     @property
     def projection(self) -> str:
-        if self.final_norm:
-            return "E·final_norm(h) (logit lens, final norm applied)"
-        return "E·h (raw sublayer output, no final norm; as in the paper)"
+        return PROJECTIONS[self.variant]
+
+    def outliers(self, ratio: float = 20.0) -> list[dict]:
+        """Residual dimensions whose mean |h| at the readouts is over `ratio` times the median
+        dimension's, largest first, with the final norm's gain there."""
+        if self.scale is None:
+            return []
+        median = float(self.scale.median().clamp_min(torch.finfo(torch.float32).tiny))
+        dims = [int(d) for d in torch.argsort(self.scale, descending=True)]
+        out = []
+        for d in dims:
+            r = float(self.scale[d]) / median
+            if r < ratio:
+                break
+            gain = None if self.gain is None else round(float(self.gain[d]), 4)
+            out.append({"dim": d, "ratio_to_median": round(r, 1), "gain": gain})
+        return out
 
     @property
     def counts(self) -> torch.Tensor:
@@ -88,6 +122,8 @@ class ExtractionResult:
             "model": self.model,
             "projection": self.projection,
             "final_norm": self.final_norm,
+            "variant": self.variant,
+            "outlier_dims": self.outliers(),
             "components": list(self.components),
             "component_labels": [COMPONENT_LABELS[c] for c in self.components],
             "n_examples": int(self.valid.shape[0]),
@@ -113,7 +149,7 @@ def extraction_rates(
     model: LoadedModel,
     input_ids: Sequence[Sequence[int]],
     readouts: Sequence[Sequence[int]],
-    final_norm: bool = False,
+    projection: str = "raw",
     batch_size: int = 8,
     progress: bool = False,
 ) -> ExtractionResult:
@@ -123,6 +159,8 @@ def extraction_rates(
     Tokens after an example's last readout cannot change it (causal attention), so they are
     not run.
     """
+    if projection not in PROJECTIONS:
+        raise one_of("projection", projection, PROJECTIONS)
     check_inputs(model, input_ids, readouts, "readouts")
     n_steps = max((len(r) for r in readouts), default=0)
     if n_steps == 0:
@@ -135,6 +173,8 @@ def extraction_rates(
     hits = torch.zeros(n, n_steps, n_layers, len(COMPONENTS), dtype=torch.bool)
     valid = torch.zeros(n, n_steps, dtype=torch.bool)
     predictions = torch.full((n, n_steps), -1, dtype=torch.long)
+    gain = norm_gain(model)
+    scale_sum, rows = torch.zeros(model.d_model), 0
     sites = [site_ref(layer, c) for layer in range(n_layers) for c in COMPONENTS]
     ends = [max(r) + 1 if r else 1 for r in readouts]
 
@@ -150,7 +190,10 @@ def extraction_rates(
             acts = capture(
                 model, inputs, sites, positions="given", batch_size=len(batch), progress=False
             )
-            batch_hits, batch_pred = _events(model, acts, final_norm)
+            batch_hits, batch_pred = _events(model, acts, projection, gain)
+            last = acts.get(f"layers.{model.n_layers - 1}.resid_post").float()
+            scale_sum += last.abs().sum(0)
+            rows += last.shape[0]
             row = 0
             for e in batch:
                 k = len(readouts[e])
@@ -159,11 +202,32 @@ def extraction_rates(
                 valid[e, :k] = True
                 row += k
             bar.advance(len(batch))
-    return ExtractionResult(hits, valid, predictions, final_norm, model=model.name)
+    return ExtractionResult(
+        hits,
+        valid,
+        predictions,
+        projection,
+        model=model.name,
+        scale=scale_sum / max(rows, 1),
+        gain=gain,
+    )
 
 
 @torch.inference_mode()
-def _events(model: LoadedModel, acts, final_norm: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def norm_gain(model: LoadedModel) -> torch.Tensor:
+    """The final norm's per-dimension gain g: its output for a vector of RMS 1 (an RMSNorm,
+    whatever its parametrisation, e.g. Gemma's 1 + w) or its weight (a LayerNorm)."""
+    norm = model.final_norm
+    if isinstance(norm, torch.nn.LayerNorm):
+        return norm.weight.detach().float().cpu()
+    ones = torch.ones(1, model.d_model, device=model.device, dtype=model.dtype)
+    return norm(ones)[0].float().cpu()
+
+
+@torch.inference_mode()
+def _events(
+    model: LoadedModel, acts, projection: str, gain: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Hits [rows, layers, components] and e* [rows] for the captured readout rows."""
     device = model.device
     weight = model.unembed.weight  # E: [vocab, d]
@@ -174,8 +238,10 @@ def _events(model: LoadedModel, acts, final_norm: bool) -> tuple[torch.Tensor, t
     per_layer = []
     for layer in range(model.n_layers):
         h = torch.stack([acts.get(f"layers.{layer}.{c}") for c in COMPONENTS]).to(device)
-        if final_norm:
+        if projection == "final_norm":
             h = model.final_norm(h)
+        elif projection == "gain":
+            h = h * gain.to(device=device, dtype=h.dtype)
         guess = (h @ weight.T).argmax(-1)  # [components, rows]
         per_layer.append((guess == target).T)
     return torch.stack(per_layer, dim=1).cpu(), target.cpu()

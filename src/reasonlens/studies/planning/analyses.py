@@ -86,8 +86,8 @@ def run_extraction(model: LoadedModel, items: list[pos.Item], out: Path, progres
     def compute() -> tuple[dict, dict]:
         ids = [it.input_ids for it in items]
         reads = [pos.readouts(it) for it in items]
-        raw = extraction_rates(model, ids, reads, final_norm=False, progress=progress)
-        lens = extraction_rates(model, ids, reads, final_norm=True, progress=progress)
+        raw = extraction_rates(model, ids, reads, projection="raw", progress=progress)
+        lens = extraction_rates(model, ids, reads, projection="final_norm", progress=progress)
         raw.plot(out / files.EXTRACTION_PNG, f"Extraction rate, {model.name}")
         lens.plot(out / files.EXTRACTION_LENS_PNG, f"Logit lens (final norm), {model.name}")
         record = {"raw": raw.to_dict(), "logit_lens": lens.to_dict(), "n_examples": len(items)}
