@@ -159,9 +159,14 @@ def test_validate_file_finds_the_reproduction_faults(tmp_path):
         "optimal": 4,
         "trivial": 1,
         "duplicates": 1,
+        "conflicting_gold": 0,
         "multiple_optimal": 1,
         "with_issues": 8,
         "overlap": 1,
+        "problems": 6,  # distinct: the duplicate and the three unparsed lines are not new
+        "trivial_problems": 1,
+        "multiple_optimal_problems": 1,
+        "overlap_problems": 1,
     }
     issues = "\n".join(report.issue_lines())
     assert f"{path}:2: the plan has 4 steps but an optimal plan has 2" in issues
@@ -175,3 +180,50 @@ def test_validate_file_finds_the_reproduction_faults(tmp_path):
     assert f"{path}:9: step 1 is illegal: cannot pick up blue: red is on it" in issues
     assert report.findings[0].issues == []
     assert report.findings[1].to_dict()["optimal_length"] == 2
+
+
+def test_a_seed_file_has_no_table_limit_unless_slots_says_so(tmp_path):
+    """Five blocks, a goal of five separate piles: the optimal plan needs a fifth pile on the
+    table, which the public reproduction's generator allows and its files never forbid."""
+    record = seed_record(
+        ["<red on blue on green on yellow on white>"],
+        ["<red>", "<blue>", "<green>", "<yellow>", "<white>"],
+        [
+            f"{verb} {block}" if verb == "pick-up" else f"stack {block} on-top-of table"
+            for block in ("red", "blue", "green", "yellow")
+            for verb in ("pick-up", "stack")
+        ],
+    )
+    path = tmp_path / "seed.jsonl"
+    path.write_text(record + "\n")
+    report = validate_file(path)
+    totals = report.totals()
+    assert totals["legal"] == 1 and totals["optimal"] == 1 and totals["with_issues"] == 0
+    assert "no table limit" in report.slots_rule
+    limited = validate_file(path, slots=4)
+    assert limited.totals()["legal"] == 0 and "4 table slots" in limited.slots_rule
+    assert "4 slots" in limited.findings[0].issues[0]
+    # a problem's name does not depend on the table limit it is read with
+    small = tmp_path / "small.jsonl"
+    steps = ["pick-up red", "stack red on-top-of table", "pick-up blue", "stack blue on-top-of red"]
+    small.write_text(seed_record(["<red on blue>"], ["<blue on red>"], steps) + "\n")
+    names = {validate_file(small, slots=n).findings[0].problem_id for n in (2, 3, None)}
+    assert len(names) == 1 and None not in names
+
+
+def test_duplicates_whose_gold_plans_differ_are_reported(tmp_path):
+    init, goal = ["<blue>", "<red>", "<green>"], ["<blue on red>", "<green>"]
+    lines = [
+        seed_record(init, goal, ["pick-up blue", "stack blue on-top-of red"]),
+        seed_record(init, goal, ["pick-up blue", "stack blue on-top-of red"]),
+        seed_record(init, goal, ["pick-up green", "stack green on-top-of table"]),
+    ]
+    path = tmp_path / "dup.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    report = validate_file(path)
+    totals = report.totals()
+    assert totals["total"] == 3 and totals["problems"] == 1
+    assert totals["duplicates"] == 2 and totals["conflicting_gold"] == 1
+    issues = list(report.issue_lines())
+    assert f"{path}:2: same problem as line 1" in issues
+    assert f"{path}:3: same problem as line 1 with a different gold plan" in issues

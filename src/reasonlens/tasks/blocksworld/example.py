@@ -43,8 +43,10 @@ from reasonlens.tasks.blocksworld.formats import (
 )
 from reasonlens.tasks.blocksworld.state import Action, Problem, State
 
-#: Table slots assumed for a seed-layout record that does not say (the paper uses 4).
-DEFAULT_SLOTS = 4
+#: A seed-layout record that gives no slot count has no table limit: the public
+#: reproduction's generator puts any number of piles on the table, so such a record gets as
+#: many slots as it has blocks (every block could stand alone) unless the reader says.
+NO_TABLE_LIMIT = "as many table slots as blocks (no table limit)"
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,8 @@ class Example:
 def example_from_record(record: Any, *, slots: int | None = None) -> Example:
     """Read one JSON record in either layout; UserError (without location) if it is bad.
 
-    ``slots`` is used only for a seed-layout record that carries no ``slots``/``init`` field.
+    ``slots`` is used only for a seed-layout record that carries no ``slots``/``init`` field;
+    without it such a record has no table limit (:data:`NO_TABLE_LIMIT`).
     """
     if not isinstance(record, dict):
         raise UserError("a record must be a JSON object")
@@ -229,7 +232,7 @@ def _slots(record: dict[str, Any], init: State, goal: State, fmt: str, default: 
     elif isinstance(record.get("init"), list):
         n = len(record["init"])
     else:
-        n = default if default is not None else DEFAULT_SLOTS
+        n = default if default is not None else max(1, sum(len(p) for p in init))
     if "slots" in record and record["slots"] != n:
         raise UserError(f"field 'slots' is {record['slots']!r} but the text shows {n} slots")
     if not isinstance(n, int) or n < 1:

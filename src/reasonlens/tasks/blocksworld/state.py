@@ -151,10 +151,11 @@ class Problem:
 
     @property
     def problem_id(self) -> str:
-        """A short stable name derived from :attr:`key` (duplicates share it)."""
-        slots, init, goal = self.key
-        text = f"{slots}|" + "/".join(",".join(p) for p in init)
-        text += "|" + "/".join(",".join(p) for p in goal)
+        """A short stable name of the arrangement (canonical init and goal; duplicates share
+        it). It does not depend on the table limit, so a file read with another `--slots`
+        names its problems the same."""
+        _, init, goal = self.key
+        text = "/".join(",".join(p) for p in init) + "|" + "/".join(",".join(p) for p in goal)
         return "bw-" + hashlib.sha1(text.encode()).hexdigest()[:12]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonlens.errors import UserError
-from reasonlens.tasks.blocksworld.example import Example, example_from_record
+from reasonlens.tasks.blocksworld.example import NO_TABLE_LIMIT, Example, example_from_record
 from reasonlens.tasks.blocksworld.files import iter_records
 from reasonlens.tasks.blocksworld.formats import parse_plan
 from reasonlens.tasks.blocksworld.planner import solve
@@ -90,6 +90,7 @@ class Finding:
     split: str | None
     check: PlanCheck | None
     issues: list[str] = field(default_factory=list)
+    key: tuple | None = None  # the problem's identity (duplicates share it)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,30 +109,49 @@ class FileReport:
     path: str
     findings: list[Finding]
     against: str | None = None
+    slots_rule: str = NO_TABLE_LIMIT  # the table limit applied to records that give none
 
-    def _count(self, attr: str) -> int:
-        return sum(1 for f in self.findings if f.check is not None and getattr(f.check, attr))
+    def _lines(self, keep) -> list[Finding]:
+        return [f for f in self.findings if keep(f)]
+
+    def _distinct(self, findings: list[Finding]) -> int:
+        return len({f.key for f in findings if f.key is not None})
 
     def totals(self) -> dict[str, int]:
-        """Counts: ``total, parsed, legal, goal_reached, optimal, trivial``, then
-        ``duplicates`` (repeats of an earlier line's problem), ``multiple_optimal`` (problems
-        with more than one optimal plan), ``with_issues``, and ``overlap`` (problems also in
-        the ``against`` file) when one was given."""
+        """Counts of *lines*: ``total, parsed, legal, goal_reached, optimal, trivial``,
+        ``duplicates`` (lines repeating an earlier line's problem), ``conflicting_gold``
+        (of those, lines whose gold plan differs from the earlier line's), ``multiple_optimal``
+        (lines whose problem has more than one optimal plan), ``with_issues``, ``overlap``
+        (lines whose problem is also in the ``against`` file, when given). Then the same for
+        *distinct problems*, with a ``_problems`` suffix: ``problems`` (distinct problems in
+        the file), ``trivial_problems``, ``multiple_optimal_problems``, ``overlap_problems``."""
+
+        def checked(attr: str):
+            return lambda f: f.check is not None and getattr(f.check, attr)
+
+        def multiple(f: Finding) -> bool:
+            return f.check is not None and (f.check.n_optimal_plans or 0) > 1
+
+        def has(marker: str):
+            return lambda f: any(marker in i for i in f.issues)
+
         out = {
             "total": len(self.findings),
-            "parsed": self._count("parsed"),
-            "legal": self._count("legal"),
-            "goal_reached": self._count("goal_reached"),
-            "optimal": self._count("optimal"),
-            "trivial": self._count("trivial"),
-            "duplicates": sum(1 for f in self.findings if any(_DUP in i for i in f.issues)),
-            "multiple_optimal": sum(
-                1 for f in self.findings if f.check and (f.check.n_optimal_plans or 0) > 1
-            ),
-            "with_issues": sum(1 for f in self.findings if f.issues),
+            **{a: len(self._lines(checked(a))) for a in ("parsed", "legal", "goal_reached")},
+            "optimal": len(self._lines(checked("optimal"))),
+            "trivial": len(self._lines(checked("trivial"))),
+            "duplicates": len(self._lines(has(_DUP))),
+            "conflicting_gold": len(self._lines(has(_CONFLICT))),
+            "multiple_optimal": len(self._lines(multiple)),
+            "with_issues": len(self._lines(lambda f: bool(f.issues))),
         }
         if self.against is not None:
-            out["overlap"] = sum(1 for f in self.findings if any(_OVERLAP in i for i in f.issues))
+            out["overlap"] = len(self._lines(has(_OVERLAP)))
+        out["problems"] = self._distinct(self.findings)
+        out["trivial_problems"] = self._distinct(self._lines(checked("trivial")))
+        out["multiple_optimal_problems"] = self._distinct(self._lines(multiple))
+        if self.against is not None:
+            out["overlap_problems"] = self._distinct(self._lines(has(_OVERLAP)))
         return out
 
     def issue_lines(self) -> Iterator[str]:
@@ -142,6 +162,7 @@ class FileReport:
 
 
 _DUP = "same problem as line"
+_CONFLICT = "with a different gold plan"
 _OVERLAP = "also in"
 
 
@@ -188,11 +209,12 @@ def validate_file(
 ) -> FileReport:
     """Check every example of a JSONL file (either layout); bad lines become findings.
 
-    ``slots`` applies to seed-layout records that do not say (default 4). ``against`` is
-    another file (e.g. the training file) whose problems must not occur in this one.
+    ``slots`` applies to seed-layout records that do not say (default: no table limit, as
+    many slots as blocks; the report's ``slots_rule`` says which). ``against`` is another
+    file (e.g. the training file) whose problems must not occur in this one.
     """
     other = _problem_keys(against, slots) if against is not None else {}
-    seen: dict[tuple, int] = {}
+    seen: dict[tuple, tuple[int, tuple]] = {}  # problem -> (first line, its gold plan)
     findings = []
     for n, rec in iter_records(path):
         try:
@@ -205,13 +227,16 @@ def validate_file(
             split = split if isinstance(split, str) else None
             findings.append(Finding(n, None, split, None, [str(err)]))
             continue
-        finding = Finding(n, ex.problem_id, ex.split, check, _issues(ex, check))
         key = ex.problem.key
+        finding = Finding(n, ex.problem_id, ex.split, check, _issues(ex, check), key)
         if key in seen:
-            finding.issues.append(f"{_DUP} {seen[key]}")
+            first, gold = seen[key]
+            conflict = f" {_CONFLICT}" if tuple(ex.plan) != gold else ""
+            finding.issues.append(f"{_DUP} {first}{conflict}")
         else:
-            seen[key] = n
+            seen[key] = (n, tuple(ex.plan))
         if key in other:
             finding.issues.append(f"problem {_OVERLAP} {against} (line {other[key]})")
         findings.append(finding)
-    return FileReport(str(path), findings, None if against is None else str(against))
+    rule = NO_TABLE_LIMIT if slots is None else f"{slots} table slots (--slots)"
+    return FileReport(str(path), findings, None if against is None else str(against), rule)
