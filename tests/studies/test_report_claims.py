@@ -8,9 +8,13 @@ from safetensors.torch import save_file
 from reasonlens.analyses.result import per_example_path
 from reasonlens.report.claims import (
     MIN_PROBLEMS,
+    Control,
+    Degenerate,
+    multiplicity,
     resample_weights,
     support,
     verdict,
+    verdicts,
     weighted_nanmean,
 )
 from reasonlens.report.document import Document
@@ -139,3 +143,56 @@ def test_flow_verdicts_follow_the_per_problem_flows(tmp_path, init_at_stacks, ex
     assert init_row.endswith(f"| {expected} (100% of resamples) |")
     recent_row = next(line for line in lines if line.startswith("| at step 5"))
     assert "agrees (100% of resamples)" in recent_row
+
+
+def _mean_positive(data, w):
+    """Claim: the weighted mean of `x` is positive; degenerate when every value is 0."""
+    x = data["x"]
+    if not np.any(x):
+        return {"positive": Degenerate("every value is 0")}
+    return {"positive": bool((x * w).sum() / w.sum() > 0)}
+
+
+@pytest.mark.parametrize(
+    ("control_mean", "expected"),
+    [
+        (-1.0, "agrees (100% of resamples; control 0%)"),
+        (1.0, "holds for the untrained model too (control: 100% of resamples)"),
+        (0.0, "unclear: the control holds in"),
+    ],
+)
+def test_a_claim_agrees_only_when_its_control_fails_it(control_mean, expected):
+    n = 60
+    rng = np.random.default_rng(1)
+    fine_tuned = {"x": 1.0 + rng.normal(0, 0.1, n)}
+    control_data = {"x": control_mean + rng.normal(0, 1.0 if control_mean == 0 else 0.1, n)}
+    ones = np.ones(n)
+    said = verdicts(
+        n,
+        _mean_positive(fine_tuned, ones),
+        fine_tuned,
+        _mean_positive,
+        control=Control(_mean_positive(control_data, ones), control_data),
+    )
+    assert said["positive"].startswith(expected), said
+
+
+def test_a_degenerate_measurement_is_not_a_verdict():
+    n = 40
+    data = {"x": np.zeros(n)}
+    said = verdicts(n, _mean_positive(data, np.ones(n)), data, _mean_positive)
+    assert said == {"positive": "not measurable: every value is 0"}
+
+
+def test_claims_outside_learned_ignore_the_control():
+    n = 40
+    data = {"x": np.ones(n)}
+    control = Control({"positive": True}, data)
+    said = verdicts(
+        n, {"positive": True}, data, _mean_positive, control=control, learned=frozenset()
+    )
+    assert said["positive"] == "agrees (100% of resamples)"
+
+
+def test_the_report_says_how_many_claims_were_tested():
+    assert multiplicity(9).startswith("9 claims are tested") and "0.5 of them" in multiplicity(9)

@@ -1,4 +1,4 @@
-"""Verdicts that carry their uncertainty.
+"""Verdicts that carry their uncertainty, and survive their control.
 
 A claim ("MHSA extracts more than MLP") is a yes/no function of the analysed problems. Its
 verdict is re-checked on bootstrap resamples of those problems: "agrees" with the paper only
@@ -6,11 +6,20 @@ when it holds in at least 95% of them, "differs" when it fails in at least 95%, 
 otherwise; below `MIN_PROBLEMS` no verdict is given at all. A resample is a vector of
 multiplicities (how often each problem is drawn), so each claim is computed by one weighted
 function for the observed data (all weights 1) and every resample alike.
+
+A claim about something fine-tuning is meant to have created is also computed on a *control*
+that cannot have it (the base model before fine-tuning, on the same problems, resampled with
+the same weights). It agrees only when the control clearly fails it (in at most 5% of the
+resamples); a claim the control satisfies too is no evidence and reads "holds for the
+untrained model too". A measurement that is degenerate on a model (both rates near 0, no
+spread to compare) is not a claim at all: its function returns :class:`Degenerate` with the
+reason, and the verdict says "not measurable".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,7 +28,24 @@ MIN_PROBLEMS = 30
 RESAMPLES = 1000
 LEVEL = 0.95
 
-Claims = dict[str, bool | None]  # claim -> holds? (None: not measurable on these problems)
+
+
+@dataclass(frozen=True)
+class Degenerate:
+    """A measurement that cannot decide the claim on this model, and why."""
+
+    reason: str
+
+
+Claims = dict[str, "bool | None | Degenerate"]  # claim -> holds? (None: no data for it)
+
+
+@dataclass(frozen=True)
+class Control:
+    """The same claims on a control: its observed values and its per-problem data."""
+
+    observed: Claims
+    per_problem: dict | None
 
 
 def resample_weights(n: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -34,8 +60,8 @@ def support(claims: Callable[[np.ndarray], Claims], n: int, seed: int = 0) -> di
     held: dict[str, list[bool]] = {}
     for weights in resample_weights(n, seed=seed):
         for name, value in claims(weights).items():
-            if value is not None:
-                held.setdefault(name, []).append(bool(value))
+            if isinstance(value, bool):
+                held.setdefault(name, []).append(value)
     return {name: float(np.mean(values)) for name, values in held.items()}
 
 
@@ -44,18 +70,42 @@ def verdicts(
     observed: Claims,
     per_problem: dict | None,
     claims: Callable[[dict, np.ndarray], Claims],
+    control: Control | None = None,
+    learned: frozenset[str] | None = None,
 ) -> dict[str, str]:
     """Claim -> verdict: `observed` on all problems, re-checked on bootstrap resamples of the
-    per-problem values (`claims(per_problem, weights)`) where they are kept."""
-    shares = {}
+    per-problem values (`claims(per_problem, weights)`) where they are kept, and, for the
+    claims in `learned` (default: all), against the same resamples of the `control`."""
+    shares: dict[str, float] = {}
     if per_problem is not None and n >= MIN_PROBLEMS:
         shares = support(lambda w: claims(per_problem, w), n)
-    return {name: verdict(n, value, shares.get(name)) for name, value in observed.items()}
+    controls: dict[str, float] = {}
+    if control is not None and control.per_problem is not None and n >= MIN_PROBLEMS:
+        controls = support(lambda w: claims(control.per_problem, w), n)
+    out = {}
+    for name, value in observed.items():
+        checked = control is not None and (learned is None or name in learned)
+        out[name] = verdict(
+            n,
+            value,
+            shares.get(name),
+            control=(control.observed.get(name), controls.get(name)) if checked else None,
+        )
+    return out
 
 
-def verdict(n: int, observed: bool | None, share: float | None, paper: bool = True) -> str:
+def verdict(
+    n: int,
+    observed: bool | None | Degenerate,
+    share: float | None,
+    paper: bool = True,
+    control: tuple[bool | None | Degenerate, float | None] | None = None,
+) -> str:
     """The verdict on one claim: `observed` on all problems, `share` of resamples where it
-    holds (None when there are no per-problem values to resample)."""
+    holds (None when there are no per-problem values to resample), and the control's
+    (observed, share) for a claim about something learned."""
+    if isinstance(observed, Degenerate):
+        return f"not measurable: {observed.reason}"
     if observed is None:
         return "not measurable here"
     if n < MIN_PROBLEMS:
@@ -63,11 +113,21 @@ def verdict(n: int, observed: bool | None, share: float | None, paper: bool = Tr
     if share is None:
         return ("agrees" if observed == paper else "differs") + " (point estimate)"
     agree = share if paper else 1.0 - share
-    if agree >= LEVEL:
-        return f"agrees ({agree:.0%} of resamples)"
     if agree <= 1.0 - LEVEL:
         return f"differs ({1.0 - agree:.0%} of resamples)"
-    return f"unclear (agrees in {agree:.0%} of resamples)"
+    if agree < LEVEL:
+        return f"unclear (agrees in {agree:.0%} of resamples)"
+    if control is None:
+        return f"agrees ({agree:.0%} of resamples)"
+    c_observed, c_share = control
+    if c_share is None:  # no control values to resample: its observed value decides
+        c_share = 1.0 if c_observed is (paper) else 0.0
+    c_agree = c_share if paper else 1.0 - c_share
+    if c_agree >= 0.5:
+        return f"holds for the untrained model too (control: {c_agree:.0%} of resamples)"
+    if c_agree > 1.0 - LEVEL:
+        return f"unclear: the control holds in {c_agree:.0%} of resamples"
+    return f"agrees ({agree:.0%} of resamples; control {c_agree:.0%})"
 
 
 EXPLANATION = (
@@ -76,6 +136,15 @@ EXPLANATION = (
     f"in at least {LEVEL:.0%}, *unclear* otherwise. Below {MIN_PROBLEMS} problems no verdict is "
     "given."
 )
+
+
+def multiplicity(n_claims: int) -> str:
+    """What testing many claims at once means for reading them."""
+    return (
+        f"{n_claims} claims are tested, each at the {LEVEL:.0%} level and with no correction "
+        f"for multiplicity: about {n_claims * (1 - LEVEL):.1f} of them could pass by chance if "
+        "none held."
+    )
 
 
 def weighted_nanmean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
