@@ -75,15 +75,13 @@ def _extraction_case(tmp_path, attn_hits: np.ndarray) -> str:
     valid = torch.ones(n, 2, dtype=torch.uint8)
     save_file({"hits": hits, "valid": valid}, str(per_example_path(tmp_path, "extraction")))
     rates = hits.double().mean(0)  # [steps, layers, components]
-    result = {
-        "raw": {
-            "components": ["attn_out", "mlp_out", "resid_post"],
-            "projection": "E·h",
-            "mean": rates.mean(0).tolist(),
-            "std": rates.std(0, correction=0).tolist(),
-        },
-        "n_examples": n,
+    raw = {
+        "components": ["attn_out", "mlp_out", "resid_post"],
+        "projection": "E·h",
+        "mean": rates.mean(0).tolist(),
+        "std": rates.std(0, correction=0).tolist(),
     }
+    result = {"raw": raw, "logit_lens": {**raw, "projection": "lens"}, "n_examples": n}
     doc = Document("t")
     extraction_section(doc, result, tmp_path)
     return doc.to_markdown(tmp_path)
@@ -196,3 +194,82 @@ def test_claims_outside_learned_ignore_the_control():
 
 def test_the_report_says_how_many_claims_were_tested():
     assert multiplicity(9).startswith("9 claims are tested") and "0.5 of them" in multiplicity(9)
+
+
+def _planted_flow(n: int, seed: int, recent: bool = True) -> np.ndarray:
+    """Per-problem flows [n, 6 steps, 6 chunks, 3 layers] where, at step 5, recent history
+    (3, 4) outweighs old history (1, 2) in every problem (or the reverse)."""
+    flow = np.full((n, 6, 6, 3), 0.5)
+    flow[:, 4, 4:] = 0.9 if recent else 0.2
+    flow[:, 4, 2:4] = 0.2 if recent else 0.9
+    return flow + np.random.default_rng(seed).uniform(0, 0.01, size=flow.shape)
+
+
+@pytest.mark.parametrize(
+    ("control_recent", "expected"),
+    [(True, "holds for the untrained model too"), (False, "agrees (100% of resamples")],
+)
+def test_a_flow_claim_the_base_model_also_meets_is_not_evidence(tmp_path, control_recent, expected):
+    """Recency is what an untrained model shows too: the same planted pattern on the control
+    must not read 'agrees'; a pattern only the fine-tuned model has still does."""
+    from reasonlens.analyses.flow import step_normalized
+    from reasonlens.studies.planning.files import CONTROL
+    from reasonlens.studies.planning.report_analyses import flow_section
+
+    chunks = ["init state", "goal state", "history 1", "history 2", "history 3", "history 4"]
+    n = 40
+    records = {}
+    for where, recent, seed in ((tmp_path, True, 0), (tmp_path / CONTROL, control_recent, 1)):
+        flow = _planted_flow(n, seed, recent)
+        where.mkdir(exist_ok=True)
+        save_file(
+            {"flow": torch.tensor(flow, dtype=torch.float32)},
+            str(per_example_path(where, "flow")),
+        )
+        normalized = step_normalized(torch.tensor(flow.mean(0))).tolist()
+        records[where] = {"chunks": chunks, "normalized": normalized, "n_examples": n}
+    doc = Document("t")
+    flow_section(doc, records[tmp_path], tmp_path, records[tmp_path / CONTROL])
+    lines = doc.to_markdown(tmp_path).splitlines()
+    recent_row = next(line for line in lines if line.startswith("| at step 5"))
+    assert recent_row.split(" | ")[-1].startswith(expected), recent_row
+
+
+def test_a_degenerate_raw_projection_is_named_and_the_lens_judged(tmp_path):
+    """The raw projection never extracts at the last layer while the logit lens always does
+    (an outlier dimension): the report says so, names the dimension, and judges the claims
+    on the lens's per-problem events."""
+    n = 40
+    raw_hits = torch.zeros(n, 2, 4, 3, dtype=torch.uint8)
+    lens_hits = torch.zeros(n, 2, 4, 3, dtype=torch.uint8)
+    lens_hits[:, :, 2:, 0] = 1  # MHSA in the upper layers
+    lens_hits[:, :, 2:, 2] = 1  # the layer output settles at layer 2 of 4
+    valid = torch.ones(n, 2, dtype=torch.uint8)
+    save_file(
+        {"hits": raw_hits, "valid": valid, "lens_hits": lens_hits},
+        str(per_example_path(tmp_path, "extraction")),
+    )
+
+    def summary(hits, projection):
+        rates = hits.double().mean(0)
+        return {
+            "components": ["attn_out", "mlp_out", "resid_post"],
+            "projection": projection,
+            "mean": rates.mean(0).tolist(),
+            "std": rates.std(0, correction=0).tolist(),
+            "outlier_dims": [{"dim": 7, "ratio_to_median": 250.0, "gain": -1.26}],
+        }
+
+    result = {
+        "raw": summary(raw_hits, "raw"),
+        "logit_lens": summary(lens_hits, "E·final_norm(h) (logit lens)"),
+        "n_examples": n,
+    }
+    doc = Document("t")
+    extraction_section(doc, result, tmp_path)
+    text = doc.to_markdown(tmp_path)
+    assert "The raw projection is degenerate on this model" in text
+    assert "dimension 7 (mean |h| 250.0x the median, final-norm gain -1.26)" in text
+    assert "Judged on: E·final_norm(h) (logit lens)" in text
+    mhsa = next(line for line in text.splitlines() if line.startswith("| MHSA extracts"))
+    assert mhsa.endswith("| agrees (100% of resamples) |")

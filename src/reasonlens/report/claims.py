@@ -29,7 +29,6 @@ RESAMPLES = 1000
 LEVEL = 0.95
 
 
-
 @dataclass(frozen=True)
 class Degenerate:
     """A measurement that cannot decide the claim on this model, and why."""
@@ -55,13 +54,14 @@ def resample_weights(n: int, resamples: int = RESAMPLES, seed: int = 0) -> np.nd
 
 
 def support(claims: Callable[[np.ndarray], Claims], n: int, seed: int = 0) -> dict[str, float]:
-    """For each claim, the share of bootstrap resamples in which it holds (resamples where it
-    is not measurable are left out)."""
+    """For each claim, the share of bootstrap resamples in which it holds. A resample where
+    the measurement is degenerate does not support the claim (it counts as not holding);
+    one with no data for it at all (None) is left out."""
     held: dict[str, list[bool]] = {}
     for weights in resample_weights(n, seed=seed):
         for name, value in claims(weights).items():
-            if isinstance(value, bool):
-                held.setdefault(name, []).append(value)
+            if value is not None:
+                held.setdefault(name, []).append(not isinstance(value, Degenerate) and bool(value))
     return {name: float(np.mean(values)) for name, values in held.items()}
 
 
@@ -134,7 +134,12 @@ EXPLANATION = (
     f"Verdicts: each claim is re-checked on {RESAMPLES:,} bootstrap resamples of the analysed "
     f"problems; *agrees* when it holds in at least {LEVEL:.0%} of them, *differs* when it fails "
     f"in at least {LEVEL:.0%}, *unclear* otherwise. Below {MIN_PROBLEMS} problems no verdict is "
-    "given."
+    "given. A claim about what fine-tuning created is also computed on the base model before "
+    "fine-tuning, on the same problems and the same resamples: it *agrees* only when the base "
+    f"model fails it in at least {LEVEL:.0%} of them, and reads *holds for the untrained model "
+    "too* when the base model satisfies it as well (then it is no evidence of planning). A "
+    "measurement that is degenerate on a model (rates near 0, nothing to compare) reads *not "
+    "measurable*, with the reason."
 )
 
 

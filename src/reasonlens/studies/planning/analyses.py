@@ -91,7 +91,9 @@ def run_extraction(model: LoadedModel, items: list[pos.Item], out: Path, progres
         raw.plot(out / files.EXTRACTION_PNG, f"Extraction rate, {model.name}")
         lens.plot(out / files.EXTRACTION_LENS_PNG, f"Logit lens (final norm), {model.name}")
         record = {"raw": raw.to_dict(), "logit_lens": lens.to_dict(), "n_examples": len(items)}
-        return record, raw.per_example()
+        # the lens's events too: a report judges the claims on it where the raw one is
+        # degenerate (for an RMSNorm the final norm's gain alone gives the same events)
+        return record, {**raw.per_example(), "lens_hits": lens.per_example()["hits"]}
 
     return _cached(out, "extraction", compute)
 
@@ -119,8 +121,18 @@ def run_flow(model: LoadedModel, items: list[pos.Item], out: Path, progress: boo
     return _cached(out, "flow", compute)
 
 
-def run_masking(model: LoadedModel, items: list[pos.Item], out: Path, progress: bool) -> dict:
+def run_masking(
+    model: LoadedModel,
+    items: list[pos.Item],
+    out: Path,
+    progress: bool,
+    method: str = "zero_keys",
+) -> dict:
+    """The history intervention, hiding the history's colour tokens by zeroing their keys (the
+    paper's) or by attention knockout (exactly zero attention; file `knockout`)."""
     from reasonlens.analyses.masking import masking_impact
+
+    name = "masking" if method == "zero_keys" else "knockout"
 
     def compute() -> tuple[dict, dict]:
         result = masking_impact(
@@ -129,14 +141,20 @@ def run_masking(model: LoadedModel, items: list[pos.Item], out: Path, progress: 
             [pos.targets(it) for it in items],
             [pos.history_groups(it) for it in items],
             progress=progress,
+            method=method,
         )
+        how = "zeroed keys" if method == "zero_keys" else "attention knockout"
         result.plot(
-            out / files.MASKING_PNG,
-            title=f"History intervention: impact of unmasking one step, {model.name}",
+            out / files.masking_png(method),
+            title=f"History intervention ({how}): impact of unmasking one step, {model.name}",
         )
         return {**result.to_dict(), "n_examples": len(items)}, result.per_example()
 
-    return _cached(out, "masking", compute)
+    return _cached(out, name, compute)
+
+
+def run_knockout(model: LoadedModel, items: list[pos.Item], out: Path, progress: bool) -> dict:
+    return run_masking(model, items, out, progress, method="knockout")
 
 
 def run_probes(
@@ -295,19 +313,35 @@ def run_all(
     def first(n: int | None) -> list[pos.Item]:
         return items if n is None else items[:n]
 
-    results: dict[str, Any] = {}
-    for name, runner, n in (
-        ("extraction", run_extraction, limits.extraction),
-        ("flow", run_flow, limits.flow),
-        ("masking", run_masking, limits.masking),
-    ):
-        log.info("analysis %s on %d problems", name, len(first(n)))
-        results[name] = runner(model, first(n), out, progress)
+    results = run_mechanisms(model, items, out, limits, progress)
     chosen = first(limits.probes)
     log.info("analysis probes on %d problems", len(chosen))
     results["probes"] = run_probes(
         model, chosen, out, progress, palette, limits.probe_layer_stride, seed
     )
+    return results
+
+
+def run_mechanisms(
+    model: LoadedModel,
+    items: list[pos.Item],
+    out: Path,
+    limits: AnalysisLimits,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Extraction, flow, and the history intervention both ways, on (a prefix of) `items`:
+    for the fine-tuned model, and for the control that cannot have learnt the task."""
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    for name, runner, n in (
+        ("extraction", run_extraction, limits.extraction),
+        ("flow", run_flow, limits.flow),
+        ("masking", run_masking, limits.masking),
+        ("knockout", run_knockout, limits.masking),
+    ):
+        chosen = items if n is None else items[:n]
+        log.info("analysis %s on %d problems (%s)", name, len(chosen), model.name)
+        results[name] = runner(model, chosen, out, progress)
     return results
 
 

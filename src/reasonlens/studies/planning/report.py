@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reasonlens.report.claims import EXPLANATION, MIN_PROBLEMS
+from reasonlens.report.claims import EXPLANATION, MIN_PROBLEMS, multiplicity
 from reasonlens.report.document import Document, fmt
 from reasonlens.report.provenance import provenance
 from reasonlens.runs import RunDir
@@ -34,15 +34,21 @@ def write_planning_summary(
             f"{chosen.get('solved')} solved); the paper used 400 L3 6-block problems."
         )
         doc.paragraph(EXPLANATION)
+    at = len(doc.blocks)  # the count of claims goes here, once the sections have made them
     directory = run.file("analyses")
+    controls = analyses.get("control", {})
+    tested = 0
     for name, section in (
         ("extraction", sections.extraction_section),
         ("flow", sections.flow_section),
         ("masking", sections.masking_section),
+        ("knockout", sections.knockout_section),
         ("probes", sections.probes_section),
     ):
         if name in analyses:
-            section(doc, analyses[name], directory)
+            tested += section(doc, analyses[name], directory, controls.get(name))
+    if tested:
+        doc.blocks.insert(at, ("paragraph", multiplicity(tested)))
     if "horizons" in analyses and analyses["horizons"].get("future_matrix_linear"):
         _horizons(doc, analyses["horizons"], run.file("analyses") / files.HORIZONS_PNG)
     data = results["data"]

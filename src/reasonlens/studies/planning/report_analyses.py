@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from reasonlens.analyses.result import load_per_example
-from reasonlens.report.claims import MIN_PROBLEMS, Claims, verdict, verdicts, weighted_nanmean
+from reasonlens.report.claims import (
+    MIN_PROBLEMS,
+    Claims,
+    Control,
+    Degenerate,
+    verdict,
+    verdicts,
+    weighted_nanmean,
+)
 from reasonlens.report.document import Document, fmt
 from reasonlens.studies.planning import files, paper
 from reasonlens.studies.planning.future_matrix import plot_future_matrix
@@ -39,7 +47,44 @@ def _nan_peak(values: np.ndarray) -> float | None:
     return None if np.isnan(values).all() else float(np.nanmax(values))
 
 
+# Claims beside their control ------------------------------------------------------------------
+
+CLAIM_HEADER = ["claim", "paper (Llama-2-7b)", "fine-tuned", "before fine-tuning", "verdict"]
+
+
+def _judge(
+    n: int,
+    observed: Claims,
+    directory: Path,
+    name: str,
+    claims,
+    control: dict | None,
+    control_observed: Claims | None,
+    per_problem=None,
+) -> dict[str, str]:
+    """Verdicts on `observed`, each learned claim checked against the base model's values."""
+    data = per_problem if per_problem is not None else load_per_example(directory, name)
+    checked = None
+    if control is not None and control_observed is not None:
+        control_data = load_per_example(directory / files.CONTROL, name)
+        if per_problem is not None and control_data is not None and "lens_hits" in control_data:
+            control_data = {**control_data, "hits": control_data["lens_hits"]}
+        checked = Control(control_observed, control_data)
+    return verdicts(n, observed, data, claims, control=checked)
+
+
+def _value(value) -> str:
+    """A claim's observed value as a cell: yes / no / not measurable / –."""
+    if isinstance(value, Degenerate):
+        return "not measurable"
+    return "–" if value is None else ("yes" if value else "no")
+
+
 # Extraction rate ------------------------------------------------------------------------------
+
+# the paper's layer output first reaches 0.5 between layers 15 and 20 of 32 (spec §3)
+SETTLE_WINDOW = (15 / 32, 20 / 32)
+RARE = 0.01  # a component extracting in under 1% of readouts has nothing to compare
 
 
 def _extraction_stats(mean: np.ndarray, std: np.ndarray, comps: list[str]) -> dict:
@@ -61,10 +106,17 @@ def _extraction_stats(mean: np.ndarray, std: np.ndarray, comps: list[str]) -> di
 
 
 def _extraction_claims(s: dict) -> Claims:
+    both_rare = s["attn_upper"] < RARE and s["mlp_upper"] < RARE
+    one_rare = min(s["attn_upper"], s["mlp_upper"]) < RARE
+    low, high = SETTLE_WINDOW
     return {
-        "mhsa": s["attn_upper"] > s["mlp_upper"],
-        "settle": s["settle"] is not None and 0.3 <= s["settle"] / s["layers"] <= 0.8,
-        "steady": s["attn_std"] < s["mlp_std"],
+        "mhsa": Degenerate("MHSA and MLP both extract in under 1% of readouts")
+        if both_rare
+        else s["attn_upper"] > s["mlp_upper"],
+        "settle": s["settle"] is not None and low <= s["settle"] / s["layers"] <= high,
+        "steady": Degenerate("a component that almost never extracts has no spread to compare")
+        if one_rare
+        else s["attn_std"] < s["mlp_std"],
     }
 
 
@@ -78,12 +130,46 @@ def _extraction_resampled(comps: list[str]):
     return claims
 
 
-def extraction_section(doc: Document, result: dict, directory: Path) -> None:
-    raw = result["raw"]
-    comps = raw["components"]
-    mean, std = _array(raw["mean"]), _array(raw["std"])  # [layers][components]
-    stats = _extraction_stats(mean, std, comps)
-    layers, settle = stats["layers"], stats["settle"]
+def _judged_projection(result: dict) -> tuple[str, str | None]:
+    """The projection the claims are judged on: the paper's raw one, unless it is degenerate
+    on this model (its last layer's output extracts far less than the logit lens's, which is
+    1.0 by construction); then the logit lens, with the reason and the outlier dimensions."""
+    raw, lens = result["raw"], result["logit_lens"]
+    r = raw["components"].index("resid_post")
+    raw_last, lens_last = raw["mean"][-1][r], lens["mean"][-1][r]
+    if raw_last is None or lens_last is None or not (lens_last >= 0.5 and raw_last < lens_last / 2):
+        return "raw", None
+    dims = raw.get("outlier_dims") or []
+    named = ", ".join(
+        f"dimension {d['dim']} (mean |h| {d['ratio_to_median']}x the median, final-norm gain "
+        f"{d['gain']})"
+        for d in dims[:3]
+    )
+    return "logit_lens", (
+        f"**The raw projection is degenerate on this model**: its last layer's output "
+        f"extracts the answer in {raw_last:.2f} of readouts, against {lens_last:.2f} with the "
+        "final norm"
+        + (f", because the residual stream is dominated by {named}" if named else "")
+        + ". That failure has nothing to do with planning, so the claims below are judged on "
+        "the projection through the final norm's gain (for an RMSNorm its events are exactly "
+        "the logit lens's: the normalisation is a positive scalar). The raw curves are shown "
+        "too."
+    )
+
+
+def _extraction_view(result: dict, variant: str) -> tuple[dict, dict]:
+    stats_of = result[variant]
+    mean, std = _array(stats_of["mean"]), _array(stats_of["std"])
+    return stats_of, _extraction_stats(mean, std, stats_of["components"])
+
+
+def extraction_section(
+    doc: Document, result: dict, directory: Path, control: dict | None = None
+) -> int:
+    variant, degenerate = _judged_projection(result)
+    judged, stats = _extraction_view(result, variant)
+    comps = judged["components"]
+    c_stats = _extraction_view(control, variant)[1] if control else None
     p_settle = next(i for i, v in enumerate(paper.EXTRACTION_LLAMA["resid_post"]) if v >= 0.5)
     p_attn = sum(paper.EXTRACTION_LLAMA["attn_out"][16:]) / 16
     p_mlp = sum(paper.EXTRACTION_LLAMA["mlp_out"][16:]) / 16
@@ -91,55 +177,84 @@ def extraction_section(doc: Document, result: dict, directory: Path) -> None:
     n = _sample_size(doc, result["n_examples"])
     doc.paragraph(
         f"Share of problems where argmax(E·h) equals the model's own answer at the last token "
-        f"before each blank; {raw['projection']}. Mean over the plan's steps; the band is the "
-        f"spread over steps. {result['n_examples']} problems."
+        f"before each blank. Mean over the plan's steps; the band is the spread over steps. "
+        f"{result['n_examples']} problems. Judged on: {judged['projection']}."
     )
-    said = verdicts(
+    if degenerate:
+        doc.paragraph(degenerate)
+    per_problem = None
+    if variant == "logit_lens":
+        data = load_per_example(directory, "extraction")
+        per_problem = None if data is None else {**data, "hits": data["lens_hits"]}
+    observed = _extraction_claims(stats)
+    c_observed = _extraction_claims(c_stats) if c_stats else None
+    said = _judge(
         n,
-        _extraction_claims(stats),
-        load_per_example(directory, "extraction"),
+        observed,
+        directory,
+        "extraction",
         _extraction_resampled(comps),
+        control,
+        c_observed,
+        per_problem=per_problem,
     )
+
+    def pair(s: dict | None, a: str, b: str, digits: int = 2) -> str:
+        return "–" if s is None else f"{s[a]:.{digits}f} vs {s[b]:.{digits}f}"
+
+    def where(s: dict | None) -> str:
+        if s is None:
+            return "–"
+        if s["settle"] is None:
+            return "never"
+        return f"layer {s['settle']} of {s['layers']} ({s['settle'] / s['layers']:.2f})"
+
+    low, high = SETTLE_WINDOW
     doc.table(
-        ["claim", "paper (Llama-2-7b)", "this run", "verdict"],
+        CLAIM_HEADER,
         [
             [
                 "MHSA extracts the answer more than MLP (mean rate, upper half of layers)",
                 f"{p_attn:.2f} vs {p_mlp:.2f}",
-                f"{stats['attn_upper']:.2f} vs {stats['mlp_upper']:.2f}",
+                pair(stats, "attn_upper", "mlp_upper"),
+                pair(c_stats, "attn_upper", "mlp_upper"),
                 said["mhsa"],
             ],
             [
-                "the layer output settles on the answer in the middle layers "
-                "(first layer with rate >= 0.5, relative depth)",
+                "the layer output settles on the answer in the middle layers (first layer with "
+                f"rate >= 0.5 at relative depth {low:.3f}-{high:.3f}, the paper's layers 15-20)",
                 f"layer {p_settle} of 32 ({p_settle / 32:.2f})",
-                "never"
-                if settle is None
-                else f"layer {settle} of {layers} ({settle / layers:.2f})",
+                where(stats),
+                where(c_stats),
                 said["settle"],
             ],
             [
                 "MHSA varies less across steps than MLP (mean spread, upper half)",
                 "yes",
-                f"{stats['attn_std']:.3f} vs {stats['mlp_std']:.3f}",
+                pair(stats, "attn_std", "mlp_std", 3),
+                pair(c_stats, "attn_std", "mlp_std", 3),
                 said["steady"],
             ],
-            [
-                "last layer's output without the final norm (not 1.0 because no norm)",
-                f"{paper.EXTRACTION_LLAMA['resid_post'][-1]:.2f}",
-                f"{stats['last']:.2f}",
-                "compare",
-            ],
         ],
+    )
+    raw_stats = _extraction_view(result, "raw")[1]
+    doc.paragraph(
+        f"The raw projection's last layer: {raw_stats['last']:.2f} (paper, no norm: "
+        f"{paper.EXTRACTION_LLAMA['resid_post'][-1]:.2f})."
     )
     doc.image(directory / files.EXTRACTION_PNG, "Extraction rate by layer (no final norm)")
     doc.image(
         directory / files.EXTRACTION_LENS_PNG,
         "Variant: logit lens with the final norm applied (not the paper's choice)",
     )
+    return len(observed)
 
 
 # Information flow -----------------------------------------------------------------------------
+
+# the paper's goal-state read-out (spec §4): peak flow at the steps it gives
+PAPER_GOAL_FLOW = {1: 0.63, 3: 0.53, 5: 0.39, 6: 1.00}
+GOAL_FLOW = min(PAPER_GOAL_FLOW.values())  # the lowest the paper shows: 0.39
 
 
 def _flow_peaks(norm: np.ndarray, chunks: list[str]):
@@ -154,7 +269,7 @@ def _flow_peaks(norm: np.ndarray, chunks: list[str]):
 def _flow_claims(norm: np.ndarray, chunks: list[str]) -> Claims:
     peak = _flow_peaks(norm, chunks)
     n_steps = norm.shape[0]
-    goal = [peak(t, "goal state") for t in range(n_steps)]
+    goal = [peak(t - 1, "goal state") for t in PAPER_GOAL_FLOW if t <= n_steps]
     recent = None
     if n_steps >= 5:
         old = [v for v in (peak(4, "history 1"), peak(4, "history 2")) if v is not None]
@@ -163,7 +278,7 @@ def _flow_claims(norm: np.ndarray, chunks: list[str]) -> Claims:
     init = [peak(t, "init state") or 0.0 for t in range(n_steps)]
     stacks = [init[t] for t in range(1, n_steps, 2)]  # steps 2, 4, 6 (0-based 1, 3, 5)
     return {
-        "goal": all(g is not None and g >= 0.1 for g in goal),
+        "goal": bool(goal) and all(g is not None and g >= GOAL_FLOW for g in goal),
         "recent": recent,
         "init": bool(stacks) and init[0] > max(stacks),
     }
@@ -181,12 +296,13 @@ def _flow_resampled(chunks: list[str]):
     return claims
 
 
-def flow_section(doc: Document, result: dict, directory: Path) -> None:
+def flow_section(doc: Document, result: dict, directory: Path, control: dict | None = None) -> int:
     chunks = result["chunks"]
     norm = _array(result["normalized"])  # [steps][chunks][layers]
-    peak = _flow_peaks(norm, chunks)
+    c_norm = _array(control["normalized"]) if control else None
     n_steps = norm.shape[0]
     observed = _flow_claims(norm, chunks)
+    c_observed = _flow_claims(c_norm, control["chunks"]) if control else None
     doc.heading("Information flow (§5.2)")
     n = _sample_size(doc, result["n_examples"])
     doc.paragraph(
@@ -194,40 +310,55 @@ def flow_section(doc: Document, result: dict, directory: Path) -> None:
         "cross-entropy of the gold answer at the last token, averaged over each chunk's tokens; "
         f"each step's map is scaled to a maximum of 1. {result['n_examples']} problems."
     )
-    said = verdicts(
-        n,
-        observed,
-        load_per_example(directory, "flow"),
-        _flow_resampled(chunks),
-    )
-    recent = observed["recent"]
+    said = _judge(n, observed, directory, "flow", _flow_resampled(chunks), control, c_observed)
+    steps = [t for t in PAPER_GOAL_FLOW if t <= n_steps]
+
+    def goal(values) -> str:
+        if values is None:
+            return "–"
+        peak = _flow_peaks(values, chunks)
+        return ", ".join(f"{t}: {fmt(peak(t - 1, 'goal state'))}" for t in steps) or "–"
+
+    def init(values) -> str:
+        if values is None:
+            return "–"
+        peak = _flow_peaks(values, chunks)
+        return ", ".join(fmt(peak(t, "init state") or 0.0) for t in range(values.shape[0]))
+
     doc.table(
-        ["claim", "paper (Llama-2-7b)", "this run", "verdict"],
+        CLAIM_HEADER,
         [
             [
-                "the goal state receives flow at every step (peak >= 0.1)",
-                "0.39-1.00 per step",
-                ", ".join(fmt(peak(t, "goal state")) for t in range(n_steps)),
+                f"the goal state receives flow at every step (peak >= {GOAL_FLOW:.2f}, the "
+                "lowest the paper shows, at the steps it gives)",
+                ", ".join(f"{t}: {v:.2f}" for t, v in PAPER_GOAL_FLOW.items()),
+                goal(norm),
+                goal(c_norm),
                 said["goal"],
             ],
             [
                 "at step 5, recent history (3, 4) outweighs old history (1, 2)",
                 "0.45, 0.33 vs <= 0.15",
-                "–" if recent is None else ("yes" if recent else "no"),
+                _value(observed["recent"]),
+                "–" if c_observed is None else _value(c_observed["recent"]),
                 said["recent"],
             ],
             [
                 "the init state matters more at step 1 than at any stack step (2, 4, 6)",
                 "0.60 at step 1, ~0 at stack steps",
-                ", ".join(fmt(peak(t, "init state") or 0.0) for t in range(n_steps)),
+                init(norm),
+                init(c_norm),
                 said["init"],
             ],
         ],
     )
     doc.image(directory / files.FLOW_PNG, "Flow from each chunk into the last token")
+    return len(observed)
 
 
 # History intervention -------------------------------------------------------------------------
+
+FLAT = 0.01  # unmasking no step moves p(gold) by more than this: nothing to rank
 
 
 def _argmax_row(impact: np.ndarray, t: int) -> int | None:
@@ -242,6 +373,9 @@ def _masking_claims(impact: np.ndarray) -> Claims:
     n = impact.shape[0]
     stack = [t for t in (4, 6) if t <= n]
     pick = [t for t in (3, 5) if t <= n]
+    if np.isnan(impact).all() or np.nanmax(np.abs(impact)) < FLAT:
+        flat = Degenerate(f"unmasking any one step changes p(gold) by under {FLAT}")
+        return {"stack": flat if stack else None, "pick": flat if pick else None}
     return {
         "stack": all(_argmax_row(impact, t) == t - 1 for t in stack) if stack else None,
         "pick": all(_argmax_row(impact, t) == t - 2 for t in pick) if pick else None,
@@ -252,62 +386,94 @@ def _masking_resampled(data: dict, w: np.ndarray) -> Claims:
     return _masking_claims(weighted_nanmean(data["impact"], w))
 
 
-def masking_section(doc: Document, result: dict, directory: Path) -> None:
+HOW = {
+    "masking": "keys of the history's colour tokens zeroed in every layer (the paper's soft "
+    "mask: a zero key still gets weight exp(0), and its value is still read)",
+    "knockout": "attention to the history's colour tokens cut before the softmax in every "
+    "layer (Geva et al. 2023: exactly zero weight)",
+}
+
+
+def masking_section(
+    doc: Document,
+    result: dict,
+    directory: Path,
+    control: dict | None = None,
+    name: str = "masking",
+) -> int:
     impact = _array(result["impact"])  # [steps][groups]
+    c_impact = _array(control["impact"]) if control else None
     n_steps = impact.shape[0]
 
-    def cell(t: int, i: int) -> float | None:  # 1-based step t, visible step i
-        if t - 1 >= n_steps or i - 1 >= impact.shape[1]:
-            return None
-        v = impact[t - 1, i - 1]
-        return None if np.isnan(v) else float(v)
+    def cells(values: np.ndarray | None, t: int) -> str:  # 1-based step t, visible 1..t-1
+        if values is None or t - 1 >= values.shape[0]:
+            return "–"
+        row = values[t - 1, : t - 1]
+        return " ".join(fmt(None if np.isnan(v) else float(v)) for v in row)
 
     rows = []
     for t in range(2, n_steps + 1):
-        ours = " ".join(fmt(cell(t, i)) for i in range(1, t))
         theirs = " ".join(f"{v:.2f}" for v in paper.IMPACT_LLAMA.get(t, {}).values())
-        rows.append([f"step {t}", theirs or "–", ours])
-    doc.heading("History intervention (§6.2)")
+        rows.append([f"step {t}", theirs or "–", cells(impact, t), cells(c_impact, t)])
+    title = "History intervention (§6.2)" if name == "masking" else "History knockout"
+    doc.heading(title, 2 if name == "masking" else 3)
     n = _sample_size(doc, result["n_examples"])
     doc.paragraph(
-        "Keys of the history's colour tokens zeroed in every layer, then one history step "
-        "unmasked at a time; impact = change in p(gold answer). "
-        f"{result['n_examples']} problems."
+        f"{HOW[name][0].upper()}{HOW[name][1:]}, then one history step made visible at a time; "
+        "impact = "
+        f"change in p(gold answer). {result['n_examples']} problems."
     )
-    doc.table(["step predicted", "paper: impact of steps 1..t-1", "this run"], rows)
-    said = verdicts(
-        n,
-        _masking_claims(impact),
-        load_per_example(directory, "masking"),
-        _masking_resampled,
+    doc.table(
+        ["step predicted", "paper: impact of steps 1..t-1", "fine-tuned", "before fine-tuning"],
+        rows,
     )
+    observed = _masking_claims(impact)
+    c_observed = _masking_claims(c_impact) if c_impact is not None else None
+    said = _judge(n, observed, directory, name, _masking_resampled, control, c_observed)
     stack = [t for t in (4, 6) if t <= n_steps]
     pick = [t for t in (3, 5) if t <= n_steps]
+
+    def argmax(values: np.ndarray | None, steps: list[int]) -> str:
+        if values is None:
+            return "–"
+        return ", ".join(f"step {t}: step {_argmax_row(values, t)}" for t in steps) or "–"
+
     doc.table(
-        ["claim", "paper", "this run", "verdict"],
+        CLAIM_HEADER,
         [
             [
                 "stack steps (4, 6) depend most on their own pick-up (t-1)",
                 "yes",
-                ", ".join(f"step {t}: step {_argmax_row(impact, t)}" for t in stack) or "–",
+                argmax(impact, stack),
+                argmax(c_impact, stack),
                 said["stack"],
             ],
             [
                 "pick-up steps (3, 5) depend most on the previous pick-up (t-2)",
                 "yes",
-                ", ".join(f"step {t}: step {_argmax_row(impact, t)}" for t in pick) or "–",
+                argmax(impact, pick),
+                argmax(c_impact, pick),
                 said["pick"],
             ],
         ],
     )
-    doc.image(directory / files.MASKING_PNG, "Impact of unmasking one history step")
+    figure = files.MASKING_PNG if name == "masking" else files.KNOCKOUT_PNG
+    doc.image(directory / figure, "Impact of unmasking one history step")
+    return len(observed)
+
+
+def knockout_section(
+    doc: Document, result: dict, directory: Path, control: dict | None = None
+) -> int:
+    return masking_section(doc, result, directory, control, name="knockout")
 
 
 # Probes ---------------------------------------------------------------------------------------
 
 
-def probes_section(doc: Document, result: dict, directory: Path) -> None:
+def probes_section(doc: Document, result: dict, directory: Path, control: None = None) -> int:
     layers = result["layers"]
+    mid = len(layers) // 2  # declared before looking: the middle probed layer
     doc.heading("Probes (§6.1)")
     # a probe is scored on the test split only: that is the sample its claims rest on
     n = _sample_size(doc, result["n_test"], "test problems for the probes")
@@ -329,31 +495,40 @@ def probes_section(doc: Document, result: dict, directory: Path) -> None:
             if theirs:
                 rows.append([f"paper {name}", *theirs[: len(layers)], "–", "–"])
         doc.table(header, rows)
-        deep = {n: max(s["value"]) for n, s in positions.items()}
+        deep = {n: s["value"][mid] for n, s in positions.items()}
         shallow = {n: s["value"][0] for n, s in positions.items()}
         early, late = _pair(deep, ("s2-act", "s2-col"), ("s6-act", "s6-col"))
-        lin = _mean_best(result.get("state_linear"))
-        mlp = _mean_best(result.get("state_mlp"))
+        lin = _mean_at(result.get("state_linear"), mid)
+        mlp = _mean_at(result.get("state_mlp"), mid)
+        base = _mean_at(result.get("state_linear"), mid, "baseline")
+        similar: bool | Degenerate | None = None if mlp is None else abs(lin - mlp) <= 0.05
+        if mlp is not None and max(lin, mlp) <= base + 0.05:
+            similar = Degenerate("both probes are within 0.05 of the majority baseline")
+        rises: bool | Degenerate = _mean(deep.values()) > _mean(shallow.values())
+        if mid == 0:
+            rises = Degenerate("only one layer was probed")
         doc.table(
             ["claim", "paper", "this run", "verdict"],
             [
                 [
-                    "accuracy rises with depth (first vs best layer, mean over positions)",
+                    f"accuracy rises with depth (layer {layers[0]} vs layer {layers[mid]}, "
+                    "the middle probed layer, declared in advance; mean over positions)",
                     "yes",
                     f"{_mean(shallow.values()):.2f} -> {_mean(deep.values()):.2f}",
-                    verdict(n, _mean(deep.values()) > _mean(shallow.values()), None),
+                    verdict(n, rises, None),
                 ],
                 [
-                    "step 6 states are harder than step 2 (best layer)",
+                    f"step 6 states are harder than step 2 (layer {layers[mid]})",
                     "0.71-0.76 vs 0.97",
                     "–" if early is None else f"{late:.2f} vs {early:.2f}",
                     verdict(n, None if early is None else late < early, None),
                 ],
                 [
-                    "linear ≈ nonlinear (mean best F1; within 0.05)",
+                    f"linear ≈ nonlinear (mean F1 at layer {layers[mid]}; within 0.05, and "
+                    "above the majority baseline)",
                     "within ~0.03",
-                    "–" if mlp is None else f"{lin:.2f} vs {mlp:.2f}",
-                    verdict(n, None if mlp is None else abs(lin - mlp) <= 0.05, None),
+                    "–" if mlp is None else f"{lin:.2f} vs {mlp:.2f} (baseline {base:.2f})",
+                    verdict(n, similar, None),
                 ],
             ],
         )
@@ -401,6 +576,7 @@ def probes_section(doc: Document, result: dict, directory: Path) -> None:
         doc.image(
             directory / files.probe_png("future", "linear"), "Future-decision probes by layer"
         )
+    return 3 if state else 0
 
 
 def _mean(values) -> float:
@@ -416,7 +592,8 @@ def _pair(best: dict, early: tuple, late: tuple) -> tuple[float | None, float | 
     return _mean(e), _mean(lt)
 
 
-def _mean_best(summary: dict | None) -> float | None:
+def _mean_at(summary: dict | None, index: int, key: str = "value") -> float | None:
+    """Mean over positions of `key` at the `index`-th probed layer."""
     if not summary:
         return None
-    return _mean(max(s["value"]) for s in summary["positions"].values())
+    return _mean(s[key][index] for s in summary["positions"].values())

@@ -18,7 +18,8 @@ def study_results(settings: Settings, stages: dict[str, Any], timings: dict[str,
         "train": stages["train"]["results"],
         "eval": {label: stages[f"eval_{label}"] for label in ("base", "finetuned")},
         "analysis_set": analyses.pop("analysis_set"),
-        "analyses": {k: _headline(k, v) for k, v in analyses.items()},
+        "analyses": {k: _headline(k, v) for k, v in analyses.items() if k != "control"},
+        "control": {k: _headline(k, v) for k, v in analyses.get("control", {}).items()},
         "timings_s": timings,
     }
 

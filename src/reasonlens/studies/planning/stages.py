@@ -29,7 +29,8 @@ BLOCKSWORLD = BlocksworldTask()
 
 log = logging.getLogger(__name__)
 
-ANALYSES = ("extraction", "flow", "masking", "probes")
+ANALYSES = ("extraction", "flow", "masking", "knockout", "probes")
+CONTROLLED = ("extraction", "flow", "masking", "knockout")  # also run on the base model
 
 
 def stages(settings: Settings) -> list[Stage]:
@@ -182,6 +183,7 @@ def _analyses_stage(p: PlanningPreset, settings: Settings):
         from reasonlens.studies.planning.analyses import (
             run_all,
             run_horizons,
+            run_mechanisms,
             select_analysis_set,
             solved_cache,
         )
@@ -209,6 +211,11 @@ def _analyses_stage(p: PlanningPreset, settings: Settings):
         if items:
             palette = p.dataset(settings.seed).colors
             run_all(model, items, directory, p.limits, palette, settings.seed, settings.progress)
+            # the control: the base model on the same problems, the same positions
+            base = load_model(settings.model, device=settings.device)
+            base.name = f"{Path(settings.model).name} (before fine-tuning)"
+            run_mechanisms(base, items, directory / files.CONTROL, p.limits, settings.progress)
+            del base
             if p.horizon_levels:
                 index["horizons"] = run_horizons(
                     p, model, test, directory, palette, settings.seed, settings.progress
@@ -228,4 +235,6 @@ def _analyses(directory: Path) -> dict[str, Any]:
             out[name] = record
     if "horizons" in index:
         out["horizons"] = index["horizons"]
+    control = {name: load_record(directory / files.CONTROL, name) for name in CONTROLLED}
+    out["control"] = {k: v for k, v in control.items() if v is not None}
     return out
