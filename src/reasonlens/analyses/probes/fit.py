@@ -102,6 +102,100 @@ def fit_probes(
         machine, 1 can be many times faster than an oversubscribed pool; the thread count can
         change float rounding, so fix it when numbers must match across machines.
     """
+    keys, get, n_rows, dim, y, head_names, spec = _setup(
+        features, labels, kind, n_classes, heads, metric, l2, hidden, max_iter, tol,
+        class_weight, ci, bootstrap, seed, keep_weights,
+    )  # fmt: skip
+    train, test = _indices(train_idx, n_rows, "train_idx"), _indices(test_idx, n_rows, "test_idx")
+    if bool(torch.isin(train, test).any()):
+        raise UserError("train_idx and test_idx share rows; a probe must be scored on unseen rows")
+    y_train, y_test = y[:, train], y[:, test]
+    if not bool((y_train >= 0).any()):
+        raise UserError("no training row has a label")
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    chunk = chunk_size or _auto_chunk(spec, len(train), len(test), dim, y.shape[-1])
+    with _threads(threads):
+        out = _train_chunks(get, len(keys), chunk, train, test, y_train, spec, perm, control)
+        return _result(out, keys, head_names, y_train, y_test, spec, metric, bootstrap, ci, seed)
+
+
+def cross_fit_probes(
+    features: FeatureInput,
+    labels: torch.Tensor | Mapping[Hashable, torch.Tensor],
+    folds: int = 5,
+    *,
+    kind: str = "linear",
+    n_classes: int | None = None,
+    heads: Sequence[str] | None = None,
+    metric: str = "accuracy",
+    l2: float = 1e-2,
+    hidden: int = 128,
+    max_iter: int | None = None,
+    tol: float = 1e-4,
+    class_weight: str | None = None,
+    control: bool = True,
+    bootstrap: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    chunk_size: int | None = None,
+    threads: int | None = None,
+) -> ProbeResult:
+    """`fit_probes` by cross-fitting: the rows are split into `folds` seeded folds, each fold is
+    predicted by probes (and controls, and the majority baseline) trained on the others, and
+    every row is scored once, so a small data set still gives scores on all of its rows.
+    Intervals resample all rows. `train` holds the mean training score over the folds;
+    `n_train` the mean number of training rows; no weights are kept (one set per fold)."""
+    keys, get, n_rows, dim, y, head_names, spec = _setup(
+        features, labels, kind, n_classes, heads, metric, l2, hidden, max_iter, tol,
+        class_weight, ci, bootstrap, seed, False,
+    )  # fmt: skip
+    if not 2 <= folds <= n_rows:
+        raise UserError(f"cross-fitting needs 2 to {n_rows} folds (one row each at least)")
+    order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(seed))
+    p, h = len(keys), y.shape[-1]
+    pred = torch.full((p, h, n_rows), -1, dtype=torch.long)
+    shuffled = torch.full_like(pred, -1)
+    majority = torch.full_like(pred, -1)
+    train_scores: dict[str, list[torch.Tensor]] = {}
+    n_train, iterations, converged = [], [], []
+    with _threads(threads):
+        for fold in order.tensor_split(folds):
+            test = fold.sort().values
+            train = order[~torch.isin(order, test)].sort().values
+            y_train = y[:, train]
+            perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+            chunk = chunk_size or _auto_chunk(spec, len(train), len(test), dim, h)
+            out = _train_chunks(get, p, chunk, train, test, y_train, spec, perm, control)
+            pred[:, :, test] = out.cat("pred")
+            if control:
+                shuffled[:, :, test] = out.cat("control")
+            majority[:, :, test] = _majority(y_train, spec.n_classes).expand(p, h)[..., None]
+            target = y_train.expand(p, -1, -1).transpose(1, 2).reshape(p * h, -1)
+            fold_train = M.scores(out.cat("train_pred").reshape(p * h, -1), target, spec.n_classes)
+            for name, value in fold_train.items():
+                train_scores.setdefault(name, []).append(value.view(p, h))
+            n_train.append((y_train >= 0).sum(1).expand(p, h).double())
+            iterations.append(out.cat("iterations"))
+            converged.append(out.cat("converged"))
+    collected = _Collected(pred=[pred], iterations=[torch.stack(iterations).amax(0)])
+    collected["converged"] = [torch.stack(converged).all(0)]
+    if control:
+        collected["control"] = [shuffled]
+    result = _result(
+        collected, keys, head_names, y, y, spec, metric, bootstrap, ci, seed,
+        baseline_pred=majority,
+        train_scores={k: torch.stack(v).nanmean(0) for k, v in train_scores.items()},
+    )  # fmt: skip
+    result.n_train = torch.stack(n_train).mean(0).round().long()
+    result.config.update(cross_fit_folds=folds, n_train_rows=None, n_test_rows=n_rows)
+    return result
+
+
+def _setup(
+    features, labels, kind, n_classes, heads, metric, l2, hidden, max_iter, tol, class_weight,
+    ci, bootstrap, seed, keep_weights,
+):  # fmt: skip
+    """Checked inputs shared by the fitting entry points."""
     if kind not in KINDS:
         raise one_of("probe kind", kind, KINDS)
     if metric not in M.METRICS:
@@ -112,17 +206,11 @@ def fit_probes(
         raise UserError("need l2 >= 0, hidden >= 1, 0 < ci < 1 and bootstrap >= 0")
     keys, get, n_rows, dim = _features(features)
     y = _labels(labels, keys, n_rows)  # [P or 1, N, H]
-    train, test = _indices(train_idx, n_rows, "train_idx"), _indices(test_idx, n_rows, "test_idx")
-    if bool(torch.isin(train, test).any()):
-        raise UserError("train_idx and test_idx share rows; a probe must be scored on unseen rows")
     n_cls = _n_classes(y, n_classes)
     n_heads = y.shape[-1]
     head_names = [str(h) for h in range(n_heads)] if heads is None else list(heads)
     if len(head_names) != n_heads:
         raise UserError(f"{len(head_names)} head names for {n_heads} label columns")
-    y_train, y_test = y[:, train], y[:, test]
-    if not bool((y_train >= 0).any()):
-        raise UserError("no training row has a label")
     spec = ProbeSpec(
         kind=kind,
         n_classes=n_cls,
@@ -134,11 +222,7 @@ def fit_probes(
         seed=seed,
         keep_weights=keep_weights,
     )
-    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-    chunk = chunk_size or _auto_chunk(spec, len(train), len(test), dim, n_heads)
-    with _threads(threads):
-        out = _train_chunks(get, len(keys), chunk, train, test, y_train, spec, perm, control)
-        return _result(out, keys, head_names, y_train, y_test, spec, metric, bootstrap, ci, seed)
+    return keys, get, n_rows, dim, y, head_names, spec
 
 
 def _train_chunks(get, n_probes, chunk, train, test, y_train, spec, perm, control) -> _Collected:
@@ -182,6 +266,8 @@ def _threads(n: int | None) -> Iterator[None]:
 
 
 class _Collected(dict):
+    """Lists of tensors per name, concatenated over chunks of probes."""
+
     def add(self, name: str, value: torch.Tensor) -> None:
         self.setdefault(name, []).append(value)
 
@@ -189,7 +275,11 @@ class _Collected(dict):
         return torch.cat(self[name]) if name in self else None
 
 
-def _result(out, keys, heads, y_train, y_test, spec, metric, bootstrap, ci, seed) -> ProbeResult:
+def _result(
+    out, keys, heads, y_train, y_test, spec, metric, bootstrap, ci, seed,
+    baseline_pred: torch.Tensor | None = None,
+    train_scores: dict[str, torch.Tensor] | None = None,
+) -> ProbeResult:  # fmt: skip
     p, h = len(keys), len(heads)
     target = y_test.expand(p, -1, -1).transpose(1, 2).reshape(p * h, -1)  # [K, n_test]
     weights = M.multiplicities(target.shape[1], bootstrap, seed + 1) if bootstrap else None
@@ -198,9 +288,13 @@ def _result(out, keys, heads, y_train, y_test, spec, metric, bootstrap, ci, seed
     def scored(pred: torch.Tensor) -> dict[str, Score]:
         return _scores(pred.reshape(p * h, -1), target, spec.n_classes, weights, groups, ci, p, h)
 
-    train_target = y_train.expand(p, -1, -1).transpose(1, 2).reshape(p * h, -1)
-    train_scores = M.scores(out.cat("train_pred").reshape(p * h, -1), train_target, spec.n_classes)
-    majority = _majority(y_train, spec.n_classes).expand(p, h)
+    if train_scores is None:
+        train_target = y_train.expand(p, -1, -1).transpose(1, 2).reshape(p * h, -1)
+        train_pred = out.cat("train_pred").reshape(p * h, -1)
+        train_scores = M.scores(train_pred, train_target, spec.n_classes)
+    if baseline_pred is None:
+        majority = _majority(y_train, spec.n_classes).expand(p, h)
+        baseline_pred = majority[..., None].expand(p, h, y_test.shape[1])
     config = {
         "kind": spec.kind,
         "n_classes": spec.n_classes,
@@ -221,7 +315,7 @@ def _result(out, keys, heads, y_train, y_test, spec, metric, bootstrap, ci, seed
         kind=spec.kind,
         metric=metric,
         probe=scored(out.cat("pred")),
-        baseline=scored(majority[..., None].expand(p, h, y_test.shape[1])),
+        baseline=scored(baseline_pred),
         control=scored(out.cat("control")) if "control" in out else None,
         train={k: v.view(p, h) for k, v in train_scores.items()},
         n_train=(y_train >= 0).sum(1).expand(p, h).clone(),

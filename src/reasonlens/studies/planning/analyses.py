@@ -26,6 +26,8 @@ from reasonlens.tasks.blocksworld import Example
 
 log = logging.getLogger(__name__)
 
+PROBE_FOLDS = 5  # probes are cross-fitted: each fold trains on the other 80% of the problems
+
 
 def select_analysis_set(
     model: LoadedModel,
@@ -167,10 +169,12 @@ def run_probes(
     seed: int,
 ) -> dict:
     """Current block states (weighted F1) and future decisions (accuracy), linear and MLP,
-    from resid_post at every `layer_stride`-th layer; 80/20 split as the paper's 320/80."""
+    from resid_post at every `layer_stride`-th layer. Cross-fitted over PROBE_FOLDS folds (each
+    trains on 80% of the problems, as the paper's 320/80 split), so every analysed problem is
+    scored once, by probes that never saw it."""
 
     def compute() -> dict:
-        from reasonlens.analyses.probes import fit_probes, train_test_split
+        from reasonlens.analyses.probes import cross_fit_probes
         from reasonlens.trace import TraceInput, capture
 
         n_steps = min(it.n_steps for it in items)
@@ -197,7 +201,6 @@ def run_probes(
             rows = acts.get(f"layers.{layer}.resid_post").view(n, len(names), -1)
             for j, name in enumerate(names):
                 features[(layer, name)] = rows[:, j]
-        train_idx, test_idx = train_test_split(n, 0.2, seed)
 
         state_names = [x for x in names if pos.block_state_labels(items[0], x, palette) is not None]
         future_names = [x for x in names if pos.step_of(x) < n_steps]
@@ -222,11 +225,10 @@ def run_probes(
                 k: torch.tensor([label(it, k[1]) for it in items], dtype=torch.long) for k in keys
             }
             for kind in ("linear", "mlp"):
-                fitted = fit_probes(
+                fitted = cross_fit_probes(
                     {k: features[k] for k in keys},
                     labels,
-                    train_idx,
-                    test_idx,
+                    folds=min(PROBE_FOLDS, n),
                     kind=kind,
                     n_classes=n_classes,
                     metric=metric,
@@ -243,8 +245,9 @@ def run_probes(
             "layers": layers,
             "positions": names,
             "n_examples": n,
-            "n_train": len(train_idx),
-            "n_test": len(test_idx),
+            "cross_fit_folds": min(PROBE_FOLDS, n),
+            "n_train": round(n * (1 - 1 / min(PROBE_FOLDS, n))),  # per fold
+            "n_test": n,  # every problem, once
             "palette": list(palette),
             "representation": "resid_post (output of block l); a chunk is read at its last token",
             **results,
@@ -270,20 +273,24 @@ def _probe_summary(fitted, metric: str, layers: list[int], names: list[str]) -> 
             # per head, for the future-decision matrix
             "heads": [[float(v) for v in probe.value[i]] for i in idx],
             "heads_baseline": [[float(v) for v in base.value[i]] for i in idx],
+            "heads_control": [[float(v) for v in control.value[i]] for i in idx],
         }
     return {"metric": metric, "positions": out}
 
 
 def _future_matrix(summary: dict, n_steps: int, layers: list[int]) -> dict:
     """[future step r][current step c]: max over layers and the act/col positions (the paper's
-    Fig 10), with the majority baseline of the same cell beside it."""
+    Fig 10), with the majority baseline of the same cell and the shuffled-label control's
+    maximum over the same layers and positions (selected the same way, so the two are equally
+    optimistic: a cell means something only where it clears its control)."""
     import math
 
     probe: dict[str, dict[str, float]] = {}
     baseline: dict[str, dict[str, float]] = {}
+    control: dict[str, dict[str, float]] = {}
     for r in range(2, n_steps + 1):
         for c in range(1, r):
-            best, best_base = -math.inf, math.nan
+            best, best_base, best_control = -math.inf, math.nan, -math.inf
             for name in (f"s{c}-act", f"s{c}-col"):
                 stats = summary["positions"].get(name)
                 if stats is None:
@@ -292,10 +299,14 @@ def _future_matrix(summary: dict, n_steps: int, layers: list[int]) -> dict:
                     value = stats["heads"][li][r - 1]
                     if not math.isnan(value) and value > best:
                         best, best_base = value, stats["heads_baseline"][li][r - 1]
+                    shuffled = stats["heads_control"][li][r - 1]
+                    if not math.isnan(shuffled):
+                        best_control = max(best_control, shuffled)
             if best > -math.inf:
                 probe.setdefault(str(r), {})[str(c)] = best
                 baseline.setdefault(str(r), {})[str(c)] = best_base
-    return {"probe": probe, "baseline": baseline}
+                control.setdefault(str(r), {})[str(c)] = best_control
+    return {"probe": probe, "baseline": baseline, "control": control}
 
 
 def run_all(

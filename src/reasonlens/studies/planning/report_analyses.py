@@ -479,8 +479,14 @@ def probes_section(doc: Document, result: dict, directory: Path, control: None =
     n = _sample_size(doc, result["n_test"], "test problems for the probes")
     doc.paragraph(
         f"Linear (softmax(Wx)) and one-hidden-layer MLP probes on {result['representation']}, "
-        f"trained on {result['n_train']} problems and scored on {result['n_test']} "
-        "(intervals: 95% bootstrap over test problems). Every number sits beside its "
+        + (
+            f"cross-fitted over {result['cross_fit_folds']} folds: every one of the "
+            f"{result['n_test']} problems is scored once, by probes trained on the other "
+            f"{result['n_train']} "
+            if "cross_fit_folds" in result
+            else f"trained on {result['n_train']} problems and scored on {result['n_test']} "
+        )
+        + "(intervals: 95% bootstrap over the scored problems). Every number sits beside its "
         "majority-class baseline and a control probe trained on shuffled labels."
     )
     state = result.get("state_linear")
@@ -540,19 +546,29 @@ def probes_section(doc: Document, result: dict, directory: Path, control: None =
         doc.heading("Future decisions (accuracy, linear, max over layers)", 3)
         steps = sorted(int(r) for r in matrix["probe"])
         rows = []
+        shuffled = matrix.get("control", {})
         for r in steps:
             ours = matrix["probe"][str(r)]
             base = matrix["baseline"][str(r)]
+            ctrl = shuffled.get(str(r), {})
             rows.append(
                 [
                     f"step {r}",
                     " ".join(f"{ours[c]:.2f}" for c in sorted(ours, key=int)),
                     " ".join(f"{base[c]:.2f}" for c in sorted(base, key=int)),
+                    " ".join(fmt(ctrl.get(c)) for c in sorted(ours, key=int)) or "–",
                     " ".join(f"{v:.2f}" for v in paper.FUTURE_MATRIX_LLAMA.get(r, {}).values()),
                 ]
             )
         doc.table(
-            ["future step", "this run (from steps 1..r-1)", "majority baseline", "paper"], rows
+            [
+                "future step",
+                "this run (from steps 1..r-1)",
+                "majority baseline",
+                "shuffled-label control (max, selected the same way)",
+                "paper",
+            ],
+            rows,
         )
         far = matrix["probe"].get(str(max(steps)), {}).get("1")
         far_base = matrix["baseline"].get(str(max(steps)), {}).get("1")
@@ -563,8 +579,10 @@ def probes_section(doc: Document, result: dict, directory: Path, control: None =
             )
         doc.paragraph(
             "Each cell is the best of the layers and of the step's two positions (action and "
-            f"colour), as in the paper; on {result['n_test']} test problems that maximum is an "
-            "optimistic estimate, so read it against its baseline."
+            f"colour), as in the paper, scored on {result['n_test']} problems by cross-fitting. "
+            "That maximum is an optimistic estimate; the shuffled-label control's maximum over the "
+            "same layers and positions is just as optimistic, so a cell says something only where "
+            "it clears its control."
         )
         figure = plot_future_matrix(
             matrix,
