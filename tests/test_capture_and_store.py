@@ -89,8 +89,11 @@ def test_store_equals_memory_and_reads_lazily(tiny_llama, tmp_path):
     memory = capture(tiny_llama, TEXTS, SITES, batch_size=4, progress=False)
     store = capture(tiny_llama, TEXTS, SITES, batch_size=4, out=tmp_path / "s", progress=False)
     assert isinstance(store, ActivationStore)
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
+    # the store is a run: run.json and config.yaml beside its meta.json and shards
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if not p.name.startswith(".")) == [
+        "config.yaml",
         "meta.json",
+        "run.json",
         "shard-00000.safetensors",
         "shard-00001.safetensors",
     ]

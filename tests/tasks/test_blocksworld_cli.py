@@ -72,10 +72,15 @@ def test_data_blocksworld_writes_levels_and_manifest(tmp_path, capsys):
     assert run(other) == 2
     assert "already holds a different Blocksworld data set" in capsys.readouterr().err
     assert run([*other, "--overwrite"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "L2_test.jsonl",
         "L2_train.jsonl",
+        "config.yaml",
         "manifest.json",
+        "run.json",
+    ]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [
+        ".reasonlens-owned"  # what reasonlens wrote there; the lock is gone with the command
     ]
 
 

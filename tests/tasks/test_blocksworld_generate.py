@@ -69,7 +69,11 @@ def test_same_seed_same_bytes_different_seed_different_bytes(tmp_path):
     write_dataset(config, tmp_path / "b")
     other = resolve_config("paper", levels=["L2", "L3"], blocks=[5], train=20, test=30, seed=5)
     write_dataset(other, tmp_path / "c")
-    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    names = sorted(
+        p.name
+        for p in (tmp_path / "a").iterdir()
+        if not p.name.startswith(".") and p.name not in ("run.json", "config.yaml")
+    )
     assert names == [
         "L2_test.jsonl",
         "L2_train.jsonl",

@@ -59,13 +59,18 @@ def register(app: typer.Typer) -> None:
             typer.Option(min=0, help="Test problems per (level, blocks); overrides Table 1."),
         ] = None,
         seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
-        slots: Annotated[int | None, typer.Option(min=1, help="Table slots (default 4).")] = None,
+        slots: Annotated[
+            int | None, typer.Option(min=1, help="Table slots, 1..8 (default 4).")
+        ] = None,
         fmt: Annotated[
             str | None, typer.Option("--format", help="Text layout: paper or seed.")
         ] = None,
         colors: Annotated[str | None, typer.Option(help="Palette, comma-separated.")] = None,
         overwrite: Annotated[
-            bool, typer.Option(help="Replace a different data set in --out.")
+            bool,
+            typer.Option(
+                help="Replace a different reasonlens run in --out (only what reasonlens wrote)."
+            ),
         ] = False,
         extras: Annotated[
             list[str] | None, typer.Argument(hidden=True, metavar="[MORE VALUES]")
@@ -73,12 +78,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Blocksworld problems with proven-optimal gold plans, one file per level and split.
 
-        Writes L{k}_train.jsonl, L{k}_test.jsonl and manifest.json.
+        Writes L{k}_train.jsonl, L{k}_test.jsonl and manifest.json (plus run.json and
+        config.yaml); re-running the same command finishes an interrupted run.
         Test problems are distinct, have one optimal plan, and never occur in train.
         Counts default to the paper's Table 1; --train/--test override it (omitted: 0).
         """
+        from reasonlens.runs import check_out
         from reasonlens.tasks.blocksworld.dataset import resolve_config, write_dataset
 
+        check_out(out)
         levels, blocks = _split_extras(extras or [], levels, blocks)
         palette = [c.strip() for c in colors.split(",") if c.strip()] if colors else None
         config = resolve_config(
@@ -113,7 +121,10 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--json", help="Print only the totals, as JSON, on stdout.")
         ] = False,
         findings: Annotated[
-            Path | None, typer.Option(help="Write per-example findings here (JSONL).")
+            Path | None,
+            typer.Option(
+                help="Write per-example findings here (JSONL; a new file, or one it wrote)."
+            ),
         ] = None,
         against: Annotated[
             Path | None,
@@ -129,9 +140,14 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Check every gold plan in FILE: parsed, legal, reaches the goal, optimal, not trivial."""
-        from reasonlens.runs import atomic_write
+        from reasonlens.runs import atomic_write, check_out_file
+        from reasonlens.tasks.blocksworld.planner import MAX_BLOCKS
         from reasonlens.tasks.blocksworld.validate import validate_file
 
+        if slots is not None and slots > MAX_BLOCKS:
+            raise UserError(f"--slots must be 1..{MAX_BLOCKS}, got {slots}")
+        if findings is not None:
+            check_out_file(findings, "--findings", keep=(file, against), owned=_is_findings)
         report = validate_file(file, slots=slots, against=against)
         totals = report.totals()
         if findings is not None:
@@ -150,6 +166,23 @@ def register(app: typer.Typer) -> None:
             _print_issues(issues, show, sys.stdout)
         if strict and totals["with_issues"]:
             raise SystemExit(1)
+
+
+_FINDING_KEYS = {"line", "problem_id", "split", "issues", "parsed"}
+
+
+def _is_findings(path: Path) -> bool:
+    """Whether `path` is a findings file `validate --findings` wrote (every line one finding;
+    an empty file loses nothing either)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                row = json.loads(line)
+                if not isinstance(row, dict) or not set(row) >= _FINDING_KEYS:
+                    return False
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return True
 
 
 def _print_issues(issues: list[str], show: int, stream: TextIO) -> None:

@@ -32,8 +32,11 @@ def _study_command(app: typer.Typer, name: str) -> None:
     ) -> None:
         from rich.console import Console
 
-        from reasonlens.studies import Settings, run_study
-        from reasonlens.studies.base import check_settings
+        from reasonlens.runs import check_out
+        from reasonlens.studies import Settings
+        from reasonlens.studies.base import finish_study, open_study
+
+        check_out(out)  # a bad --out fails first, before anything is read or written
 
         settings = Settings(
             preset=preset,
@@ -42,11 +45,12 @@ def _study_command(app: typer.Typer, name: str) -> None:
             device=None if device == "auto" else device,
             progress=not quiet,
         )
-        check_settings(study, settings)  # a wrong preset, model or device: nothing written
         target = out or study.default_out(settings)
+        # a wrong preset, model, device or run directory is refused here, writing nothing
+        runner = open_study(study, settings, target, overwrite=overwrite)
         console = Console(stderr=True)
         console.print(f"{name} study, preset {preset!r}, model {model!r} -> {target}")
-        run_study(study, settings, target, overwrite=overwrite)
+        finish_study(study, settings, runner)
         console.print((target / "summary.md").read_text())
 
 

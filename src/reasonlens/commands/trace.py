@@ -27,7 +27,9 @@ def register(app: typer.Typer) -> None:
         model: str = ModelOpt,
         batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
         chat: bool = typer.Option(False, "--chat", help="Wrap each text in the chat template."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different store."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Replace a different store (only what reasonlens wrote)."
+        ),
         device: str = DeviceOpt,
         dtype: str = DtypeOpt,
     ) -> None:
@@ -35,8 +37,10 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from reasonlens.models import load_model
+        from reasonlens.runs import RunDir, check_out
         from reasonlens.trace import CaptureStats, JsonlInputs, TraceInput, capture
 
+        check_out(out)  # before the model loads: a bad --out costs nothing and writes nothing
         if (input_file is None) == (not text):
             raise UserError("give either --input FILE.jsonl or one or more --text")
         inputs = JsonlInputs(input_file) if input_file else [TraceInput(text=t) for t in text]
@@ -53,6 +57,10 @@ def register(app: typer.Typer) -> None:
             chat=chat,
             stats=stats,
         )
+        run = RunDir.open(out, "trace")  # the store is a run: say what was traced, for re-running
+        asked = {"input": str(input_file) if input_file else None, "text": list(text or [])}
+        if any(run.config.get(k) != v for k, v in asked.items()):
+            run.record({**run.config, **asked})
         mb = stats.bytes_written / 1e6
         rate = mb / stats.seconds_writing if stats.seconds_writing else float("nan")
         Console(stderr=True).print(

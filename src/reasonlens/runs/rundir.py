@@ -12,10 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import platform
-import shutil
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,18 @@ import yaml
 from reasonlens import __version__
 from reasonlens.errors import UserError
 from reasonlens.runs.files import atomic_write, jsonable, read_json, to_json, write_json
+from reasonlens.runs.lock import acquire, held_here, refuse_if_held, release
+from reasonlens.runs.ownership import (
+    check_out,
+    check_replaceable,
+    clear_run,
+    foreign_entries,
+    has_content,
+    is_legacy_run,
+    read_record,
+    replace_problem,
+    shown,
+)
 
 RUN_FILE = "run.json"
 
@@ -52,25 +63,84 @@ def differing(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
     return keys
 
 
-def reopen_or_refuse(path: Path, holds: str | None, overwrite: bool) -> bool:
+Holds = str | None | Callable[[], str | None]
+
+
+def _ask(holds: Holds) -> str | None:
+    return holds() if callable(holds) else holds
+
+
+def _refusal(path: Path, holds: str) -> str:
+    """Why `path` is refused, and what --overwrite would (or would not) do about it."""
+    said = f"{path} already holds {holds}; choose another --out"
+    problem = replace_problem(path)
+    if problem is None:
+        return f"{said}, or pass --overwrite to replace that run"
+    if read_record(path) is None and not is_legacy_run(path):
+        return f"{said} (--overwrite replaces only a reasonlens run)"
+    return f"{said} (--overwrite would refuse: {problem.split(';')[0]})"
+
+
+def _not_a_run(path: Path) -> str | None:
+    """Whatever a caller's rule says, a directory holding files but no sign of reasonlens
+    (no record of what it wrote, no run.json) is never "the same run"."""
+    if has_content(path) and read_record(path) is None and not is_legacy_run(path):
+        return f"files that are not a reasonlens run{foreign_example(path)}"
+    return None
+
+
+def precheck(path: str | Path, holds: Holds, overwrite: bool) -> Path:
+    """The part of :func:`reopen_or_refuse` that writes nothing: refuse early, before work
+    that would be thrown away (it is checked again under the lock)."""
+    path = check_out(path)
+    refuse_if_held(path)
+    problem = _ask(holds) or _not_a_run(path)
+    if problem is not None:
+        if not overwrite:
+            raise UserError(_refusal(path, problem))
+        check_replaceable(path)
+    return path
+
+
+def reopen_or_refuse(path: str | Path, holds: Holds, overwrite: bool) -> bool:
     """The one rule for a directory that may already hold work: `holds` says what is there
-    that differs from what is asked for (None: nothing, or the same run). Returns True when
-    the existing work is kept (reopened); refuses, or with `overwrite` clears it."""
-    if holds is None:
-        return path.exists()
-    if not overwrite:
-        raise UserError(f"{path} already holds {holds}; choose another --out or pass --overwrite")
-    shutil.rmtree(path)
-    return False
+    that differs from what is asked for (None: nothing, or the same run); give a function to
+    have it asked again once the directory is locked. Returns True when the existing work is
+    kept (reopened); refuses, or with `overwrite` clears what reasonlens wrote there.
+
+    Before anything is written: `path` must be a possible run directory (:func:`check_out`)
+    that no other live process holds, and `overwrite` clears only a reasonlens run holding
+    nothing reasonlens did not write. Then this process takes the directory's lock (held until
+    the command ends) and asks `holds` again, so two writers never both proceed."""
+    path = precheck(path, holds, overwrite)
+    took = acquire(path)
+    try:
+        problem = _ask(holds) or _not_a_run(path)  # again, now that no one else writes here
+        if problem is None:
+            return has_content(path)
+        if not overwrite:
+            raise UserError(_refusal(path, problem))
+        clear_run(path)
+        return False
+    except BaseException:
+        if took:
+            release(path)
+        raise
+
+
+def foreign_example(path: Path) -> str:
+    """' (e.g. NAME)' for the first thing in `path` that reasonlens did not write, or ''."""
+    names = foreign_entries(path)
+    return f" (e.g. {shown(path, names)})" if names else ""
 
 
 def _describe(path: Path, kind: str, config: dict) -> str | None:
     """What `path` holds that is not this run (None: empty, absent, or this very run)."""
-    if not path.exists() or not any(path.iterdir()):
+    if not has_content(path):
         return None
     existing = read_run(path)
     if existing is None:
-        return "files that are not a reasonlens run"
+        return f"files that are not a reasonlens run{foreign_example(path)}"
     if existing.get("kind") != kind:
         return f"a run of another kind ({existing.get('kind')!r})"
     keys = differing(existing.get("config", {}), config)
@@ -79,9 +149,21 @@ def _describe(path: Path, kind: str, config: dict) -> str | None:
 
 @dataclass
 class RunDir:
+    """A run directory. Made by :meth:`create`, it holds the directory's lock until the
+    command ends; `with RunDir.create(...) as run:` releases it at the end of the block."""
+
     path: Path
     kind: str
     config: dict
+    _took_lock: bool = field(default=False, repr=False, compare=False)
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._took_lock:
+            self._took_lock = False
+            release(self.path)
 
     @classmethod
     def create(
@@ -91,17 +173,26 @@ class RunDir:
         config: dict,
         overwrite: bool = False,
         produces: dict[str, str] | None = None,
+        holds: Callable[[], str | None] | None = None,
     ) -> RunDir:
         """Start a run in `path`, or reopen the same run there; refuse a different one.
         `produces` names what the run leaves for other commands, relative to its directory
-        (a training run: {"model": "model"}), so they need not know its layout."""
+        (a training run: {"model": "model"}), so they need not know its layout. `holds`
+        replaces the rule "same kind and same config is the same run" (it says what `path`
+        holds that is not this run, None when it may be reopened)."""
         path = Path(path)
         config = jsonable(config)
-        reopen_or_refuse(path, _describe(path, kind, config), overwrite)
-        path.mkdir(parents=True, exist_ok=True)
-        run = cls(path, kind, config)
-        if not (path / RUN_FILE).exists():
-            run.record(config, produces)
+        had_lock = held_here(path)
+        reopen_or_refuse(path, holds or (lambda: _describe(path, kind, config)), overwrite)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            run = cls(path, kind, config, _took_lock=not had_lock and held_here(path))
+            if not (path / RUN_FILE).exists():
+                run.record(config, produces)
+        except BaseException:
+            if not had_lock:
+                release(path)
+            raise
         return run
 
     def record(self, config: dict, produces: dict[str, str] | None = None) -> None:

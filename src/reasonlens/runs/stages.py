@@ -28,7 +28,8 @@ from typing import Any
 
 from reasonlens.errors import UserError
 from reasonlens.runs.files import jsonable, read_json
-from reasonlens.runs.rundir import RunDir, differing, read_run
+from reasonlens.runs.lock import held_here, release
+from reasonlens.runs.rundir import RunDir, differing, read_run, reopen_or_refuse
 
 log = logging.getLogger(__name__)
 
@@ -151,12 +152,23 @@ def open_staged_run(
     path = Path(path)
     existing = read_run(path)
     if existing is not None and existing.get("kind") == kind and not overwrite:
-        run = RunDir(path, kind, existing["config"])
-        runner = StageRunner(run, stages)
-        if differing(existing["config"], jsonable(config)):
-            problem = runner.conflicts()
-            if problem:
-                raise UserError(f"{path}: {problem}; choose another --out or pass --overwrite")
-            run.record(config)
-        return runner
+        had_lock = held_here(path)
+        reopen_or_refuse(path, None, overwrite=False)  # checks --out, takes the lock
+        existing = read_run(path)  # again, now that no one else writes it
+        if existing is not None and existing.get("kind") == kind:
+            try:
+                run = RunDir(path, kind, existing["config"], _took_lock=not had_lock)
+                runner = StageRunner(run, stages)
+                if differing(existing["config"], jsonable(config)):
+                    problem = runner.conflicts()
+                    if problem:
+                        raise UserError(
+                            f"{path}: {problem}; choose another --out or pass --overwrite"
+                        )
+                    run.record(config)
+            except BaseException:
+                if not had_lock:
+                    release(path)
+                raise
+            return runner
     return StageRunner(RunDir.create(path, kind, config, overwrite=overwrite), stages)

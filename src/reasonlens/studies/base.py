@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reasonlens.errors import UserError, one_of
-from reasonlens.runs import RunDir, Stage, StageRunner, open_staged_run, read_run
+from reasonlens.runs import RunDir, Stage, StageRunner, holding, open_staged_run, read_run
 
 
 class Preset(Protocol):
@@ -68,16 +68,28 @@ def check_settings(study: Study, settings: Settings) -> None:
     pick_device(settings.device)
 
 
+def open_study(
+    study: Study, settings: Settings, out: str | Path, overwrite: bool = False
+) -> StageRunner:
+    """Check the settings and open (or reopen) the run directory; every refusal happens
+    here, before any stage runs."""
+    check_settings(study, settings)
+    return open_staged_run(
+        out, study.kind, study.config(settings), study.stages(settings), overwrite=overwrite
+    )
+
+
 def run_study(
     study: Study, settings: Settings, out: str | Path, overwrite: bool = False
 ) -> dict[str, Any]:
     """Run (or resume) `study` into `out`; returns its results."""
+    return finish_study(study, settings, open_study(study, settings, out, overwrite))
+
+
+def finish_study(study: Study, settings: Settings, runner: StageRunner) -> dict[str, Any]:
+    """Run the stages not yet finished, then write results and report."""
     import logging
 
-    check_settings(study, settings)
-    runner = open_staged_run(
-        out, study.kind, study.config(settings), study.stages(settings), overwrite=overwrite
-    )
     handler = runner.run.log_to_file()
     try:
         stage_results = runner.execute()
@@ -111,8 +123,9 @@ def render_report(path: str | Path) -> tuple[Study, RunDir]:
     if not kind.startswith("study-"):
         raise UserError(f"{path} is a {kind!r} run, not a study: only studies have reports")
     study = get_study(kind.removeprefix("study-"))
-    run = RunDir.open(path, study.kind)
-    settings = settings_of(run)
-    runner = StageRunner(run, study.stages(settings))
-    _finish(study, settings, runner, runner.load_finished())
+    with holding(path):  # no other process writes the run while its report is rewritten
+        run = RunDir.open(path, study.kind)
+        settings = settings_of(run)
+        runner = StageRunner(run, study.stages(settings))
+        _finish(study, settings, runner, runner.load_finished())
     return study, run

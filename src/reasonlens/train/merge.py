@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -16,6 +18,13 @@ from transformers import AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from reasonlens.errors import UserError
+from reasonlens.runs.ownership import (
+    check_out,
+    claim_all,
+    has_content,
+    remove_run,
+    replace_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +98,18 @@ def merge_adapter(
         raise UserError(f"{adapter_dir}: say which base model the adapter belongs to (--base)")
     if out is None:
         raise UserError("give the output directory for the merged model (--out)")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out} is not empty; choose another --out or pass --overwrite")
+    out = check_out(out)
+    if has_content(out):
+        problem = replace_problem(out)
+        if not overwrite:
+            hint = (
+                ", or pass --overwrite to replace the model reasonlens merged there"
+                if problem is None
+                else " (--overwrite replaces only a model reasonlens merged)"
+            )
+            raise UserError(f"{out} is not empty; choose another --out{hint}")
+        if problem is not None:
+            raise UserError(problem)
     if not (adapter_dir / ADAPTER_CONFIG).is_file():
         raise UserError(f"{adapter_dir} is not a PEFT adapter (no {ADAPTER_CONFIG})")
     loaded = load_model(base, device="cpu", dtype="float32")
@@ -113,12 +131,18 @@ def save_checkpoint(
 ) -> Path:
     """Write model + tokenizer to `out` via a temporary sibling and a rename: never half a model."""
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.config.use_cache = True  # training turns the KV cache off; generation wants it on
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a fresh temporary name: nothing that was there before is ever deleted
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        model.config.use_cache = True  # training turns the KV cache off; generation wants it on
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        claim_all(tmp)  # the record of what reasonlens wrote, so --overwrite may replace it
+        if out.exists() or out.is_symlink():
+            remove_run(out)  # only what reasonlens wrote; refuses anything else
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # our own temporary directory
+        raise
     return out

@@ -2,26 +2,31 @@
 
 Directory layout (recorded in ``manifest.json``): one file per level and split,
 ``L{k}_train.jsonl`` and ``L{k}_test.jsonl``, holding every requested block count for that
-level in increasing order of blocks. Files are written atomically and the manifest last, so a
-directory with a manifest is complete.
+level in increasing order of blocks, beside run.json/config.yaml (the directory is a run of kind
+"data"). Files are written atomically and the manifest last, so a directory with a manifest is
+complete, and re-running the same command after an interruption finishes it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reasonlens.errors import UserError, one_of
+from reasonlens.runs import RunDir, differing, read_run
 from reasonlens.runs.files import atomic_write, write_json
+from reasonlens.runs.lock import holding
+from reasonlens.runs.ownership import has_content
+from reasonlens.runs.rundir import foreign_example, precheck
 from reasonlens.tasks.blocksworld.colors import DEFAULT_COLORS, PAPER_COLORS
 from reasonlens.tasks.blocksworld.example import Example
 from reasonlens.tasks.blocksworld.files import examples_to_jsonl
 from reasonlens.tasks.blocksworld.formats import PAPER, SEED, check_format
 from reasonlens.tasks.blocksworld.generate import generate_split, parse_level
+from reasonlens.tasks.blocksworld.planner import MAX_BLOCKS
 
 #: The paper's Table 1: (blocks, level) -> (train, test). Totals 567 / 1579.
 PAPER_TABLE1: dict[tuple[int, int], tuple[int, int]] = {
@@ -122,6 +127,11 @@ def resolve_config(
     bl = tuple(sorted(set(blocks))) if blocks else p.blocks
     fmt = check_format(fmt or p.format)
     n_slots = p.slots if slots is None else slots
+    if not 1 <= n_slots <= MAX_BLOCKS:
+        raise UserError(
+            f"--slots must be 1..{MAX_BLOCKS}, got {n_slots} (a table never holds more piles "
+            f"than there are blocks, and at most {MAX_BLOCKS} blocks are supported)"
+        )
     palette = tuple(colors) if colors else p.colors
     counts = []
     for level in lv:
@@ -194,59 +204,55 @@ def _manifest(
     }
 
 
+KIND = "data"  # the run.json kind of a data-set directory
+
+
+def dataset_settings(config: DatasetConfig) -> dict[str, Any]:
+    """The config recorded in a data set's run.json (and config.yaml)."""
+    return {"task": "blocksworld", **config.to_dict()}
+
+
 def write_dataset(
     config: DatasetConfig, out_dir: str | Path, *, overwrite: bool = False
 ) -> dict[str, Any]:
     """Generate ``config`` into ``out_dir`` and return the manifest written there.
 
-    Refuses (UserError) if the directory holds a different data set, unless ``overwrite``;
-    the same configuration is simply written again (byte-identical).
+    ``out_dir`` is a run directory of kind "data" (run.json and config.yaml first, then the
+    files, the manifest last), locked while it is written. The same configuration is written
+    again (byte-identical), which is how an interrupted run resumes; a different data set,
+    another kind of run or files that are not a run are refused, unless ``overwrite`` (which
+    replaces only a reasonlens run, never a user's files).
     """
     out = Path(out_dir)
-    old = _existing(out)
-    if old is not None and old.get("config") != config.to_dict() and not overwrite:
-        raise UserError(
-            f"{out} already holds a different Blocksworld data set (see {out / MANIFEST}); "
-            "choose another --out or pass --overwrite"
-        )
-    stray = [n for n in _our_files(config) if (out / n).exists()] if old is None else []
-    if stray and not overwrite:
-        raise UserError(
-            f"{out} already has {stray[0]} but no {MANIFEST}; choose another --out or "
-            "pass --overwrite"
-        )
-    files = generate_dataset(config)
-    texts = {name: examples_to_jsonl(examples) for name, examples in files.items()}
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in texts.items():
-        atomic_write(out / name, text)
-    if old is not None:
-        for name in old.get("files", {}):
-            if name not in texts and _is_data_file(name):
-                (out / name).unlink(missing_ok=True)
-    manifest = _manifest(config, texts, files)
-    write_json(out / MANIFEST, manifest)
+    settings = dataset_settings(config)
+
+    def holds() -> str | None:
+        return _holds(out, settings)
+
+    precheck(out, holds, overwrite)  # refuse before the work, not after it
+    with holding(out):  # one writer from here on
+        files = generate_dataset(config)  # a request that cannot be met fails: nothing left
+        texts = {name: examples_to_jsonl(examples) for name, examples in files.items()}
+        with RunDir.create(out, KIND, settings, overwrite=overwrite, holds=holds):
+            for name, text in texts.items():
+                atomic_write(out / name, text)
+            manifest = _manifest(config, texts, files)
+            write_json(out / MANIFEST, manifest)
     return manifest
 
 
-def _our_files(config: DatasetConfig) -> list[str]:
-    return [file_name(level, s) for level in config.levels for s in ("train", "test")]
-
-
-def _is_data_file(name: str) -> bool:
-    return "/" not in name and name.endswith(".jsonl") and name.startswith("L")
-
-
-def _existing(out: Path) -> dict[str, Any] | None:
-    path = out / MANIFEST
-    if not path.exists():
-        if out.exists() and not out.is_dir():
-            raise UserError(f"{out} exists and is not a directory")
+def _holds(out: Path, settings: dict[str, Any]) -> str | None:
+    """What ``out`` holds that is not this data set (None: nothing, or this very data set)."""
+    if not has_content(out):
         return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"cannot read {path}: {err}") from None
-    if not isinstance(manifest, dict) or manifest.get("task") != "blocksworld":
-        raise UserError(f"{path} is not a Blocksworld manifest; choose another --out")
-    return manifest
+    run = read_run(out)
+    if run is None:
+        if (out / MANIFEST).is_file():
+            return "a data set made by an older reasonlens (it has no run.json)"
+        return f"files that are not a reasonlens run{foreign_example(out)}"
+    if run.get("kind") != KIND:
+        return f"a run of another kind ({run.get('kind')!r})"
+    keys = differing(run.get("config", {}), settings)
+    if keys:
+        return f"a different Blocksworld data set (differs in: {', '.join(keys)})"
+    return None
