@@ -151,24 +151,7 @@ def test_flow_chunks_give_the_headers_states_and_earlier_steps(tok, item):
     assert decode(tok, item, range(*last["history 3"])) == "step 3: pick-up yellow"
 
 
-def test_flow_chunks_action_prompt_as_the_code_cuts_it(tok, item):
-    # What flow_chunks does today: drop the action prompt's last character token.
-    cut = [c["action prompt"] for c in pos.flow_chunks(item)]
-    assert cut == [(127, 133), (148, 167), (183, 189), (206, 227)]
-    assert [decode(tok, item, range(*c)) for c in cut] == [
-        "pick-u",
-        "stack blue on-top-o",
-        "pick-u",
-        "stack yellow on-top-o",
-    ]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="flow_chunks drops the action prompt's last token assuming it is the readout; with a "
-    "byte-level tokenizer the readout is the space after it, so a prompt token is lost instead",
-)
-def test_flow_chunks_action_prompt_leaves_out_only_the_readout(item):
+def test_flow_chunks_action_prompt_leaves_out_only_the_readout(tok, item):
     # The readouts (134, 168, 190, 228) lie outside these spans already: nothing to remove.
     assert [c["action prompt"] for c in pos.flow_chunks(item)] == [
         (127, 134),
@@ -315,6 +298,10 @@ def test_positions_with_the_default_models_bpe_tokenizer():
     }
     assert texts([positions["init"] - 1, positions["init"]]) == ["empty", ">"]
     assert texts([positions["goal"] - 1, positions["goal"]]) == ["blue", ">"]
+    # the readout is the action prompt's last token: the chunk stops just before it, as the
+    # code has always cut it for BPE tokenizers
+    prompts = [c["action prompt"] for c in pos.flow_chunks(item)]
+    assert [end for _, end in prompts] == pos.readouts(item)
     chunks = pos.flow_chunks(item)
     # here the readout is the action prompt's last token, and only it is left out
     assert [c["action prompt"] for c in chunks] == [(90, 92), (99, 105), (112, 114), (121, 127)]

@@ -82,9 +82,11 @@ def flow_chunks(item: Item) -> list[dict[str, tuple[int, int]]]:
         }
         for i in range(t):
             chunks[f"history {i + 1}"] = tok.steps[i].step
-        start, end = step.action_prompt
-        if end - 1 > start:  # leave out the readout itself: its self-flow is ignored
-            chunks["action prompt"] = (start, end - 1)
+        # leave out the readout itself (its self-flow is ignored): with a BPE tokenizer it is
+        # the prompt's last token (" of"), with a byte-level one the space after the prompt
+        start, end = step.action_prompt[0], min(step.action_prompt[1], step.readout)
+        if end > start:
+            chunks["action prompt"] = (start, end)
         out.append(chunks)
     return out
 
