@@ -32,6 +32,11 @@ JSON_FILES = (
     "analyses/horizon_L1/probes.json",
     "analyses/solved_L1_b4.json",
     "analyses/solved_L3_b4.json",
+    "analyses/knockout.json",
+    "analyses/control/extraction.json",
+    "analyses/control/flow.json",
+    "analyses/control/masking.json",
+    "analyses/control/knockout.json",
 )
 JSONL_FILES = ("eval_base/examples.jsonl", "eval_finetuned/examples.jsonl")
 TEXT_FILES = ("report.md", "summary.md", "eval_finetuned/summary.md")
@@ -39,6 +44,11 @@ TENSOR_FILES = (
     "analyses/extraction_per_problem.safetensors",
     "analyses/flow_per_problem.safetensors",
     "analyses/masking_per_problem.safetensors",
+    "analyses/knockout_per_problem.safetensors",
+    "analyses/probes_per_problem.safetensors",
+    "analyses/control/extraction_per_problem.safetensors",
+    "analyses/control/flow_per_problem.safetensors",
+    "analyses/control/masking_per_problem.safetensors",
 )
 # what differs between two runs of the same study on the same machine
 _TIMING_KEYS = {

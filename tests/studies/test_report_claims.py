@@ -273,3 +273,64 @@ def test_a_degenerate_raw_projection_is_named_and_the_lens_judged(tmp_path):
     assert "Judged on: E·final_norm(h) (logit lens)" in text
     mhsa = next(line for line in text.splitlines() if line.startswith("| MHSA extracts"))
     assert mhsa.endswith("| agrees (100% of resamples) |")
+
+
+def _probe_case(tmp_path, control_reads_it: bool) -> str:
+    """40 problems, state probes at two positions and 2 heads: perfect at the middle layer,
+    wrong at layer 0; the shuffled control is wrong too (or, as a check, perfect)."""
+    from reasonlens.studies.planning.report_analyses import probes_section
+
+    n, positions, heads = 40, ["s2-act", "s2-col"], 2
+    rng = np.random.default_rng(0)
+    target = torch.tensor(rng.integers(0, 3, size=(len(positions), heads, n)))
+    good = target[:, None].expand(-1, 2, -1, -1).clone()  # [S, layers, H, N]
+    good[:, 0] = (target + 1) % 3  # layer 0 wrong everywhere
+    control = good.clone() if control_reads_it else (good + 1) % 3
+    save_file(
+        {
+            "state_linear": good,
+            "state_mlp": good.clone(),
+            "state_control": control,
+            "state_target": target,
+        },
+        str(per_example_path(tmp_path, "probes")),
+    )
+    summary = {
+        name: {
+            "value": [0.0, 1.0],
+            "low": [0.0, 1.0],
+            "high": [0.0, 1.0],
+            "baseline": [0.3, 0.3],
+            "control": [0.0, 0.0],
+        }
+        for name in positions
+    }
+    result = {
+        "layers": [0, 4],
+        "positions": positions,
+        "n_examples": n,
+        "n_train": 32,
+        "n_test": n,
+        "cross_fit_folds": 5,
+        "palette": ["red"],  # 3 classes: red, sky, table
+        "representation": "resid_post",
+        "state_linear": {"metric": "weighted_f1", "positions": summary},
+        "state_mlp": {"metric": "weighted_f1", "positions": summary},
+    }
+    doc = Document("t")
+    probes_section(doc, result, tmp_path)
+    return doc.to_markdown(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("control_reads_it", "expected"),
+    [(False, "agrees (100% of resamples; control 0%)"), (True, "holds for shuffled labels too")],
+)
+def test_probe_depth_is_judged_on_resampled_problems_against_shuffled_labels(
+    tmp_path, control_reads_it, expected
+):
+    text = _probe_case(tmp_path, control_reads_it)
+    rises = next(line for line in text.splitlines() if line.startswith("| accuracy rises"))
+    assert rises.split(" | ")[-1].startswith(expected), rises
+    similar = next(line for line in text.splitlines() if line.startswith("| linear ≈"))
+    assert similar.endswith("| agrees (100% of resamples) |"), similar

@@ -41,10 +41,12 @@ Claims = dict[str, "bool | None | Degenerate"]  # claim -> holds? (None: no data
 
 @dataclass(frozen=True)
 class Control:
-    """The same claims on a control: its observed values and its per-problem data."""
+    """The same claims on a control: its observed values, its per-problem data, and what it
+    is (for the verdict: "holds for the untrained model too")."""
 
     observed: Claims
     per_problem: dict | None
+    name: str = "the untrained model"
 
 
 def resample_weights(n: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -90,6 +92,7 @@ def verdicts(
             value,
             shares.get(name),
             control=(control.observed.get(name), controls.get(name)) if checked else None,
+            control_name=control.name if control is not None else "the untrained model",
         )
     return out
 
@@ -100,6 +103,7 @@ def verdict(
     share: float | None,
     paper: bool = True,
     control: tuple[bool | None | Degenerate, float | None] | None = None,
+    control_name: str = "the untrained model",
 ) -> str:
     """The verdict on one claim: `observed` on all problems, `share` of resamples where it
     holds (None when there are no per-problem values to resample), and the control's
@@ -124,7 +128,7 @@ def verdict(
         c_share = 1.0 if c_observed is (paper) else 0.0
     c_agree = c_share if paper else 1.0 - c_share
     if c_agree >= 0.5:
-        return f"holds for the untrained model too (control: {c_agree:.0%} of resamples)"
+        return f"holds for {control_name} too (control: {c_agree:.0%} of resamples)"
     if c_agree > 1.0 - LEVEL:
         return f"unclear: the control holds in {c_agree:.0%} of resamples"
     return f"agrees ({agree:.0%} of resamples; control {c_agree:.0%})"

@@ -187,6 +187,8 @@ def cross_fit_probes(
         train_scores={k: torch.stack(v).nanmean(0) for k, v in train_scores.items()},
     )  # fmt: skip
     result.n_train = torch.stack(n_train).mean(0).round().long()
+    result.predictions, result.targets = pred, y
+    result.control_predictions = shuffled if control else None
     result.config.update(cross_fit_folds=folds, n_train_rows=None, n_test_rows=n_rows)
     return result
 

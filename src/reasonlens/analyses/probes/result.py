@@ -68,6 +68,11 @@ class ProbeResult:
     weight: torch.Tensor | None = None  # [P, H, C, d] linear probes, on raw activations
     bias: torch.Tensor | None = None  # [P, H, C] (-inf for classes unseen in training)
     config: dict[str, Any] = field(default_factory=dict)
+    # cross-fitting keeps every row's out-of-fold prediction [P, H, N] and the labels
+    # [P or 1, N, H], so a report can resample problems and re-score any claim
+    predictions: torch.Tensor | None = None
+    control_predictions: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
 
     # ---- lookup -------------------------------------------------------------------------
     def index(self, key: Hashable) -> int:

@@ -173,7 +173,7 @@ def run_probes(
     trains on 80% of the problems, as the paper's 320/80 split), so every analysed problem is
     scored once, by probes that never saw it."""
 
-    def compute() -> dict:
+    def compute() -> tuple[dict, dict]:
         from reasonlens.analyses.probes import cross_fit_probes
         from reasonlens.trace import TraceInput, capture
 
@@ -219,6 +219,8 @@ def run_probes(
             ),
         }
         results: dict[str, dict] = {}
+        declared = [0, len(layers) // 2]  # the layers the depth claims compare (in advance)
+        kept: dict[str, torch.Tensor] = {}  # per problem: what the report resamples
         for task, (chosen, label, n_classes, metric) in tasks.items():
             keys = [(layer, x) for layer in layers for x in chosen]
             labels = {
@@ -237,6 +239,8 @@ def run_probes(
                 )
                 fitted.plot(out / files.probe_png(task, kind))
                 results[f"{task}_{kind}"] = _probe_summary(fitted, metric, layers, chosen)
+                if task == "state":
+                    kept |= _per_problem(fitted, kind, [layers[i] for i in declared], chosen)
         for kind in ("linear", "mlp"):
             results[f"future_matrix_{kind}"] = _future_matrix(
                 results[f"future_{kind}"], n_steps, layers
@@ -250,10 +254,22 @@ def run_probes(
             "n_test": n,  # every problem, once
             "palette": list(palette),
             "representation": "resid_post (output of block l); a chunk is read at its last token",
+            "declared_layers": [layers[i] for i in declared],
             **results,
-        }
+        }, kept
 
-    return _cached(out, "probes", lambda: (compute(), None))
+    return _cached(out, "probes", compute)
+
+
+def _per_problem(fitted, kind: str, layers: list[int], names: list[str]) -> dict:
+    """Out-of-fold predictions [positions, layers, heads, problems] at the declared layers
+    (and the shuffled control's, and the labels), for the report's resampled verdicts."""
+    idx = [[fitted.index((layer, name)) for layer in layers] for name in names]
+    out = {f"state_{kind}": fitted.predictions[torch.tensor(idx)]}
+    if kind == "linear":
+        out["state_control"] = fitted.control_predictions[torch.tensor(idx)]
+        out["state_target"] = fitted.targets[torch.tensor([row[0] for row in idx])].transpose(1, 2)
+    return out
 
 
 def _probe_summary(fitted, metric: str, layers: list[int], names: list[str]) -> dict:

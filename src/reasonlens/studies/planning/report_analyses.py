@@ -18,7 +18,6 @@ from reasonlens.report.claims import (
     Claims,
     Control,
     Degenerate,
-    verdict,
     verdicts,
     weighted_nanmean,
 )
@@ -510,9 +509,21 @@ def probes_section(doc: Document, result: dict, directory: Path, control: None =
         similar: bool | Degenerate | None = None if mlp is None else abs(lin - mlp) <= 0.05
         if mlp is not None and max(lin, mlp) <= base + 0.05:
             similar = Degenerate("both probes are within 0.05 of the majority baseline")
-        rises: bool | Degenerate = _mean(deep.values()) > _mean(shallow.values())
+        data = load_per_example(directory, "probes")
+        n_classes = len(result["palette"]) + 2  # the palette, sky and table
+        resampled = _probe_resampled(list(positions), n_classes, base)
+        observed = resampled(data, np.ones(n)) if data is not None else None
+        if observed is None:  # a run written before per-problem predictions were kept
+            observed = {"rises": _mean(deep.values()) > _mean(shallow.values())}
+            observed["harder"] = None if early is None else late < early
+            observed["similar"] = similar
         if mid == 0:
-            rises = Degenerate("only one layer was probed")
+            observed["rises"] = Degenerate("only one layer was probed")
+        control = None
+        if data is not None and "state_control" in data:
+            shuffled = {**data, "state_linear": data["state_control"]}
+            control = Control(resampled(shuffled, np.ones(n)), shuffled, "shuffled labels")
+        said = verdicts(n, observed, data, resampled, control=control, learned=frozenset({"rises"}))
         doc.table(
             ["claim", "paper", "this run", "verdict"],
             [
@@ -521,20 +532,20 @@ def probes_section(doc: Document, result: dict, directory: Path, control: None =
                     "the middle probed layer, declared in advance; mean over positions)",
                     "yes",
                     f"{_mean(shallow.values()):.2f} -> {_mean(deep.values()):.2f}",
-                    verdict(n, rises, None),
+                    said["rises"],
                 ],
                 [
                     f"step 6 states are harder than step 2 (layer {layers[mid]})",
                     "0.71-0.76 vs 0.97",
                     "–" if early is None else f"{late:.2f} vs {early:.2f}",
-                    verdict(n, None if early is None else late < early, None),
+                    said["harder"],
                 ],
                 [
                     f"linear ≈ nonlinear (mean F1 at layer {layers[mid]}; within 0.05, and "
                     "above the majority baseline)",
                     "within ~0.03",
                     "–" if mlp is None else f"{lin:.2f} vs {mlp:.2f} (baseline {base:.2f})",
-                    verdict(n, similar, None),
+                    said["similar"],
                 ],
             ],
         )
@@ -595,6 +606,43 @@ def probes_section(doc: Document, result: dict, directory: Path, control: None =
             directory / files.probe_png("future", "linear"), "Future-decision probes by layer"
         )
     return 3 if state else 0
+
+
+def _probe_resampled(positions: list[str], n_classes: int, baseline: float | None):
+    """The state-probe claims on resampled problems, from the kept out-of-fold predictions
+    at the two declared layers (layer 0 and the middle one)."""
+    import torch
+
+    from reasonlens.analyses.probes.metrics import weighted_scores
+
+    def f1(pred: np.ndarray, target: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """[S, L, H, N] predictions -> [S, L] weighted F1, mean over heads."""
+        t = np.broadcast_to(target[:, None], pred.shape)
+        flat = lambda a: torch.from_numpy(np.ascontiguousarray(a).reshape(-1, a.shape[-1]))  # noqa: E731
+        score = weighted_scores(
+            flat(pred).long(), flat(t).long(), n_classes, torch.from_numpy(w[None]).float()
+        )["weighted_f1"][0]
+        return np.nanmean(score.numpy().reshape(pred.shape[:3]), axis=2)
+
+    def mean_of(values: np.ndarray, names: tuple[str, ...]) -> float | None:
+        rows = [positions.index(x) for x in names if x in positions]
+        return float(np.mean(values[rows])) if rows else None
+
+    def claims(data: dict, w: np.ndarray) -> Claims:
+        lin = f1(data["state_linear"], data["state_target"], w)
+        out: Claims = {"rises": bool(lin[:, 1].mean() > lin[:, 0].mean())}
+        early = mean_of(lin[:, 1], ("s2-act", "s2-col"))
+        late = mean_of(lin[:, 1], ("s6-act", "s6-col"))
+        out["harder"] = None if early is None or late is None else late < early
+        if "state_mlp" in data:
+            mlp = float(f1(data["state_mlp"], data["state_target"], w)[:, 1].mean())
+            mid = float(lin[:, 1].mean())
+            out["similar"] = abs(mid - mlp) <= 0.05
+            if baseline is not None and max(mid, mlp) <= baseline + 0.05:
+                out["similar"] = Degenerate("both probes are within 0.05 of the majority baseline")
+        return out
+
+    return claims
 
 
 def _mean(values) -> float:
