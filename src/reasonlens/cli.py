@@ -18,12 +18,38 @@ app = typer.Typer(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI. Usage errors exit 2 (typer's own message); so does a UserError, as one line."""
+    """Run the CLI. Bad input (a UserError, or a usage error such as an unknown option or a
+    value of the wrong type) is one line on stderr, ``error: ...``, and exit code 2."""
     from reasonlens.commands import register_all
 
     register_all(app)
     try:
-        app(args=argv, prog_name="reasonlens")
+        # standalone_mode=False: click's usage errors reach us instead of being drawn as a
+        # multi-line panel; --help and typer.Exit come back as an exit code.
+        code = app(args=argv, prog_name="reasonlens", standalone_mode=False)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _fail(str(err))
+    except typer.Abort:
+        print("Aborted!", file=sys.stderr)
+        raise SystemExit(1) from None
+    except typer.TyperException as err:  # click's UsageError, BadParameter, NoSuchOption, ...
+        if type(err).__name__ == "NoArgsIsHelpError":  # the help is already printed
+            raise SystemExit(2) from None
+        _fail(_usage_message(err))
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
+
+
+def _fail(message: str) -> None:
+    """Print one line, ``error: MESSAGE``, and exit with code 2."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def _usage_message(err: typer.TyperException) -> str:
+    """click's message, and where to read the command's usage."""
+    message = err.format_message().strip().rstrip(".")
+    ctx = getattr(err, "ctx", None)
+    if ctx is not None:
+        message += f" (see `{ctx.command_path} --help`)"
+    return message

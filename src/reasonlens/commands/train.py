@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from reasonlens.errors import UserError
 from reasonlens.train.config import TrainConfig
 
 _D = {name: field.default for name, field in TrainConfig.__dataclass_fields__.items()}
@@ -110,12 +111,17 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
+        from reasonlens.runs import check_out
         from reasonlens.train import build_config, train
+        from reasonlens.train.config import check_lora_targets
+
+        check_out(out)  # a bad --out fails first, before anything is read or written
 
         overrides = {k: v for k, v in locals().items() if k in _D}
         if overrides.get("data") is not None:
             overrides["data"] = [str(p) for p in overrides["data"]]
         cfg = build_config(config, overrides)
+        check_lora_targets(cfg)  # an unknown module name fails here, not deep inside peft
         result = train(cfg, out, overwrite=overwrite, progress=not quiet)
         r = result.results
         loss = "n/a" if r.get("final_loss") is None else f"{r['final_loss']:.4f}"
@@ -136,7 +142,31 @@ def register(app: typer.Typer) -> None:
         """Merge a LoRA adapter into its base model: a full checkpoint load_model can read."""
         from rich.console import Console
 
+        _check_adapter(adapter)  # before --base is asked for: say what ADAPTER really is
+
         from reasonlens.train import merge_adapter
 
         path = merge_adapter(adapter, base=base, out=out, overwrite=overwrite)
         Console(stderr=True).print(f"merged {adapter} -> {path}")
+
+
+def _check_adapter(adapter: Path) -> None:
+    """A missing, non-directory or non-adapter ADAPTER fails saying which."""
+    import json
+
+    example = "e.g. RUN/adapter of a LoRA training run"
+    if not adapter.exists():
+        raise UserError(f"adapter directory not found: {adapter} ({example})")
+    if not adapter.is_dir():
+        raise UserError(f"{adapter} is a file, not a LoRA adapter directory ({example})")
+    config = adapter / "adapter_config.json"
+    if not config.is_file():
+        inner = adapter / "adapter" / "adapter_config.json"
+        hint = f"did you mean {adapter / 'adapter'}?" if inner.is_file() else example
+        raise UserError(f"{adapter} is not a LoRA adapter: it has no adapter_config.json ({hint})")
+    try:
+        record = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        record = None
+    if not isinstance(record, dict):
+        raise UserError(f"{config} is corrupt (not a JSON object); save the adapter again")

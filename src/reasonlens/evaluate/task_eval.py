@@ -28,7 +28,7 @@ from reasonlens.evaluate.teacher_forcing import BlankResult, score_blanks
 from reasonlens.models import LoadedModel
 from reasonlens.progress import Progress
 from reasonlens.runs import RunDir
-from reasonlens.tasks.base import Task, TaskItem
+from reasonlens.tasks.base import GoldError, Task, TaskItem
 from reasonlens.tasks.tokens import EncodedItem, encode_item
 
 MODES = ("generate", "teacher-forced", "both")
@@ -247,10 +247,19 @@ def load_items(task: Task, paths: Sequence[str | Path], limit: int | None = None
     what the task expects."""
     out: list[TaskItem] = []
     for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p.name for p in path.glob("*.jsonl"))[:4]
+            hint = f" (it holds {', '.join(found)}{', ...' if len(found) == 4 else ''})"
+            raise UserError(
+                f"{path} is a directory: give one or more of its JSONL files"
+                + (hint if found else "")
+            )
         if not path.is_file():
             raise UserError(f"data file not found: {path}")
         try:
             items = task.read(path)
+        except GoldError:
+            raise
         except UserError as err:
             raise UserError(f"{err}; {task.expected}") from None
         if not items:

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from reasonlens.errors import UserError
+from reasonlens.errors import UserError, suggest
 from reasonlens.models.architectures import Architecture, architecture_for
 from reasonlens.models.gguf import convert_gguf, converted_dir, gguf_source_key, is_current
 from reasonlens.models.registry import BUILTIN_MODELS, builtin
@@ -45,7 +46,13 @@ class ResolvedSource:
 
 
 def resolve_source(name: str) -> ResolvedSource:
-    """Map a model name to something `from_pretrained` can read, converting GGUF once."""
+    """Map a model name to something `from_pretrained` can read, converting GGUF once.
+
+    Everything a user can get wrong fails here, as a UserError, before anything is written:
+    an empty or unknown name, a GGUF file that is empty or corrupt, a directory that is not a
+    model or whose weights are truncated, a run directory whose run.json is unreadable."""
+    if not name.strip():
+        raise UserError(f"no model given: use {_MODEL_KINDS}")
     if name in BUILTIN_MODELS:
         spec = builtin(name)
         target = converted_dir(cache_dir(), name)
@@ -61,7 +68,7 @@ def resolve_source(name: str) -> ResolvedSource:
         return ResolvedSource("builtin", str(target), builtin_name=name)
 
     path = Path(name).expanduser()
-    if name.endswith(".gguf"):
+    if name.endswith(".gguf") and not path.is_dir():
         if not path.is_file():
             raise UserError(f"GGUF file not found: {name}")
         _require_gguf_package()
@@ -80,24 +87,67 @@ def resolve_source(name: str) -> ResolvedSource:
                 "`reasonlens train-merge` (a training run's directory loads directly)"
             )
         if not (path / "config.json").is_file():
+            what = (
+                "a directory, not a .gguf file, and not a model directory either"
+                if name.endswith(".gguf")
+                else "a directory but not a model"
+            )
             raise UserError(
-                f"{name} is a directory but not a model: it has no config.json "
+                f"{name} is {what}: it has no config.json "
                 "(expected a Hugging Face checkpoint saved with save_pretrained)"
             )
+        check_checkpoint(path, name)
         return ResolvedSource("directory", str(path))
     if _HUB_ID.match(name) and not path.exists():
         return ResolvedSource("hub", name)
-    raise UserError(
-        f"unknown model {name!r}; use a built-in ({', '.join(BUILTIN_MODELS)}), "
-        "a Hugging Face id (org/name), a model directory, or a .gguf file"
-    )
+    if path.exists():
+        raise UserError(f"{name} is a file, not a model: use {_MODEL_KINDS}")
+    raise UserError(f"unknown model {name!r}{suggest(name, BUILTIN_MODELS)}; use {_MODEL_KINDS}")
+
+
+_MODEL_KINDS = (
+    f"a built-in ({', '.join(BUILTIN_MODELS)}), a Hugging Face id (org/name), "
+    "a model directory, a .gguf file or a training run directory"
+)
+
+
+def check_checkpoint(path: Path, name: str) -> None:
+    """Refuse a model directory whose config.json is unreadable or names an architecture
+    transformers does not know, or whose safetensors files are truncated or not safetensors.
+
+    Reads the config and each weight file's header only (checking that it covers the file),
+    so it costs milliseconds, and a broken checkpoint fails before a command writes anything."""
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(str(path))
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"could not load model {name!r}: {_first_line(err)}") from None
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            reason = _first_line(err)
+            raise UserError(
+                f"model {name!r}: {file.name} is not a readable safetensors file ({reason}): "
+                "it is truncated or corrupt; save the checkpoint again"
+            ) from None
 
 
 def _run_model(path: Path) -> ResolvedSource:
     """A run directory loads the model it says it produces (run.json `produces.model`)."""
-    record = read_run(path) or {}
-    kind, produced = record.get("kind"), record.get("produces", {}).get("model")
-    if produced is None:
+    record = read_run(path)
+    if record is None:
+        raise UserError(
+            f"{path / RUN_FILE} is corrupt (not a JSON run record): {path} cannot be loaded "
+            "as a model; re-run the command that made it, or pass its model directory"
+        )
+    produces = record.get("produces")
+    kind = record.get("kind")
+    produced = produces.get("model") if isinstance(produces, dict) else None
+    if not isinstance(produced, str) or not produced:
         raise UserError(
             f"{path} is a {kind!r} run, which produces no model: a training run's directory "
             "(or a model directory) can be loaded as a model"
@@ -108,7 +158,14 @@ def _run_model(path: Path) -> ResolvedSource:
             f"{path} is a {kind} run that has not finished (no {produced}/ yet); re-run the "
             "same command to resume it"
         )
+    check_checkpoint(model_dir, str(path))
     return ResolvedSource("run", str(model_dir))
+
+
+def _first_line(err: BaseException) -> str:
+    """The first non-blank line of an exception's message (its type when it has none)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def _require_gguf_package() -> None:
@@ -223,14 +280,14 @@ def load_model(
         with _quiet_loading():
             hf = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
     except OSError as err:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        offline = source.kind == "hub" and os.environ.get("HF_HUB_OFFLINE") == "1"
         raise UserError(
-            f"could not load model {name!r}: {str(err).splitlines()[0]}"
+            f"could not load model {name!r}: {_first_line(err)}"
             + (" (HF_HUB_OFFLINE=1: only locally cached hub models load)" if offline else "")
             + f"; built-in models: {', '.join(BUILTIN_MODELS)}"
         ) from None
-    except ValueError as err:
-        raise UserError(f"could not load model {name!r}: {str(err).splitlines()[0]}") from None
+    except (ValueError, SafetensorError) as err:
+        raise UserError(f"could not load model {name!r}: {_first_line(err)}") from None
     arch = architecture_for(hf)
     hf.to(dev).eval()
     tokenizer = _tokenizer(source, name)
@@ -251,6 +308,22 @@ def _quiet_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def module_types(name: str) -> dict[str, str] | None:
+    """Every module of the model `name` (qualified name -> class name), built from its config
+    on the meta device, so no weights are read; None when its config cannot be read here
+    (e.g. a hub id offline: loading it will say why)."""
+    from transformers import AutoConfig
+
+    source = resolve_source(name)
+    try:
+        config = AutoConfig.from_pretrained(source.path)
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {key: type(module).__name__ for key, module in skeleton.named_modules() if key}
+
+
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The tokenizer alone (fast: no weights are read once a built-in is converted)."""
     return _tokenizer(resolve_source(name), name)
@@ -259,10 +332,8 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
 def _tokenizer(source: ResolvedSource, name: str) -> PreTrainedTokenizerBase:
     try:
         tok = AutoTokenizer.from_pretrained(source.path)
-    except (OSError, ValueError) as err:
-        raise UserError(
-            f"could not load the tokenizer of {name!r}: {str(err).splitlines()[0]}"
-        ) from None
+    except Exception as err:  # noqa: BLE001 - tokenizers raises bare Exceptions on a bad file
+        raise UserError(f"could not load the tokenizer of {name!r}: {_first_line(err)}") from None
     if source.builtin_name:
         spec = BUILTIN_MODELS[source.builtin_name]
         if spec.chat_template and not tok.chat_template:

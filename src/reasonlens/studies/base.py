@@ -64,8 +64,8 @@ def check_settings(study: Study, settings: Settings) -> None:
     from reasonlens.models.loading import pick_device, resolve_source
 
     study.preset(settings.preset)
+    pick_device(settings.device)  # cheap: before a model is converted
     resolve_source(settings.model)
-    pick_device(settings.device)
 
 
 def open_study(

@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reasonlens.errors import UserError
+
 Span = tuple[int, int]
+
+
+class GoldError(UserError):
+    """A file that reads well but whose gold completion the task can tell is wrong (its
+    message names ``file:line`` and says what is wrong); callers show it as is."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,9 @@ class Task(ABC):
 
     @abstractmethod
     def read(self, path: str | Path) -> list[TaskItem]:
-        """Every item in a file; a bad file raises a UserError naming ``file:line``."""
+        """Every item in a file; a bad file raises a UserError naming ``file:line``: a record
+        that does not parse, and a gold completion the task can tell is wrong (Blocksworld: an
+        illegal plan), since scoring or training against it would measure the wrong thing."""
 
     @abstractmethod
     def recognizes(self, record: object) -> bool:

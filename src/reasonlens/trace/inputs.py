@@ -26,6 +26,20 @@ class TraceInput:
     def __post_init__(self) -> None:
         if (self.text is None) == (self.input_ids is None):
             raise ValueError("a TraceInput needs exactly one of text or input_ids")
+        if self.text is not None and not self.text:
+            raise UserError("a text to trace is empty: it has no tokens; give non-empty text")
+        if self.text is not None and not _is_unicode(self.text):
+            raise UserError(
+                "a text to trace holds a lone surrogate (e.g. \\ud800, or bytes that are not "
+                "UTF-8): not Unicode text a tokenizer can read"
+            )
+        if self.input_ids is not None and not self.input_ids:
+            raise UserError("a trace input's input_ids are empty: give one token id or more")
+        if self.positions is not None and not self.positions:
+            raise UserError(
+                "a trace input's positions are empty: give one position or more (or none, "
+                "to use --positions all or last)"
+            )
 
     def key(self) -> str:
         return json.dumps([self.text, self.input_ids, self.positions])
@@ -35,48 +49,89 @@ class JsonlInputs:
     """A JSONL file read lazily and re-readable, one example per line.
 
     Each line is an object with `text` (a string) or `input_ids` (a list of ints), and
-    optionally `positions` (a list of ints). Bad lines are reported as file:line: reason.
+    optionally `positions` (a list of ints). Lines end at `\n` only (a JSON string may hold
+    U+2028 as is). Bad lines are reported as file:line: reason.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise UserError(f"{self.path} is a directory, not a JSONL input file")
         if not self.path.is_file():
             raise UserError(f"input file not found: {self.path}")
         if self.path.suffix not in (".jsonl", ".json"):
             raise UserError(f"{self.path}: expected a .jsonl file (one JSON object per line)")
 
     def __iter__(self) -> Iterator[TraceInput]:
-        with self.path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
+        with self.path.open("rb") as handle:  # binary: split at b"\n" only
+            for number, raw in enumerate(handle, start=1):
+                where = f"{self.path}:{number}"
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise UserError(
+                        f"{where}: not UTF-8 text (byte {raw[err.start]:#04x}); "
+                        "expected one JSON object per line"
+                    ) from None
                 if line.strip():
-                    yield parse_input_line(line, f"{self.path}:{number}")
+                    yield parse_input_line(line, where)
+
+
+_EXPECTED = "expected a JSON object with 'text' (a string) or 'input_ids' (token ids)"
 
 
 def parse_input_line(line: str, where: str) -> TraceInput:
+    """One JSONL line as a TraceInput; a UserError naming `where` (file:line) if it is bad."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
-        raise UserError(f"{where}: not valid JSON ({err.msg})") from None
+        raise UserError(f"{where}: not valid JSON ({err.msg}); {_EXPECTED}") from None
+    except RecursionError:
+        raise UserError(f"{where}: JSON nested too deeply; {_EXPECTED}") from None
     if not isinstance(record, dict):
-        raise UserError(f"{where}: expected a JSON object with a 'text' or 'input_ids' field")
+        raise UserError(f"{where}: {_EXPECTED}")
     text, ids, positions = record.get("text"), record.get("input_ids"), record.get("positions")
     if (text is None) == (ids is None):
         raise UserError(f"{where}: give exactly one of 'text' (a string) or 'input_ids'")
     if text is not None and not isinstance(text, str):
         raise UserError(f"{where}: 'text' must be a string")
-    if ids is not None and not (
-        isinstance(ids, list) and ids and all(isinstance(i, int) and i >= 0 for i in ids)
-    ):
-        raise UserError(f"{where}: 'input_ids' must be a non-empty list of token ids")
-    if positions is not None and not (
-        isinstance(positions, list) and all(isinstance(p, int) for p in positions)
-    ):
+    if text is not None and not text:
+        raise UserError(f"{where}: 'text' is empty: it has no tokens to trace")
+    if text is not None and not _is_unicode(text):
+        raise UserError(
+            f"{where}: 'text' holds a lone surrogate (an escape such as \\ud800 with no pair): "
+            "not Unicode text a tokenizer can read"
+        )
+    if ids is not None and not (isinstance(ids, list) and ids and all(map(_is_int, ids))):
+        raise UserError(
+            f"{where}: 'input_ids' must be a non-empty list of token ids (integers, not "
+            "booleans or floats)"
+        )
+    if ids is not None and any(i < 0 for i in ids):
+        raise UserError(f"{where}: token id {min(ids)} is negative: token ids count from 0")
+    if positions is not None and not (isinstance(positions, list) and all(map(_is_int, positions))):
         raise UserError(f"{where}: 'positions' must be a list of integers")
+    if positions is not None and not positions:
+        raise UserError(
+            f"{where}: 'positions' is empty: list one position or more, or leave it out"
+        )
     return TraceInput(
         text=text,
         input_ids=tuple(ids) if ids is not None else None,
         positions=tuple(positions) if positions is not None else None,
     )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def as_inputs(items: Iterable[TraceInput | str] | JsonlInputs) -> Iterable[TraceInput]:

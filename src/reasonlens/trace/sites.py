@@ -9,7 +9,7 @@ from reasonlens.errors import UserError, suggest
 from reasonlens.models.architectures import SITES
 from reasonlens.models.loading import LoadedModel
 
-_ADDRESS = re.compile(r"^layers\.(?P<layers>[^.]+)\.(?P<site>[a-z_]+)$")
+_ADDRESS = re.compile(r"layers\.(?P<layers>[^.]+)\.(?P<site>[a-z_]+)")
 
 
 @dataclass(frozen=True, order=True)
@@ -43,7 +43,7 @@ def parse_sites(spec: str | list[str], n_layers: int) -> list[SiteRef]:
         raise UserError(f"no sites given; example: layers.*.resid_post (sites: {', '.join(SITES)})")
     refs: set[SiteRef] = set()
     for item in items:
-        match = _ADDRESS.match(item.strip())
+        match = _ADDRESS.fullmatch(item.strip()) if isinstance(item, str) else None
         if not match:
             raise UserError(
                 f"bad site address {item!r}: expected layers.<L>.<site>, where <L> is a layer "
@@ -61,29 +61,33 @@ def parse_sites(spec: str | list[str], n_layers: int) -> list[SiteRef]:
     return sorted(refs)
 
 
+_NUMBER = re.compile(r"[0-9]{1,9}")
+
+
 def _parse_layers(text: str, n_layers: int, item: str) -> list[int]:
     if text == "*":
         return list(range(n_layers))
     layers: list[int] = []
     for part in text.split(","):
         bounds = part.split("-")
-        try:
-            if len(bounds) == 1:
-                layers.append(int(bounds[0]))
-            elif len(bounds) == 2:
-                layers.extend(range(int(bounds[0]), int(bounds[1]) + 1))
-            else:
-                raise ValueError
-        except ValueError:
+        if len(bounds) > 2 or not all(_NUMBER.fullmatch(b) for b in bounds):
             raise UserError(
                 f"bad layer {part!r} in {item!r}: use a number, '*', a range (0-5) or a list (0,4)"
-            ) from None
-    bad = [layer for layer in layers if not 0 <= layer < n_layers]
-    if bad:
-        raise UserError(
-            f"layer {bad[0]} does not exist in {item!r}: "
-            f"the model has {n_layers} layers (0-{n_layers - 1})"
-        )
+            )
+        numbers = [int(b) for b in bounds]
+        bad = [n for n in numbers if not n < n_layers]
+        if bad:
+            raise UserError(
+                f"layer {bad[0]} does not exist in {item!r}: "
+                f"the model has {n_layers} layers (0-{n_layers - 1})"
+            )
+        first, last = numbers[0], numbers[-1]
+        if first > last:
+            raise UserError(
+                f"reversed layer range {part!r} in {item!r}: write the lower layer first "
+                f"({last}-{first})"
+            )
+        layers.extend(range(first, last + 1))
     return layers
 
 

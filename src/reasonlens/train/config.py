@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,8 @@ class TrainConfig:
             raise UserError("no training data: give one or more JSONL files (--data FILE)")
         self.data = [str(Path(p).expanduser().resolve()) for p in self.data]
         for path in self.data:
+            if Path(path).is_dir():
+                raise UserError(f"data file {path} is a directory: give its JSONL files")
             if not Path(path).is_file():
                 raise UserError(f"data file not found: {path}")
         model_path = Path(self.model).expanduser()
@@ -94,10 +97,23 @@ class TrainConfig:
                 "CUDA_VISIBLE_DEVICES=N; several GPUs with `accelerate launch`, "
                 "see docs/training.md)"
             )
-        if isinstance(self.lora_target_modules, str) and "," in self.lora_target_modules:
+        for name in FLOAT_FIELDS:  # NaN passes every comparison below; infinity most of them
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"{name} must be a finite number, got {value}")
+        if isinstance(self.lora_target_modules, str) and self.lora_target_modules != "all-linear":
+            # module names: one is a list of one (peft would read a lone string as a regex)
             self.lora_target_modules = [
                 m.strip() for m in self.lora_target_modules.split(",") if m.strip()
             ]
+        targets = self.lora_target_modules
+        if isinstance(targets, str):
+            targets = [targets]
+        if not targets or not all(isinstance(m, str) and m.strip() for m in targets):
+            raise UserError(
+                "lora_target_modules must be all-linear or module names, comma-separated "
+                f"(e.g. q_proj,v_proj), got {self.lora_target_modules!r}"
+            )
         _positive(self, "lora_r", "lora_alpha", "learning_rate", "epochs", "batch_size")
         _positive(self, "gradient_accumulation", "max_length", "logging_steps", "save_steps")
         _positive(self, "save_total_limit")
@@ -124,6 +140,9 @@ def _positive(config: TrainConfig, *names: str) -> None:
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 _TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+FLOAT_FIELDS = tuple(name for name, kind in _TYPES.items() if kind.startswith("float"))
+#: Options that only LoRA reads: given with --method full they would be ignored.
+LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -133,13 +152,29 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise UserError(f"cannot read config {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config {path} is not a UTF-8 text file") from None
     except yaml.YAMLError as err:
-        raise UserError(f"{path} is not valid YAML: {err}") from None
+        raise UserError(_yaml_error(path, err)) from None
+    except RecursionError:
+        raise UserError(f"config {path} is nested too deeply to be a config file") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
         raise UserError(f"{path} must hold a mapping of option: value, not {type(loaded).__name__}")
     return check_keys(loaded, where=str(path))
+
+
+def _yaml_error(path: Path, err: yaml.YAMLError) -> str:
+    """``file:line: not valid YAML (reason)`` on one line."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and start is not None and start is not mark and start.line != mark.line:
+        context += f" that starts on line {start.line + 1}"
+    parts = [context, getattr(err, "problem", None)]
+    reason = "; ".join(p for p in parts if p) or " ".join(str(err).split()) or "bad syntax"
+    return f"{where}: not valid YAML ({reason}); expected one 'option: value' per line"
 
 
 def check_keys(values: dict[str, Any], where: str = "config") -> dict[str, Any]:
@@ -156,6 +191,40 @@ def check_keys(values: dict[str, Any], where: str = "config") -> dict[str, Any]:
     return out
 
 
+#: Module classes LoRA can adapt (peft's LoRA layers).
+_LORA_LAYERS = ("Linear", "Embedding", "Conv1d", "Conv2d", "Conv3d", "Conv1D")
+
+
+def check_lora_targets(config: TrainConfig) -> None:
+    """Refuse `lora_target_modules` that name no layer of the model, before a run starts.
+
+    peft matches a name against the end of each module's qualified name (`q_proj` matches
+    `model.layers.0.self_attn.q_proj`); this applies the same rule to the model's skeleton,
+    built without weights, and asks that each name reach a layer LoRA can adapt."""
+    from reasonlens.models.loading import module_types
+
+    targets = config.lora_target_modules
+    if config.method != "lora" or targets == "all-linear":
+        return
+    modules = module_types(config.model)
+    if modules is None:
+        return
+    layers = sorted({k.rsplit(".", 1)[-1] for k, kind in modules.items() if kind in _LORA_LAYERS})
+    hint = f"this model's layers: all-linear, {', '.join(layers)}"
+    for target in [targets] if isinstance(targets, str) else targets:
+        found = [kind for k, kind in modules.items() if k == target or k.endswith("." + target)]
+        if not found:
+            raise UserError(
+                f"unknown LoRA target module {target!r} for {config.model}"
+                f"{suggest(target, layers)}; {hint}"
+            )
+        if not any(kind in _LORA_LAYERS for kind in found):
+            raise UserError(
+                f"LoRA target module {target!r} is a {found[0]}, not a layer LoRA can adapt "
+                f"(linear, embedding or convolution); {hint}"
+            )
+
+
 def build_config(
     config_file: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> TrainConfig:
@@ -165,6 +234,15 @@ def build_config(
     values.update(given)
     for name, value in values.items():
         values[name] = _check_type(name, value)
+    method = values.get("method", TrainConfig.method)
+    lora_flags = [name for name in LORA_FIELDS if name in given]
+    if method == "full" and lora_flags:
+        flags = ", ".join("--" + name.replace("_", "-") for name in lora_flags)
+        several = len(lora_flags) > 1
+        raise UserError(
+            f"{flags} only {'apply' if several else 'applies'} to --method lora, but the "
+            f"method is full: drop {'them' if several else 'it'} or pass --method lora"
+        )
     try:
         return TrainConfig(**values)
     except TypeError as err:  # a value of the wrong shape that validation could not read
@@ -187,8 +265,10 @@ def _check_type(name: str, value: Any) -> Any:
         or (isinstance(value, int | float) and not isinstance(value, bool)),
         "bool": isinstance(value, bool),
         "str": isinstance(value, str),
-        "list[str]": isinstance(value, str | list),
-        "list[str] | str": isinstance(value, str | list),
+        "list[str]": isinstance(value, str)
+        or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
+        "list[str] | str": isinstance(value, str)
+        or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
     }[kind]
     if not ok:
         raise UserError(f"option {name!r} expects {kind}, got {value!r}")

@@ -80,52 +80,73 @@ def read_pairs(paths: Sequence[str | Path]) -> tuple[list[Pair], list[DataFile]]
 
 
 def _read_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a JSONL file")
     try:
         raw = path.read_bytes()
     except OSError as err:
         raise UserError(f"cannot read {path}: {err.strerror or err}") from None
     try:
         raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not a UTF-8 text file") from None
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte {raw[err.start]:#04x})") from None
     return raw
 
 
+def _lines(text: str) -> list[str]:
+    """JSONL lines: split at `\n` only (a JSON string may hold U+2028, U+0085, ... as is)."""
+    return text.split("\n")
+
+
+def _loads(line: str, where: str, expected: str) -> object:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise UserError(
+            f"{where}: invalid JSON ({err.msg} at column {err.colno}); {expected}"
+        ) from None
+    except RecursionError:
+        raise UserError(f"{where}: JSON nested too deeply; {expected}") from None
+
+
 def _first_record(path: Path, raw: bytes) -> object:
-    for n, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+    for n, line in enumerate(_lines(raw.decode("utf-8")), start=1):
         if line.strip():
-            try:
-                return json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(
-                    f"{path}:{n}: invalid JSON ({err.msg} at column {err.colno}); expected one "
-                    "JSON object per line"
-                ) from None
+            return _loads(line, f"{path}:{n}", "expected one JSON object per line")
     return None
 
 
 def _read_generic(path: Path, text: str) -> list[Pair]:
     expected = "expected a JSON object with string fields 'prompt' and 'completion'"
     pairs = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(
-                f"{path}:{n}: invalid JSON ({err.msg} at column {err.colno}); {expected}"
-            ) from None
+        record = _loads(line, f"{path}:{n}", expected)
         if not isinstance(record, dict):
             raise UserError(f"{path}:{n}: {expected}, got {type(record).__name__}")
         for key in ("prompt", "completion"):
             if not isinstance(record.get(key), str):
                 got = "missing" if key not in record else type(record[key]).__name__
                 raise UserError(f"{path}:{n}: {expected}; {key!r} is {got}")
+            if not _is_unicode(record[key]):
+                raise UserError(
+                    f"{path}:{n}: {key!r} holds a lone surrogate (an escape such as \\ud800 "
+                    "with no pair): not Unicode text a tokenizer can read"
+                )
         if not record["completion"]:
             raise UserError(f"{path}:{n}: 'completion' is empty: there would be nothing to learn")
         pairs.append(Pair(record["prompt"], record["completion"]))
     return pairs
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def tokenize_pair(tokenizer: PreTrainedTokenizerBase, pair: Pair) -> TokenizedPair:

@@ -151,7 +151,10 @@ def _evaluation(directory: Path) -> dict:
 
     results = read_json(directory / "results.json")
     cells: dict[str, list[dict]] = {}
-    for line in (directory / "examples.jsonl").read_text().splitlines():
+    # split on \n only: a model's output may hold U+2028, which splitlines would cut at
+    for line in (directory / "examples.jsonl").read_text(encoding="utf-8").split("\n"):
+        if not line.strip():
+            continue
         record = json.loads(line)
         cells.setdefault(f"L{record['level']}/{record['n_blocks']}", []).append(record)
     results["by_cell"] = {

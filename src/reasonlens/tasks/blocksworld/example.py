@@ -177,12 +177,16 @@ def example_from_record(record: Any, *, slots: int | None = None) -> Example:
     if "plan" in record and record["plan"] != [str(a) for a in parsed.plan]:
         raise UserError("field 'plan' does not match the plan in the text")
     n_opt = record.get("n_optimal_plans")
-    if n_opt is not None and (not isinstance(n_opt, int) or n_opt < 0):
+    if n_opt is not None and (not isinstance(n_opt, int) or isinstance(n_opt, bool) or n_opt < 0):
         raise UserError(f"field 'n_optimal_plans' must be a count, got {n_opt!r}")
     split = record.get("split")
     if split is not None and not isinstance(split, str):
         raise UserError(f"field 'split' must be a string, got {split!r}")
     instruction = record.get("instruction") if fmt == SEED else None
+    if instruction is not None:
+        if not isinstance(instruction, str):
+            raise UserError(f"field 'instruction' must be a string, got {instruction!r}")
+        _check_unicode(instruction, "instruction")
     example = Example(problem, parsed.plan, fmt, n_opt, split, parsed.rule, instruction)
 
     for name in ("n_blocks", "n_steps", "level"):
@@ -200,6 +204,7 @@ def _record_text(record: dict[str, Any], fmt: str) -> str:
         value = record.get(name)
         if not isinstance(value, str):
             raise UserError(f"field {name!r} is missing or not a string")
+        _check_unicode(value, name)
         return value.replace("\r\n", "\n")
 
     if fmt == SEED:
@@ -235,9 +240,20 @@ def _slots(record: dict[str, Any], init: State, goal: State, fmt: str, default: 
         n = default if default is not None else max(1, sum(len(p) for p in init))
     if "slots" in record and record["slots"] != n:
         raise UserError(f"field 'slots' is {record['slots']!r} but the text shows {n} slots")
-    if not isinstance(n, int) or n < 1:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise UserError(f"slots must be a positive integer, got {n!r}")
     return n
+
+
+def _check_unicode(value: str, name: str) -> None:
+    """Refuse a lone surrogate (JSON ``"\\ud800"`` with no pair): no tokenizer reads it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(
+            f"field {name!r} holds a lone surrogate (an escape such as \\ud800 with no pair): "
+            "not Unicode text"
+        ) from None
 
 
 def _structured_state(

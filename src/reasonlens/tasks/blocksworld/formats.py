@@ -48,8 +48,8 @@ Span = tuple[int, int]
 
 
 def check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise one_of("format", fmt, FORMATS)
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        raise one_of("format", fmt if isinstance(fmt, str) else repr(fmt), FORMATS)
     return fmt
 
 
@@ -208,7 +208,7 @@ class Parsed:
     plan: tuple[Action, ...]
 
 
-_STEP_RE = re.compile(r"step (\d+): (.*)")
+_STEP_RE = re.compile(r"step ([0-9]+): (.*)")
 
 
 def parse_pile(line: str, where: str) -> Pile:
@@ -245,7 +245,8 @@ def parse_plan(text: str) -> tuple[Action, ...]:
     Blank lines and surrounding spaces are ignored; anything else that is not a step line,
     or steps numbered out of order, raise a UserError saying which line.
     """
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    # lines end at "\n" only, as everywhere in reasonlens (not at U+2028, U+0085, ...)
+    lines = [ln.strip() for ln in text.strip().split("\n") if ln.strip()]
     if lines and lines[0] == PLAN_HEADER:
         lines = lines[1:]
     return parse_steps(lines)

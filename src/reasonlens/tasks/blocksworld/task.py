@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from reasonlens.tasks.base import Breakdown, Task, TaskItem
+from reasonlens.tasks.base import Breakdown, GoldError, Task, TaskItem
 from reasonlens.tasks.blocksworld.example import Example, example_from_record
-from reasonlens.tasks.blocksworld.files import read_examples
+from reasonlens.tasks.blocksworld.files import read_numbered
 from reasonlens.tasks.blocksworld.plan_text import cut_plan, plan_finished
+from reasonlens.tasks.blocksworld.state import run_plan
 from reasonlens.tasks.blocksworld.validate import PlanCheck, check_plan
 
 #: Keys that only a Blocksworld record has: such a record is read (and checked) as Blocksworld.
@@ -31,6 +32,17 @@ def level_key(labels: Mapping[str, Any]) -> str:
 
 def blocks_key(labels: Mapping[str, Any]) -> str:
     return str(labels["n_blocks"])
+
+
+def gold_fault(example: Example) -> str | None:
+    """Why an example's own (gold) plan cannot be gold: an illegal step, or a goal it does not
+    reach; None when it is legal and reaches the goal. (Optimality is the validator's.)"""
+    world, bad_step, reason = run_plan(example.problem, example.plan)
+    if bad_step is not None:
+        return f"step {bad_step} is illegal: {reason}"
+    if not world.satisfies(example.goal):
+        return "does not reach the goal"
+    return None
 
 
 def plan_verdicts(example: Example, plan_text: str) -> PlanCheck:
@@ -69,7 +81,19 @@ class BlocksworldTask(Task):
     stop_rule = "EOS, the first line after the plan that is not a step line, or the limit"
 
     def read(self, path: str | Path) -> list[TaskItem]:
-        return [self.item(ex) for ex in read_examples(path)]
+        """Every example of a Blocksworld JSONL file; a line that does not parse, or whose gold
+        plan is illegal or misses the goal, raises a UserError naming ``file:line`` (a model
+        scored or trained against a wrong gold plan learns and measures the wrong thing)."""
+        items = []
+        for line, example in read_numbered(path):
+            fault = gold_fault(example)
+            if fault is not None:
+                raise GoldError(
+                    f"{path}:{line}: the gold plan {fault}; gold plans must be legal and reach "
+                    f"the goal (`reasonlens validate {path}` lists every fault)"
+                )
+            items.append(self.item(example))
+        return items
 
     def recognizes(self, record: object) -> bool:
         return isinstance(record, dict) and any(k in record for k in RECORD_KEYS)

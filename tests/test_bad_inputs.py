@@ -1,0 +1,550 @@
+"""No bad input gets a traceback: a corpus of bad inputs for every command, run in-process.
+
+Each case is (argv, files to create, a fragment of the expected message). Every one must exit
+with code 2 and print exactly one line on stderr, ``error: ...``, saying what was wrong, and
+write nothing: no output directory, no file changed in the working directory.
+
+Placeholders in argv: ``TINY`` is a tiny saved model directory, ``OUT`` an output path that
+must not appear, any other word naming a key of the case's files is that file's path.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reasonlens.tasks.blocksworld import make_example, make_problem, optimal_plan
+from reasonlens.testing import run_cli
+
+# --- files the cases are made of ----------------------------------------------------------
+
+_PROBLEM = make_problem([["red", "blue"], ["green"]], [["blue", "red", "green"]], slots=3)
+GOOD = make_example(_PROBLEM, optimal_plan(_PROBLEM)).to_record()
+PROMPT = GOOD["prompt"]
+
+
+def bw_line(completion: str) -> str:
+    """A paper-layout Blocksworld record of the problem above with this plan."""
+    return json.dumps({"prompt": PROMPT, "completion": completion}) + "\n"
+
+
+ILLEGAL = bw_line("step 1: pick-up red\nstep 2: stack red on-top-of table")  # blue is on red
+# with a key only a Blocksworld record has, so training reads it as one (not prompt/completion)
+ILLEGAL_BW = ILLEGAL.replace('{"prompt"', '{"format": "paper", "prompt"', 1)
+SHORT = bw_line("step 1: pick-up blue\nstep 2: stack blue on-top-of table")  # legal, no goal
+DEEP = "[" * 100_000 + "]" * 100_000 + "\n"
+PAIR = '{"prompt": "Q: one plus one?\\nA:", "completion": " 2"}\n'
+NOT_UTF8 = b'{"text": "caf\xe9"}\n'
+
+
+def model_copy(change: Callable[[Path], None]) -> Callable[[Path, str], None]:
+    """A copy of the tiny model directory, then `change(copy)`."""
+
+    def make(path: Path, tiny: str) -> None:
+        shutil.copytree(tiny, path)
+        change(path)
+
+    return make
+
+
+def _garbage_weights(path: Path) -> None:
+    (path / "model.safetensors").write_bytes(b"not a safetensors file at all" * 10)
+
+
+def _truncated_weights(path: Path) -> None:
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+
+def _corrupt_config(path: Path) -> None:
+    (path / "config.json").write_text("{not json")
+
+
+def _unknown_architecture(path: Path) -> None:
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "model_type": "no-such-model"}))
+
+
+def _corrupt_tokenizer(path: Path) -> None:
+    (path / "tokenizer.json").write_text("{not json")
+
+
+def gguf_file(truncate: bool) -> Callable[[Path, str], None]:
+    """A small well-formed GGUF file (one tensor, no model in it), optionally cut short."""
+
+    def make(path: Path, _tiny: str) -> None:
+        import numpy as np
+        from gguf import GGUFWriter
+
+        writer = GGUFWriter(str(path), "llama")
+        writer.add_tensor("token_embd.weight", np.zeros((64, 16), dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        if truncate:
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) - 1000])
+
+    return make
+
+
+def directory(files: dict[str, str] | None = None) -> Callable[[Path, str], None]:
+    def make(path: Path, _tiny: str) -> None:
+        path.mkdir()
+        for name, text in (files or {}).items():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            (path / name).write_text(text)
+
+    return make
+
+
+def trace(*extra: str) -> list[str]:
+    return ["trace", "-m", "TINY", "-o", "OUT", *extra]
+
+
+def train(*extra: str) -> list[str]:
+    return ["train", "-m", "TINY", "-o", "OUT", "-d", "pairs.jsonl", *extra]
+
+
+def case(argv, fragment, files=None, id=None):
+    return pytest.param(argv, files or {}, fragment, id=id)
+
+
+def train_flags(*flags: str, fragment: str, id=None):
+    """A `train` case with good data and model and bad FLAGS."""
+    return case(train(*flags), fragment, {"pairs.jsonl": PAIR}, id=id)
+
+
+CASES = [
+    # --- usage errors: one line, for every command ---
+    case(["trace", "--bogus"], "No such option: --bogus", id="usage-unknown-option"),
+    case(["generate"], "Missing argument", id="usage-missing-argument"),
+    case(["generate", "hi", "--max-new-tokens", "x"], "Invalid value for '--max-new-tokens'"),
+    case(["generate", "hi", "--max-new-tokens", "0"], "--max-new-tokens", id="usage-range"),
+    case(["study", "nostudy"], "No such command 'nostudy'", id="usage-unknown-command"),
+    case(["data", "blocksworld"], "Missing option '--out'", id="usage-missing-option"),
+    case(["data", "blocksworld", "--out", "OUT", "--seed", "x"], "Invalid value for '--seed'"),
+    case(["eval", "-d"], "requires an argument", id="usage-option-without-value"),
+    case(["train-merge", "adapter"], "Missing option '--out'"),
+    # --- models info: names, directories, weights, GGUF files, run directories ---
+    case(["models", "info", ""], "no model given", id="model-empty-name"),
+    case(["models", "info", "smollm2-135"], "did you mean 'smollm2-135m'", id="model-typo"),
+    case(["models", "info", "gemma3-270"], "did you mean 'gemma3-270m'", id="model-typo-2"),
+    case(
+        ["models", "info", "bad_model"],
+        "model.safetensors is not a readable safetensors file",
+        {"bad_model": model_copy(_garbage_weights)},
+        id="model-garbage-safetensors",
+    ),
+    case(
+        ["models", "info", "cut_model"],
+        "model.safetensors is not a readable safetensors file",
+        {"cut_model": model_copy(_truncated_weights)},
+        id="model-truncated-safetensors",
+    ),
+    case(
+        ["models", "info", "m"],
+        "config.json' is not a valid JSON file",
+        {"m": model_copy(_corrupt_config)},
+        id="model-corrupt-config",
+    ),
+    case(
+        ["models", "info", "m"],
+        "model type `no-such-model`",
+        {"m": model_copy(_unknown_architecture)},
+    ),
+    case(
+        ["models", "info", "m"],
+        "could not load the tokenizer",
+        {"m": model_copy(_corrupt_tokenizer)},
+        id="model-corrupt-tokenizer",
+    ),
+    case(["models", "info", "x.gguf"], "is empty", {"x.gguf": b""}, id="gguf-empty"),
+    case(
+        ["models", "info", "x.gguf"],
+        "does not start with the GGUF magic bytes",
+        {"x.gguf": b"hello, world\n" * 50},
+        id="gguf-garbage",
+    ),
+    case(
+        ["models", "info", "x.gguf"],
+        "truncated or corrupt",
+        {"x.gguf": b"GGUF\x03\x00\x00\x00" + b"junk" * 20},
+        id="gguf-corrupt",
+    ),
+    case(["models", "info", "x.gguf"], "truncated", {"x.gguf": gguf_file(True)}, id="gguf-cut"),
+    case(
+        ["models", "info", "x.gguf"],
+        "cannot load",
+        {"x.gguf": gguf_file(False)},
+        id="gguf-not-a-model",
+    ),
+    case(
+        ["models", "info", "dir.gguf"],
+        "is a directory, not a .gguf file",
+        {"dir.gguf": directory()},
+        id="gguf-directory",
+    ),
+    case(["models", "info", "nope.gguf"], "GGUF file not found"),
+    case(
+        ["models", "info", "run"],
+        "run.json is corrupt",
+        {"run": directory({"run.json": "{not json"})},
+        id="model-corrupt-run-json",
+    ),
+    case(
+        ["models", "info", "run"],
+        "run.json is corrupt",
+        {"run": directory({"run.json": "[1, 2]"})},
+        id="model-run-json-not-a-record",
+    ),
+    case(
+        ["models", "info", "plain"],
+        "not a model: it has no config.json",
+        {"plain": directory({"notes.txt": "hi"})},
+    ),
+    case(["models", "info", "notes.txt"], "is a file, not a model", {"notes.txt": "hi"}),
+    # --- generate ---
+    case(["generate", "", "-m", "TINY"], "prompt 1 is empty", id="generate-empty-prompt"),
+    case(["generate", "ok", "\udcff", "-m", "TINY"], "prompt 2 holds bytes that are not UTF-8"),
+    case(["generate", "hi", "-m", "smolm2-135m"], "did you mean 'smollm2-135m'"),
+    case(
+        ["generate", "hi", "-m", "bad_model"],
+        "is not a readable safetensors file",
+        {"bad_model": model_copy(_garbage_weights)},
+    ),
+    case(["generate", "hi", "-m", "TINY", "--device", "tpu"], "unknown device 'tpu'"),
+    case(["generate", "hi", "-m", "TINY", "--dtype", "fp8"], "unknown dtype 'fp8'"),
+    # --- data blocksworld ---
+    case(["data", "blocksworld", "--out", "OUT", "--levels", "L9"], "unknown level 'L9'"),
+    case(["data", "blocksworld", "--out", "OUT", "--preset", "papr"], "did you mean 'paper'"),
+    case(["data", "blocksworld", "--out", "OUT", "--format", "x"], "unknown format 'x'"),
+    case(["data", "blocksworld", "--out", "OUT", "--slots", "0"], "--slots"),
+    case(["data", "blocksworld", "--out", "OUT", "--blocks", "99"], "99 blocks"),
+    # --- validate ---
+    case(["validate", "missing.jsonl"], "cannot read"),
+    case(["validate", "folder"], "is a directory", {"folder": directory()}),
+    case(["validate", "bad.jsonl"], "bad.jsonl:2: not UTF-8", {"bad.jsonl": b"\n" + NOT_UTF8}),
+    case(["validate", "bw.jsonl", "--slots", "0"], "--slots", {"bw.jsonl": ILLEGAL}),
+    # --- train: numbers, flags, config files, data, model ---
+    train_flags("--learning-rate", "nan", fragment="learning_rate must be a finite number"),
+    train_flags("--epochs", "inf", fragment="epochs must be a finite number"),
+    train_flags("--max-grad-norm", "nan", fragment="max_grad_norm must be a finite"),
+    train_flags("--weight-decay", "inf", fragment="weight_decay must be a finite"),
+    train_flags("--warmup-ratio", "-inf", fragment="warmup_ratio must be a finite"),
+    train_flags("--method", "lora", "--lora-dropout", "nan", fragment="lora_dropout must be"),
+    train_flags("--batch-size", "0", fragment="batch_size must be a positive"),
+    train_flags("--method", "lorra", fragment="did you mean 'lora'"),
+    train_flags("--lr-scheduler", "cosin", fragment="did you mean 'cosine'"),
+    case(
+        train("--method", "lora", "--lora-target-modules", "q_proj,qkv"),
+        "unknown LoRA target module 'qkv'",
+        {"pairs.jsonl": PAIR},
+        id="train-unknown-lora-target",
+    ),
+    case(
+        train("--method", "lora", "--lora-target-modules", "mlp"),
+        "not a layer LoRA can adapt",
+        {"pairs.jsonl": PAIR},
+        id="train-lora-target-not-linear",
+    ),
+    case(
+        train("--method", "lora", "--lora-target-modules", "q_porj"),
+        "unknown LoRA target module 'q_porj'",
+        {"pairs.jsonl": PAIR},
+        id="train-lora-target-typo",
+    ),
+    case(
+        train("--lora-r", "4", "--lora-alpha", "8"),
+        "--lora-r, --lora-alpha only apply to --method lora",
+        {"pairs.jsonl": PAIR},
+        id="train-lora-flags-with-full",
+    ),
+    case(
+        train("--method", "full", "--lora-target-modules", "q_proj"),
+        "--lora-target-modules only applies to --method lora",
+        {"pairs.jsonl": PAIR},
+    ),
+    case(
+        train("--config", "c.yaml"),
+        "c.yaml:3: not valid YAML",
+        {"pairs.jsonl": PAIR, "c.yaml": "epochs: 1\nlora_r: [1\nseed: 2\n"},
+        id="train-yaml-syntax",
+    ),
+    case(
+        train("--config", "c.yaml"),
+        "is not a UTF-8 text file",
+        {"pairs.jsonl": PAIR, "c.yaml": b"epochs: \xff\n"},
+    ),
+    case(
+        train("--config", "c.yaml"),
+        "learning_rate must be a finite number",
+        {"pairs.jsonl": PAIR, "c.yaml": "learning_rate: .nan\n"},
+        id="train-yaml-nan",
+    ),
+    case(
+        train("--config", "c.yaml"),
+        "epochs must be a finite number",
+        {"pairs.jsonl": PAIR, "c.yaml": "epochs: 1e999\n"},
+    ),
+    case(
+        train("--config", "c.yaml"),
+        "did you mean 'epochs'",
+        {"pairs.jsonl": PAIR, "c.yaml": "epoch: 2\n"},
+    ),
+    case(
+        train("--config", "c.yaml"),
+        "expects list[str]",
+        {"pairs.jsonl": PAIR, "c.yaml": "lora_target_modules: [1, 2]\n"},
+    ),
+    case(train(), "nested too deeply", {"pairs.jsonl": DEEP}, id="train-deep-json"),
+    case(train(), "pairs.jsonl:1: not UTF-8", {"pairs.jsonl": NOT_UTF8}, id="train-not-utf8"),
+    case(train(), "is a directory", {"pairs.jsonl": directory()}, id="train-data-directory"),
+    case(train(), "data file not found", id="train-data-missing"),
+    case(
+        train(),
+        "lone surrogate",
+        {"pairs.jsonl": '{"prompt": "\\ud800", "completion": " x"}\n'},
+        id="train-lone-surrogate",
+    ),
+    case(
+        train(),
+        "pairs.jsonl:1: the gold plan step 1 is illegal",
+        {"pairs.jsonl": ILLEGAL_BW},
+        id="train-illegal-gold-plan",
+    ),
+    case(
+        ["train", "-m", "bad_model", "-o", "OUT", "-d", "pairs.jsonl"],
+        "is not a readable safetensors file",
+        {"pairs.jsonl": PAIR, "bad_model": model_copy(_garbage_weights)},
+    ),
+    case(
+        ["train", "-m", "m", "-o", "OUT", "-d", "pairs.jsonl"],
+        "model type `no-such-model`",
+        {"pairs.jsonl": PAIR, "m": model_copy(_unknown_architecture)},
+    ),
+    # --- train-merge ---
+    case(
+        ["train-merge", "missing", "-o", "OUT"],
+        "adapter directory not found",
+        id="merge-missing-adapter",
+    ),
+    case(["train-merge", "f.txt", "-o", "OUT"], "is a file, not a LoRA adapter", {"f.txt": "x"}),
+    case(
+        ["train-merge", "run", "-o", "OUT"],
+        "it has no adapter_config.json (did you mean",
+        {"run": directory({"run.json": "{}", "adapter/adapter_config.json": "{}"})},
+    ),
+    case(
+        ["train-merge", "ad", "-o", "OUT"],
+        "adapter_config.json is corrupt",
+        {"ad": directory({"adapter_config.json": "{not json"})},
+    ),
+    # --- eval ---
+    case(["eval", "-d", "folder", "-o", "OUT"], "is a directory", {"folder": directory()}),
+    case(["eval", "-d", "missing.jsonl", "-o", "OUT"], "data file not found"),
+    case(["eval", "-d", "bad.jsonl", "-o", "OUT"], "not UTF-8", {"bad.jsonl": NOT_UTF8}),
+    case(["eval", "-d", "deep.jsonl", "-o", "OUT"], "nested too deeply", {"deep.jsonl": DEEP}),
+    case(
+        ["eval", "-d", "bw.jsonl", "-o", "OUT", "-m", "TINY"],
+        "bw.jsonl:2: the gold plan step 1 is illegal",
+        {"bw.jsonl": json.dumps(GOOD) + "\n" + ILLEGAL},
+        id="eval-illegal-gold-plan",
+    ),
+    case(
+        ["eval", "-d", "bw.jsonl", "-o", "OUT", "-m", "TINY"],
+        "bw.jsonl:1: the gold plan does not reach the goal",
+        {"bw.jsonl": SHORT},
+        id="eval-gold-plan-misses-goal",
+    ),
+    case(
+        ["eval", "-d", "bw.jsonl", "-o", "OUT", "-m", "TINY", "--mode", "gen"],
+        "did you mean 'generate'",
+        {"bw.jsonl": json.dumps(GOOD) + "\n"},
+    ),
+    case(
+        ["eval", "-d", "bw.jsonl", "-o", "OUT", "-m", "bad_model"],
+        "is not a readable safetensors file",
+        {"bw.jsonl": json.dumps(GOOD) + "\n", "bad_model": model_copy(_garbage_weights)},
+        id="eval-garbage-model",
+    ),
+    case(
+        ["eval", "-d", "bw.jsonl", "-o", "OUT", "-m", "m"],
+        "config.json' is not a valid JSON file",
+        {"bw.jsonl": json.dumps(GOOD) + "\n", "m": model_copy(_corrupt_config)},
+    ),
+    # --- trace ---
+    case(trace("-s", "layers.1-0.resid_post", "-t", "x"), "reversed layer range '1-0'"),
+    case(trace("-s", "layers.0-999999999.k", "-t", "x"), "layer 999999999 does not exist"),
+    case(trace("-s", "layers.0-99999999999.k", "-t", "x"), "bad layer '0-99999999999'"),
+    case(trace("-s", "layers.x.k", "-t", "x"), "bad layer 'x'"),
+    case(trace("-s", "layers.0.k", "-t", ""), "is empty", id="trace-empty-text"),
+    case(
+        trace("-s", "layers.0.k", "-i", "in.jsonl"),
+        "in.jsonl:1: not UTF-8",
+        {"in.jsonl": NOT_UTF8},
+        id="trace-not-utf8",
+    ),
+    case(
+        trace("-s", "layers.0.k", "-i", "in.jsonl"),
+        "outside the model's vocabulary",
+        {"in.jsonl": '{"input_ids": [999999]}\n'},
+        id="trace-token-id-outside-vocabulary",
+    ),
+    case(
+        trace("-s", "layers.0.k", "-i", "in.jsonl"),
+        "in.jsonl:1: 'input_ids' must be a non-empty list of token ids",
+        {"in.jsonl": '{"input_ids": [true, false, 5]}\n'},
+        id="trace-boolean-token-ids",
+    ),
+    case(
+        trace("-s", "layers.0.k", "-i", "in.jsonl"),
+        "'input_ids' must be",
+        {"in.jsonl": '{"input_ids": [1.0, 2]}\n'},
+    ),
+    case(
+        trace("-s", "layers.0.k", "-i", "in.jsonl", "--positions", "given"),
+        "in.jsonl:1: 'positions' is empty",
+        {"in.jsonl": '{"text": "hi", "positions": []}\n'},
+        id="trace-empty-positions",
+    ),
+    case(
+        trace("-s", "layers.0.k", "-i", "in.jsonl"),
+        "'positions' must be a list of integers",
+        {"in.jsonl": '{"text": "hi", "positions": [true]}\n'},
+    ),
+    case(
+        trace("-s", "layers.0.k", "-i", "in.jsonl"),
+        "in.jsonl:1: JSON nested too deeply",
+        {"in.jsonl": DEEP},
+        id="trace-deep-json",
+    ),
+    case(
+        trace("-s", "layers.0.k", "-i", "in.jsonl"),
+        "lone surrogate",
+        {"in.jsonl": '{"text": "\\ud800"}\n'},
+    ),
+    case(
+        trace("-s", "layers.0.k", "-i", "in.jsonl"),
+        "in.jsonl:1: 'text' is empty",
+        {"in.jsonl": '{"text": ""}\n'},
+    ),
+    case(trace("-s", "layers.0.k", "-i", "folder"), "is a directory", {"folder": directory()}),
+    case(trace("-s", "layers.0.k", "-t", "x", "--positions", "first"), "unknown positions"),
+    case(
+        ["trace", "-m", "TINY", "-o", "store", "-s", "layers.0.k", "-t", "x"],
+        "meta.json",
+        {"store": directory({"meta.json": "{not json"})},
+        id="trace-corrupt-store-meta-json",
+    ),
+    # --- study planning, report ---
+    case(["study", "planning", "--preset", "nope", "-o", "OUT"], "unknown planning preset"),
+    case(["study", "planning", "-m", "smollm2-135", "-o", "OUT"], "did you mean 'smollm2-135m'"),
+    case(["study", "planning", "-m", "TINY", "--device", "tpu", "-o", "OUT"], "unknown device"),
+    case(["study", "planning", "--seed", "x", "-o", "OUT"], "Invalid value for '--seed'"),
+    case(["report", "missing"], "not a reasonlens run directory"),
+    case(["report", "run"], "not a reasonlens run directory", {"run": directory()}),
+    case(
+        ["report", "run"],
+        "run",
+        {"run": directory({"run.json": "{not json"})},
+        id="report-corrupt-run-json",
+    ),
+]
+
+
+def _snapshot(root: Path) -> list[tuple[str, int]]:
+    return sorted(
+        (str(p.relative_to(root)), p.stat().st_size if p.is_file() else -1) for p in root.rglob("*")
+    )
+
+
+@pytest.mark.parametrize(("argv", "files", "fragment"), CASES)
+def test_bad_input_is_one_line_and_exit_2(
+    argv, files, fragment, tiny_dir, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("REASONLENS_CACHE", str(tmp_path / "cache"))
+    work = tmp_path / "work"
+    work.mkdir()
+    for name, content in files.items():
+        path = work / name
+        if callable(content):
+            content(path, tiny_dir)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    monkeypatch.chdir(work)
+    out = work / "OUT"
+    swap = {"TINY": tiny_dir, "OUT": str(out)}
+    before = _snapshot(work)
+
+    code, _, err = run_cli([swap.get(a, a) for a in argv], capsys)
+
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err, err
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    assert fragment in lines[0], err
+    assert not out.exists(), f"{out} was created"
+    assert _snapshot(work) == before, "a bad input changed the working directory"
+
+
+# --- what is right stays right --------------------------------------------------------------
+
+
+def test_help_still_works(capsys):
+    code, out, err = run_cli(["trace", "--help"], capsys)
+    assert code == 0 and "--sites" in out and not err
+
+
+# A valid record holding a literal U+2028 (and U+0085) in a string: one line of JSONL, which
+# str.splitlines would cut in two.
+SEPARATORS = json.dumps({**GOOD, "note": "a\u2028b\x85c"}, ensure_ascii=False) + "\n"
+
+
+def test_validate_reads_a_line_holding_u2028_as_one_line(tmp_path, capsys):
+    path = tmp_path / "bw.jsonl"
+    path.write_text(SEPARATORS, encoding="utf-8")
+    code, out, err = run_cli(["validate", path, "--json"], capsys)
+    assert code == 0, err
+    totals = json.loads(out)
+    assert totals["total"] == 1 and totals["legal"] == 1 and totals["with_issues"] == 0
+
+
+def test_train_and_eval_readers_read_a_line_holding_u2028_as_one_line(tmp_path):
+    from reasonlens.evaluate.task_eval import load_items
+    from reasonlens.tasks import get_task
+    from reasonlens.trace import JsonlInputs
+    from reasonlens.train.data import read_pairs
+
+    bw = tmp_path / "bw.jsonl"
+    bw.write_text(SEPARATORS + SEPARATORS, encoding="utf-8")
+    pairs, _ = read_pairs([bw])
+    assert len(pairs) == 2 and pairs[0].prompt == PROMPT
+    assert len(load_items(get_task("blocksworld"), [bw])) == 2
+
+    generic = tmp_path / "qa.jsonl"
+    generic.write_text(
+        json.dumps({"prompt": "a\u2028b", "completion": " c\x85"}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    pairs, _ = read_pairs([generic])
+    assert [(p.prompt, p.completion) for p in pairs] == [("a\u2028b", " c\x85")]
+
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text(json.dumps({"text": "x\u2028y"}, ensure_ascii=False) + "\n")
+    assert [x.text for x in JsonlInputs(inputs)] == ["x\u2028y"]
+
+
+def test_validate_reports_a_deeply_nested_line_as_a_finding(tmp_path, capsys):
+    path = tmp_path / "bw.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + DEEP)
+    code, out, _ = run_cli(["validate", path], capsys)
+    assert code == 0 and f"{path}:2: invalid JSON: nested too deeply" in out
