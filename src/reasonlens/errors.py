@@ -28,3 +28,15 @@ def one_of(what: str, value: str, choices: Iterable[str]) -> UserError:
     return UserError(
         f"unknown {what} {value!r}{suggest(value, choices)}; valid: {', '.join(choices)}"
     )
+
+
+def check_unicode(text: str, what: str) -> None:
+    """Refuse a string holding a lone surrogate (a JSON escape such as \\ud800 with no pair,
+    or bytes that were not UTF-8): no tokenizer can read it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(
+            f"{what} holds a lone surrogate (an escape such as \\ud800 with no pair, or bytes "
+            "that are not UTF-8): not Unicode text a tokenizer can read"
+        ) from None

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasonlens.errors import UserError
+from reasonlens.errors import UserError, check_unicode
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,8 @@ class TraceInput:
             raise ValueError("a TraceInput needs exactly one of text or input_ids")
         if self.text is not None and not self.text:
             raise UserError("a text to trace is empty: it has no tokens; give non-empty text")
-        if self.text is not None and not _is_unicode(self.text):
-            raise UserError(
-                "a text to trace holds a lone surrogate (e.g. \\ud800, or bytes that are not "
-                "UTF-8): not Unicode text a tokenizer can read"
-            )
+        if self.text is not None:
+            check_unicode(self.text, "a text to trace")
         if self.input_ids is not None and not self.input_ids:
             raise UserError("a trace input's input_ids are empty: give one token id or more")
         if self.positions is not None and not self.positions:
@@ -97,11 +94,8 @@ def parse_input_line(line: str, where: str) -> TraceInput:
         raise UserError(f"{where}: 'text' must be a string")
     if text is not None and not text:
         raise UserError(f"{where}: 'text' is empty: it has no tokens to trace")
-    if text is not None and not _is_unicode(text):
-        raise UserError(
-            f"{where}: 'text' holds a lone surrogate (an escape such as \\ud800 with no pair): "
-            "not Unicode text a tokenizer can read"
-        )
+    if text is not None:
+        check_unicode(text, f"{where}: 'text'")
     if ids is not None and not (isinstance(ids, list) and ids and all(map(_is_int, ids))):
         raise UserError(
             f"{where}: 'input_ids' must be a non-empty list of token ids (integers, not "
@@ -124,14 +118,6 @@ def parse_input_line(line: str, where: str) -> TraceInput:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def as_inputs(items: Iterable[TraceInput | str] | JsonlInputs) -> Iterable[TraceInput]:

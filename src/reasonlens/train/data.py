@@ -22,7 +22,7 @@ from pathlib import Path
 
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from reasonlens.errors import UserError
+from reasonlens.errors import UserError, check_unicode
 from reasonlens.tasks import task_for_record
 
 IGNORE = -100
@@ -130,23 +130,11 @@ def _read_generic(path: Path, text: str) -> list[Pair]:
             if not isinstance(record.get(key), str):
                 got = "missing" if key not in record else type(record[key]).__name__
                 raise UserError(f"{path}:{n}: {expected}; {key!r} is {got}")
-            if not _is_unicode(record[key]):
-                raise UserError(
-                    f"{path}:{n}: {key!r} holds a lone surrogate (an escape such as \\ud800 "
-                    "with no pair): not Unicode text a tokenizer can read"
-                )
+            check_unicode(record[key], f"{path}:{n}: {key!r}")
         if not record["completion"]:
             raise UserError(f"{path}:{n}: 'completion' is empty: there would be nothing to learn")
         pairs.append(Pair(record["prompt"], record["completion"]))
     return pairs
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def tokenize_pair(tokenizer: PreTrainedTokenizerBase, pair: Pair) -> TokenizedPair:

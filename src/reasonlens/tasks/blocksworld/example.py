@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reasonlens.errors import UserError
+from reasonlens.errors import UserError, check_unicode
 from reasonlens.tasks.blocksworld.formats import (
     PAPER,
     PLAN_HEADER,
@@ -246,14 +246,7 @@ def _slots(record: dict[str, Any], init: State, goal: State, fmt: str, default: 
 
 
 def _check_unicode(value: str, name: str) -> None:
-    """Refuse a lone surrogate (JSON ``"\\ud800"`` with no pair): no tokenizer reads it."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UserError(
-            f"field {name!r} holds a lone surrogate (an escape such as \\ud800 with no pair): "
-            "not Unicode text"
-        ) from None
+    check_unicode(value, f"field {name!r}")
 
 
 def _structured_state(
