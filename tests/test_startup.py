@@ -66,6 +66,8 @@ HELP_CASES = [
     ["trace", "--help"],
     ["study", "--help"],
     ["study", "planning", "--help"],
+    ["study", "list"],
+    ["report", "--help"],
 ]
 
 
