@@ -10,6 +10,12 @@ import typer
 from reasonlens.commands.models import DeviceOpt, DtypeOpt
 from reasonlens.models.registry import DEFAULT_MODEL
 
+#: What an eval run was computed from, beyond its options: each data file's sha256 and the
+#: model's weights fingerprint. Kept out of config.yaml (the options, reusable as they are),
+#: checked when the same --out is used again, so changed data or a model retrained at the
+#: same path is refused instead of silently replacing the earlier results.
+INPUTS_FILE = "inputs.json"
+
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
@@ -48,7 +54,9 @@ def register(app: typer.Typer) -> None:
         """Evaluate MODEL on Blocksworld data: generated plans checked by the validator
         (parsed, legal, goal reached, optimal, exact) and teacher-forced S_step / S_plan.
 
-        Writes results.json, summary.md and examples.jsonl into --out.
+        Writes results.json, summary.md and examples.jsonl into --out (and inputs.json: the
+        data files' sha256 and the model's weights fingerprint; a re-run into the same --out
+        with changed data or weights is refused unless --overwrite).
         """
         import time
 
@@ -59,8 +67,11 @@ def register(app: typer.Typer) -> None:
         from reasonlens.evaluate.summary import cell, columns, score_rows
         from reasonlens.evaluate.task_eval import MODES, evaluate_task, load_items, write_eval
         from reasonlens.models import load_model, resolve_source
-        from reasonlens.runs import RunDir
+        from reasonlens.models.fingerprint import weights_fingerprint
+        from reasonlens.runs import RunDir, check_out, reopen_or_refuse
         from reasonlens.tasks import get_task
+
+        check_out(out)  # a bad --out fails first, before anything is read or written
 
         files = [*data, *(Path(x) for x in extras or [])]
         if mode not in MODES:
@@ -77,8 +88,14 @@ def register(app: typer.Typer) -> None:
             "device": device,
             "dtype": dtype,
         }
-        resolve_source(model)  # a bad model name fails here, before the run directory exists
+        # a bad model name fails here, before the run directory exists
+        inputs = {
+            "data": {str(f): _sha256(f) for f in files},
+            "model_weights": weights_fingerprint(resolve_source(model).path),
+        }
+        reopen_or_refuse(out, _other_inputs(out, inputs), overwrite)
         run = RunDir.create(out, "eval", config, overwrite=overwrite)
+        run.write_json(INPUTS_FILE, inputs)
         start = time.perf_counter()
         loaded = load_model(model, device=device, dtype=dtype)
         load_s = time.perf_counter() - start
@@ -94,3 +111,35 @@ def register(app: typer.Typer) -> None:
         console = Console()
         console.print(table)
         console.print(f"results: {run.file('results.json')}", markup=False, highlight=False)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _other_inputs(out: Path, inputs: dict) -> str | None:
+    """What `out` was evaluated on, when that is not `inputs` (None: the same, or unknown)."""
+    from reasonlens.runs import read_json
+
+    try:
+        before = read_json(out / INPUTS_FILE)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(before, dict) or before == inputs:
+        return None
+    changed = [
+        f"data file {name}"
+        for name, sha in inputs["data"].items()
+        if name in before.get("data", {}) and before["data"][name] != sha
+    ]
+    if before.get("model_weights") != inputs["model_weights"]:
+        changed.append("model weights")
+    if not changed:  # other files: the config's own check names them
+        return None
+    return f"an eval run of other inputs ({', '.join(changed)} changed)"

@@ -9,12 +9,17 @@ Two entry points:
 
 Hooks select rows inside the forward pass, so nothing larger than the kept rows of one
 batch is ever held; padding never reaches the results.
+
+Every input is checked (token ids within the vocabulary, no empty input, positions within
+each example) in one streaming pass before anything is computed or written, so a bad input
+never leaves a store behind; a capture that fails later with no shard written leaves none.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +29,7 @@ import torch
 
 from reasonlens import __version__
 from reasonlens.errors import UserError
+from reasonlens.models.fingerprint import model_fingerprint
 from reasonlens.models.loading import LoadedModel
 from reasonlens.models.prompts import format_prompt, pad_batch, tokenize
 from reasonlens.progress import Progress
@@ -32,12 +38,17 @@ from reasonlens.trace.inputs import JsonlInputs, TraceInput, as_inputs, fingerpr
 from reasonlens.trace.sites import SiteRef, resolve_sites
 from reasonlens.trace.store import (
     FORMAT,
+    META,
     VERSION,
     ActivationStore,
     ShardWriter,
     mark_complete,
     prepare_store,
+    shard_name,
+    verify_shards,
 )
+
+log = logging.getLogger(__name__)
 
 POSITION_MODES = ("all", "last", "given")
 
@@ -120,6 +131,38 @@ def _batches(items: Iterable[TraceInput], size: int) -> Iterator[list[TraceInput
         yield chunk
 
 
+def _token_ids(tok, item: TraceInput, chat: bool) -> list[int]:
+    if item.input_ids is not None:
+        return list(item.input_ids)
+    return tokenize(tok, format_prompt(tok, item.text, chat))
+
+
+def _checked(
+    model: LoadedModel, items: Iterable[TraceInput], positions: str, chat: bool
+) -> Iterator[TraceInput]:
+    """`items`, each checked as the capture will use it (UserError on the first bad one)."""
+    vocab = model.hf.get_input_embeddings().num_embeddings
+    context = getattr(model.hf.config, "n_positions", None)  # learned position embeddings
+    tok = model.tokenizer
+    for number, item in enumerate(items):
+        if item.input_ids is not None:
+            bad = [t for t in item.input_ids if not 0 <= t < vocab]
+            if bad:
+                raise UserError(
+                    f"example {number}: token id {bad[0]} is outside the model's vocabulary "
+                    f"(0-{vocab - 1})"
+                )
+        ids = _token_ids(tok, item, chat)
+        if not ids:
+            raise UserError(f"example {number}: the input is empty (no tokens)")
+        if context is not None and len(ids) > context:
+            raise UserError(
+                f"example {number}: {len(ids)} tokens, more than the model's context ({context})"
+            )
+        _select([len(ids)], [item], positions, number)
+        yield item
+
+
 def _select(lengths: list[int], items: list[TraceInput], mode: str, first: int) -> list[list[int]]:
     """Per example, the token indices to keep (validated, negatives resolved)."""
     chosen = []
@@ -173,7 +216,7 @@ def capture(
             "attn_pattern cannot be streamed to a store (its rows grow with sequence length); "
             "capture it in memory, or choose other sites"
         )
-    inputs_sha, n_examples = fingerprint(items)
+    inputs_sha, n_examples = fingerprint(_checked(model, items, positions, chat))
     if n_examples == 0:
         raise UserError("no inputs to trace")
     n_shards = -(-n_examples // batch_size)
@@ -186,6 +229,7 @@ def capture(
             "version": VERSION,
             "reasonlens": __version__,
             "model": model.name,
+            "model_weights": model_fingerprint(model),
             "model_source": model.source,
             "architecture": model.arch.name,
             "sites": [r.name for r in refs],
@@ -197,7 +241,7 @@ def capture(
             "inputs_sha256": inputs_sha,
             "chat_template": chat,
         }
-        done = prepare_store(store_path, meta, overwrite)
+        done = verify_shards(store_path, prepare_store(store_path, meta, overwrite))
         stats.skipped_shards = len(done)
         writer = ShardWriter(store_path)
 
@@ -212,44 +256,46 @@ def capture(
     bar = Progress(progress, n_shards, "tracing")
     start = time.perf_counter()
     try:
-        for index, chunk in enumerate(_batches(items, batch_size)):
-            if index in done:
+        try:
+            for index, chunk in enumerate(_batches(items, batch_size)):
+                if index in done:
+                    bar.advance()
+                    continue
+                ids = [_token_ids(tok, x, chat) for x in chunk]
+                lengths = [len(x) for x in ids]
+                keep = _select(lengths, chunk, positions, index * batch_size)
+                rows = _capture_batch(model, refs, ids, keep, out_dtype, last_layer)
+                row_counts = [len(k) for k in keep]
+                pos = torch.tensor([p for k in keep for p in k], dtype=torch.long)
+                stats.examples += len(chunk)
+                stats.tokens += sum(lengths)
+                if writer is not None:
+                    tensors = dict(rows)
+                    tensors["input_ids"] = torch.tensor(
+                        [t for x in ids for t in x], dtype=torch.long
+                    )
+                    tensors["token_offsets"] = _offsets(lengths)
+                    tensors["row_offsets"] = _offsets(row_counts)
+                    tensors["positions"] = pos
+                    writer.submit(index, tensors, {"first_example": str(index * batch_size)})
+                else:
+                    for name in names:
+                        collected[name].append(rows[name])
+                    all_tokens.extend(ids)
+                    all_positions.append(pos)
+                    counts.extend(row_counts)
                 bar.advance()
-                continue
-            ids = [
-                list(x.input_ids)
-                if x.input_ids is not None
-                else tokenize(tok, format_prompt(tok, x.text, chat))
-                for x in chunk
-            ]
-            lengths = [len(x) for x in ids]
-            keep = _select(lengths, chunk, positions, index * batch_size)
-            rows = _capture_batch(model, refs, ids, keep, out_dtype, last_layer)
-            row_counts = [len(k) for k in keep]
-            pos = torch.tensor([p for k in keep for p in k], dtype=torch.long)
-            stats.examples += len(chunk)
-            stats.tokens += sum(lengths)
+        finally:
+            bar.close()
             if writer is not None:
-                tensors = dict(rows)
-                tensors["input_ids"] = torch.tensor([t for x in ids for t in x], dtype=torch.long)
-                tensors["token_offsets"] = _offsets(lengths)
-                tensors["row_offsets"] = _offsets(row_counts)
-                tensors["positions"] = pos
-                writer.submit(index, tensors, {"first_example": str(index * batch_size)})
-            else:
-                for name in names:
-                    collected[name].append(rows[name])
-                all_tokens.extend(ids)
-                all_positions.append(pos)
-                counts.extend(row_counts)
-            bar.advance()
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
-            stats.bytes_written += writer.bytes_written
-            stats.seconds_writing += writer.seconds_writing
-        stats.seconds += time.perf_counter() - start
+                writer.close()
+                stats.bytes_written += writer.bytes_written
+                stats.seconds_writing += writer.seconds_writing
+            stats.seconds += time.perf_counter() - start
+    except BaseException:
+        if store_path is not None:
+            _discard_if_empty(store_path, n_shards)
+        raise
 
     if store_path is not None:
         mark_complete(store_path)
@@ -264,6 +310,25 @@ def capture(
         tokens=all_tokens,
         meta={"model": model.name, "positions": positions, "dtype": str(out_dtype)},
     )
+
+
+def _discard_if_empty(path: Path, n_shards: int) -> None:
+    """After a failure, a store with no shard yet holds nothing worth keeping: remove what
+    was written (meta.json, the run record), so that any command, the corrected one too,
+    starts afresh there. A store with shards keeps them for the same command to resume."""
+    if any((path / shard_name(i)).is_file() for i in range(n_shards)):
+        return
+    try:
+        from reasonlens.runs import clear_run
+    except ImportError:  # pragma: no cover - older run layer: the store is meta.json only
+        clear_run = None
+    try:
+        if clear_run is not None:
+            clear_run(path)
+        else:
+            (path / META).unlink(missing_ok=True)
+    except (UserError, OSError) as err:
+        log.warning("could not remove the empty store %s: %s", path, err)
 
 
 def _cat_rows(parts: list[torch.Tensor], name: str) -> torch.Tensor:

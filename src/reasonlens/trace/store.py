@@ -2,7 +2,8 @@
 
 Layout of a store directory::
 
-    meta.json                    what was captured: model, sites, positions, dtype, inputs hash
+    meta.json                    what was captured: model (name and weights fingerprint),
+                                 sites, positions, dtype, inputs hash
     shard-00000.safetensors      one tensor per site [rows, ...], plus the exact input tokens
     ...
 
@@ -10,23 +11,30 @@ Rows are the kept token positions of each example, example after example. Each s
 whole examples and carries `input_ids`/`token_offsets` (the tokens), `row_offsets` (which
 rows belong to which example) and `positions` (each row's token index). A shard appears
 only once fully written (write, then rename), so a re-run with the same configuration skips
-finished shards and an interrupted capture resumes where it stopped. Reads are lazy: one
-site, or a range of examples, at a time, memory-mapped by safetensors.
+finished shards and an interrupted capture resumes where it stopped; a shard that is there but
+not whole (truncated, e.g. by a copy) is found on resume (`verify_shards`) and written again.
+The store's identity includes the model's weights (`model_weights`, see
+reasonlens.models.fingerprint), so a model retrained at the same path never adds its rows to
+a store of the old weights. Reads are lazy: one site, or a range of examples, at a time,
+memory-mapped by safetensors; a damaged shard is reported by name (UserError).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import queue
-import shutil
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from reasonlens.errors import UserError
+from reasonlens.models.fingerprint import safetensors_problem
 from reasonlens.runs import (
     atomic_save_tensors,
     differing,
@@ -38,8 +46,18 @@ from reasonlens.runs import (
 FORMAT = "reasonlens-activations"
 VERSION = 1
 META = "meta.json"
+log = logging.getLogger(__name__)
+
 # Configuration keys that must match for a re-run to resume an existing store.
-IDENTITY_KEYS = ("model", "sites", "positions", "dtype", "shard_examples", "inputs_sha256")
+IDENTITY_KEYS = (
+    "model",
+    "model_weights",
+    "sites",
+    "positions",
+    "dtype",
+    "shard_examples",
+    "inputs_sha256",
+)
 
 
 def shard_name(index: int) -> str:
@@ -50,30 +68,69 @@ def prepare_store(path: Path, meta: dict, overwrite: bool) -> set[int]:
     """Create or reopen a store; return the indices of shards already written.
 
     A directory that holds something else, or a store of a different capture, is refused
-    unless `overwrite` (the one reopen-or-refuse rule of run directories), so nothing already
-    written is lost by mistake.
+    unless `overwrite` (the one reopen-or-refuse rule of run directories, which also takes the
+    directory's lock and, with `overwrite`, deletes only what reasonlens wrote there), so
+    nothing already written is lost by mistake. The store is a run directory of kind "trace":
+    run.json and config.yaml record the capture.
     """
-    kept = reopen_or_refuse(path, _holds(path, meta), overwrite)
+    from reasonlens.runs import RUN_FILE, RunDir, clear_run
+
+    path = Path(path)
+    kept = reopen_or_refuse(path, lambda: _holds(path, meta), overwrite)
     done: set[int] = set()
     if kept and not overwrite:
         done = {i for i in range(meta["n_shards"]) if (path / shard_name(i)).is_file()}
     elif kept:  # the same capture, asked to start again
-        shutil.rmtree(path)
+        clear_run(path)
     path.mkdir(parents=True, exist_ok=True)
     write_meta(path, {**meta, "complete": len(done) == meta["n_shards"]})
+    if not (path / RUN_FILE).is_file():
+        skip = ("format", "version", "reasonlens", "complete")
+        config = {k: v for k, v in meta.items() if k not in skip}
+        RunDir(path, "trace", config).record(config)
     return done
 
 
 def _holds(path: Path, meta: dict) -> str | None:
     """What `path` holds that is not this capture (None: nothing, or this very capture)."""
-    if not path.exists() or not any(path.iterdir()):
+    from reasonlens.runs.ownership import has_content
+    from reasonlens.runs.rundir import foreign_example, read_run
+
+    if not has_content(path):
         return None
     if not (path / META).is_file():
-        return "files that are not an activation store"
-    old = read_json(path / META)
+        run = read_run(path)
+        if run is not None and run.get("kind") == "trace":
+            return f"a trace run without its {META}"
+        if run is not None:
+            return f"a run of another kind ({run.get('kind')!r})"
+        return f"files that are not an activation store{foreign_example(path)}"
+    try:
+        old = read_json(path / META)
+    except (OSError, ValueError):
+        return f"an unreadable {META}"
+    if not isinstance(old, dict) or old.get("format") != FORMAT:
+        return f"a {META} that is not an activation store's"
     identity = {k: meta.get(k) for k in IDENTITY_KEYS}
     differs = differing({k: old.get(k) for k in IDENTITY_KEYS}, identity)
     return f"a different capture (differs in: {', '.join(differs)})" if differs else None
+
+
+def verify_shards(path: Path, done: set[int]) -> set[int]:
+    """The shards of `done` that are whole (header parses, size matches it; cheap). Damaged
+    ones are deleted, to be written again, and the store is marked incomplete meanwhile."""
+    bad = {}
+    for index in sorted(done):
+        problem = safetensors_problem(path / shard_name(index))
+        if problem is not None:
+            bad[index] = problem
+    for index, problem in bad.items():
+        log.warning("%s is damaged (%s); writing it again", path / shard_name(index), problem)
+        (path / shard_name(index)).unlink(missing_ok=True)
+    if bad:
+        meta = read_json(path / META)
+        write_meta(path, {**meta, "complete": False})
+    return done - set(bad)
 
 
 def mark_complete(path: Path) -> None:
@@ -160,8 +217,21 @@ class ActivationStore:
     def _shard(self, index: int) -> Path:
         return self.path / shard_name(index)
 
+    @contextlib.contextmanager
+    def _open(self, index: int) -> Iterator:
+        """A shard opened for reading; a damaged one is a UserError naming the file."""
+        path = self._shard(index)
+        try:
+            with safe_open(path, framework="pt") as handle:
+                yield handle
+        except (SafetensorError, OSError) as err:
+            problem = safetensors_problem(path) or str(err).splitlines()[0]
+            raise UserError(
+                f"{path} is damaged: {problem}; re-run the same trace command to write it again"
+            ) from None
+
     def _read(self, index: int, key: str) -> torch.Tensor:
-        with safe_open(self._shard(index), framework="pt") as handle:
+        with self._open(index) as handle:
             return handle.get_tensor(key)
 
     def _check_site(self, site: str) -> None:
@@ -186,7 +256,7 @@ class ActivationStore:
             first = index * per
             offsets = self._read(index, "row_offsets")
             lo, hi = max(rng.start, first) - first, min(rng.stop, first + per) - first
-            with safe_open(self._shard(index), framework="pt") as handle:
+            with self._open(index) as handle:
                 rows = handle.get_slice(site)[int(offsets[lo]) : int(offsets[hi])]
             parts.append(rows)
         if not parts:

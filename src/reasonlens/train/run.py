@@ -4,7 +4,9 @@ Run directory layout::
 
     run.json, config.yaml   the resolved TrainConfig (RunDir)
     data.json               the data files: kind, examples, sha256 (checked on resume)
-    checkpoints/            Trainer checkpoints (model, optimizer, scheduler, RNG)
+    checkpoints/            Trainer checkpoints (model, optimizer, scheduler, RNG), each written
+                            under checkpoints/.partial/ and renamed when complete; a resume
+                            takes the newest complete one (train.trainer.resume_point)
     train_log.jsonl         one line per logging step: step, epoch, loss, learning_rate, ...
     loss.png, summary.md    the loss curve and a short summary
     results.json            figures of the run (written last: its presence means "done")
@@ -135,15 +137,12 @@ def _train(
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_callback import ProgressCallback as HFProgressCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     from reasonlens.models import load_model
-    from reasonlens.train.trainer import GroupedSFTTrainer
+    from reasonlens.train.trainer import GroupedSFTTrainer, resume_point
 
-    checkpoints = run.file("checkpoints")
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if last:
-        log.info("resuming from %s", last)
+    with args.main_process_first(desc="checkpoints"):  # the main process cleans up first
+        last = resume_point(run.file("checkpoints"), clean=args.process_index == 0)
     meter = TokenMeter.from_checkpoint(last)
     start_real = meter.real
     callbacks = [meter, JsonlLogCallback(run.file("train_log.jsonl"))]
