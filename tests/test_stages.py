@@ -126,3 +126,29 @@ def test_timings_add_up_over_sessions(tmp_path):
     runner, _ = run_all(tmp_path / "run", settings, calls)
     again = runner.timings()
     assert all(again[k] >= first[k] for k in first)
+
+
+def test_a_stage_run_on_other_upstream_outputs_is_refused(tmp_path):
+    """A stage that depends on what an earlier stage produced (retrained weights) refuses to
+    resume once that output changed, naming it."""
+    produced = {"weights": "w1"}
+
+    def stages():
+        return [
+            Stage("make", {}, lambda d, up: d.mkdir(), lambda d: dict(produced)),
+            Stage(
+                "use",
+                {},
+                lambda d, up: d.mkdir(),
+                lambda d: "used",
+                depends=lambda up: {"weights": up["make"]["weights"]},
+            ),
+        ]
+
+    runner = open_staged_run(tmp_path / "run", "job", {}, stages())
+    runner.execute()
+    record = json.loads((tmp_path / "run" / "stages.json").read_text())
+    assert record["use"]["depends"] == {"weights": "w1"}
+    produced["weights"] = "w2"  # the first stage's output changed under the same settings
+    with pytest.raises(UserError, match=r"stage 'use' was finished on other outputs.*weights"):
+        open_staged_run(tmp_path / "run", "job", {}, stages()).execute()

@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> None:
         if type(err).__name__ == "NoArgsIsHelpError":  # the help is already printed
             raise SystemExit(2) from None
         _fail(_usage_message(err))
+    finally:
+        from reasonlens.runs.lock import release_all
+
+        release_all()  # every run directory this command held is free again
     if isinstance(code, int) and code:
         raise SystemExit(code)
 

@@ -86,3 +86,17 @@ def test_a_study_interrupted_inside_a_stage_resumes_to_the_same_outputs(
     assert GOLDEN.is_dir()
     for name, content in snap.items():
         assert _dump(name, content) == _golden_path(name).read_text(), name
+
+
+def test_a_study_refuses_to_resume_on_other_base_weights(tiny_study, tiny_dir, monkeypatch):
+    """The model at the same path now has other weights (retrained in place): the finished
+    stages that read it refuse, naming the weights."""
+    from reasonlens.models import fingerprint
+    from reasonlens.studies.base import open_study
+
+    out, _ = tiny_study
+    monkeypatch.setitem(presets.PRESETS, "tiny", TINY_PRESET)
+    monkeypatch.setattr(fingerprint, "weights_fingerprint", lambda source: "sha256:other")
+    settings = Settings(preset="tiny", model=tiny_dir, progress=False)
+    with pytest.raises(UserError, match=r"stage 'train' was finished with other settings.*weights"):
+        open_study(get_study("planning"), settings, out)

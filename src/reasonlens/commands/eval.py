@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         from reasonlens.errors import one_of
         from reasonlens.evaluate.summary import cell, columns, score_rows
         from reasonlens.evaluate.task_eval import MODES, evaluate_task, load_items, write_eval
-        from reasonlens.models import load_model, resolve_source
+        from reasonlens.models import load_model, load_tokenizer, resolve_source
         from reasonlens.models.fingerprint import weights_fingerprint
         from reasonlens.runs import RunDir, check_out, reopen_or_refuse
         from reasonlens.tasks import get_task
@@ -88,7 +88,8 @@ def register(app: typer.Typer) -> None:
             "device": device,
             "dtype": dtype,
         }
-        # a bad model name fails here, before the run directory exists
+        # a bad model name, weights or tokenizer fails here, before the run directory exists
+        load_tokenizer(model)
         inputs = {
             "data": {str(f): _sha256(f) for f in files},
             "model_weights": weights_fingerprint(resolve_source(model).path),

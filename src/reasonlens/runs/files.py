@@ -31,7 +31,8 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside `directory` durable (a no-op where it cannot be opened)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # some file systems cannot open a directory: the rename still happened
@@ -56,7 +57,7 @@ def _replace_into(path: Path, write) -> None:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -48,6 +48,9 @@ class Stage:
     run: Callable[[Path, dict[str, Any]], Any]
     load: Callable[[Path], Any]
     directory: str = ""  # default: the stage's name
+    # inputs known only once the stages before it have run (e.g. the weights a training stage
+    # produced), computed from their results; checked like `inputs`
+    depends: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None
 
     @property
     def folder(self) -> str:
@@ -98,6 +101,7 @@ class StageRunner:
         for stage in self.stages:
             directory = self.run.file(stage.folder)
             start = time.perf_counter()
+            self._check_depends(stage)
             if self.finished(stage.name):
                 log.info("stage %s: finished earlier, reading its results", stage.name)
             else:
@@ -125,9 +129,28 @@ class StageRunner:
         path = self.run.file(TIMINGS_FILE)
         return read_json(path) if path.is_file() else {}
 
+    def _upstream(self, stage: Stage) -> dict:
+        return jsonable(stage.depends(self.results)) if stage.depends else {}
+
+    def _check_depends(self, stage: Stage) -> None:
+        """A stage started or finished on other upstream outputs (retrained weights) is
+        refused: its files were computed from those."""
+        done = self.record.get(stage.name)
+        if done is None:
+            return
+        keys = differing(done.get("depends", {}), self._upstream(stage))
+        if keys:
+            raise UserError(
+                f"{self.run.path}: stage {stage.name!r} was {done['state']} on other outputs of "
+                f"the stages before it ({', '.join(keys)} changed), so its results would not "
+                "match; choose another --out or pass --overwrite"
+            )
+
     def _mark(self, stage: Stage, state: str) -> None:
         record = self.record
         record[stage.name] = {"inputs": jsonable(stage.inputs), "state": state}
+        if stage.depends:
+            record[stage.name]["depends"] = self._upstream(stage)
         self.run.write_json(STAGES_FILE, record)
 
     def _spent(self, name: str, seconds: float) -> None:
@@ -159,12 +182,10 @@ def open_staged_run(
             try:
                 run = RunDir(path, kind, existing["config"], _took_lock=not had_lock)
                 runner = StageRunner(run, stages)
+                problem = runner.conflicts()  # refused here, before any stage runs
+                if problem:
+                    raise UserError(f"{path}: {problem}; choose another --out or pass --overwrite")
                 if differing(existing["config"], jsonable(config)):
-                    problem = runner.conflicts()
-                    if problem:
-                        raise UserError(
-                            f"{path}: {problem}; choose another --out or pass --overwrite"
-                        )
                     run.record(config)
             except BaseException:
                 if not had_lock:

@@ -32,6 +32,9 @@ class Settings:
     seed: int = 0
     device: str | None = None
     progress: bool = True
+    # the model's weights fingerprint, filled in by check_settings: stages that use the model
+    # resume only on the same weights (None when re-rendering a report: nothing runs)
+    model_weights: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,13 +62,18 @@ class Study:
         return Path("runs") / f"{self.name}-{settings.preset}-{Path(settings.model).name}"
 
 
-def check_settings(study: Study, settings: Settings) -> None:
-    """Refuse a wrong preset, model or device before anything is written."""
+def check_settings(study: Study, settings: Settings) -> Settings:
+    """Refuse a wrong preset, model or device before anything is written; returns the
+    settings with the model's weights fingerprint."""
+    import dataclasses
+
+    from reasonlens.models.fingerprint import weights_fingerprint
     from reasonlens.models.loading import pick_device, resolve_source
 
     study.preset(settings.preset)
     pick_device(settings.device)  # cheap: before a model is converted
-    resolve_source(settings.model)
+    weights = weights_fingerprint(resolve_source(settings.model).path)
+    return dataclasses.replace(settings, model_weights=weights)
 
 
 def open_study(
@@ -73,7 +81,7 @@ def open_study(
 ) -> StageRunner:
     """Check the settings and open (or reopen) the run directory; every refusal happens
     here, before any stage runs."""
-    check_settings(study, settings)
+    settings = check_settings(study, settings)
     return open_staged_run(
         out, study.kind, study.config(settings), study.stages(settings), overwrite=overwrite
     )

@@ -33,6 +33,7 @@ from reasonlens.models.fingerprint import model_fingerprint
 from reasonlens.models.loading import LoadedModel
 from reasonlens.models.prompts import format_prompt, pad_batch, tokenize
 from reasonlens.progress import Progress
+from reasonlens.runs.lock import held_here, release
 from reasonlens.trace.hooks import ForwardContext, StopForward, site_hooks
 from reasonlens.trace.inputs import JsonlInputs, TraceInput, as_inputs, fingerprint
 from reasonlens.trace.sites import SiteRef, resolve_sites
@@ -241,7 +242,9 @@ def capture(
             "inputs_sha256": inputs_sha,
             "chat_template": chat,
         }
+        had_lock = held_here(store_path)
         done = verify_shards(store_path, prepare_store(store_path, meta, overwrite))
+        took_lock = not had_lock and held_here(store_path)  # release it when capture ends
         stats.skipped_shards = len(done)
         writer = ShardWriter(store_path)
 
@@ -295,10 +298,14 @@ def capture(
     except BaseException:
         if store_path is not None:
             _discard_if_empty(store_path, n_shards)
+            if took_lock:
+                release(store_path)
         raise
 
     if store_path is not None:
         mark_complete(store_path)
+        if took_lock:
+            release(store_path)
         return ActivationStore(store_path)
 
     data = {name: _cat_rows(parts, name) for name, parts in collected.items()}

@@ -195,8 +195,13 @@ class ActivationStore:
         meta_path = self.path / META
         if not meta_path.is_file():
             raise UserError(f"{self.path} is not an activation store (no {META})")
-        self.meta = read_json(meta_path)
-        if self.meta.get("format") != FORMAT:
+        try:
+            self.meta = read_json(meta_path)
+        except (OSError, ValueError, RecursionError) as err:
+            raise UserError(
+                f"{meta_path} is corrupt ({err}); re-run the trace command that made it"
+            ) from None
+        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
             raise UserError(f"{self.path}: {META} is not a reasonlens activation store")
         missing = [i for i in range(self.meta["n_shards"]) if not self._shard(i).is_file()]
         if missing:

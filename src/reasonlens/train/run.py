@@ -32,7 +32,7 @@ from transformers import TrainerCallback
 from reasonlens.errors import UserError
 from reasonlens.runs import RunDir, read_json, reopen_or_refuse
 from reasonlens.train.callbacks import JsonlLogCallback, ProgressCallback, TokenMeter, read_log
-from reasonlens.train.config import TrainConfig
+from reasonlens.train.config import TrainConfig, check_lora_targets
 from reasonlens.train.data import DataFile, read_pairs, tokenize_pairs
 from reasonlens.train.report import plot_loss, summary_markdown
 
@@ -96,6 +96,7 @@ def train(
     from reasonlens.models import load_tokenizer
 
     config.validate()
+    check_lora_targets(config)  # library callers get the command's refusal too
     out = Path(out)
     precision = resolve_precision(config)
     pairs, files = read_pairs(config.data)

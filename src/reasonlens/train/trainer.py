@@ -27,6 +27,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import SFTTrainer
 
 from reasonlens.models.fingerprint import safetensors_problem
+from reasonlens.runs.files import fsync_dir
 from reasonlens.train.batching import LengthGroupedSampler
 from reasonlens.train.callbacks import TokenMeter
 from reasonlens.train.data import IGNORE
@@ -153,20 +154,7 @@ def _fsync_tree(path: Path) -> None:
         for name in files:
             with open(os.path.join(root, name), "rb") as handle:
                 os.fsync(handle.fileno())
-        _fsync_dir(Path(root))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        fsync_dir(Path(root))
 
 
 def _publish(staged: Path, final: Path) -> None:
@@ -180,7 +168,7 @@ def _publish(staged: Path, final: Path) -> None:
             shutil.rmtree(old)
         final.rename(old)
     staged.rename(final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     if not any(staged.parent.iterdir()):

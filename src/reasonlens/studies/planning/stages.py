@@ -42,30 +42,48 @@ def stages(settings: Settings) -> list[Stage]:
         "limits": p.limits.__dict__,
         "horizon_levels": list(p.horizon_levels),
     }
+    # the base model's weights (stages that read it resume only on the same ones); the
+    # fine-tuned weights are known once training ran: the later stages depend on them
+    base = {"model_weights": settings.model_weights} if settings.model_weights else {}
+    evals = {"eval_per_cell": p.eval_per_cell, "batch_size": p.eval_batch_size}
     return [
         Stage("data", {"seed": settings.seed, "data": data}, _data_stage(p, settings), _data),
         Stage(
             "train",
-            {"model": settings.model, "seed": settings.seed, "train": p.train.__dict__},
+            {"model": settings.model, **base, "seed": settings.seed, "train": p.train.__dict__},
             _train_stage(p, settings),
-            lambda d: {"directory": d, "results": read_json(d / "results.json")},
+            _trained,
         ),
-        *(
-            Stage(
-                f"eval_{label}",
-                {"eval_per_cell": p.eval_per_cell, "batch_size": p.eval_batch_size},
-                _eval_stage(p, settings, label),
-                _evaluation,
-            )
-            for label in ("base", "finetuned")
+        Stage("eval_base", {**evals, **base}, _eval_stage(p, settings, "base"), _evaluation),
+        Stage(
+            "eval_finetuned",
+            evals,
+            _eval_stage(p, settings, "finetuned"),
+            _evaluation,
+            depends=_finetuned_weights,
         ),
         Stage(
             "analyses",
-            {"seed": settings.seed, "analysis": analysis},
+            {"seed": settings.seed, "analysis": analysis, **base},
             _analyses_stage(p, settings),
             _analyses,
+            depends=_finetuned_weights,
         ),
     ]
+
+
+def _trained(directory: Path) -> dict[str, Any]:
+    from reasonlens.models.fingerprint import weights_fingerprint
+
+    return {
+        "directory": directory,
+        "results": read_json(directory / "results.json"),
+        "model_weights": weights_fingerprint(directory / "model"),
+    }
+
+
+def _finetuned_weights(upstream: dict) -> dict[str, str]:
+    return {"finetuned_weights": upstream["train"]["model_weights"]}
 
 
 # data -------------------------------------------------------------------------------------
