@@ -118,3 +118,36 @@ def test_the_default_model_end_to_end(tmp_path, capsys):
     assert results["totals"]["multi_token_answers"] == 0  # one token per answer
     assert all(r["teacher_forced"]["steps"][0]["gold"].startswith(" ") for r in records)
     assert results["timings"]["generated_tokens"] > 0
+
+
+def test_an_eval_killed_before_its_results_finishes_on_the_same_command(
+    tiny_dir, data, tmp_path, capsys, monkeypatch
+):
+    """Killed mid-run (after the run directory and its inputs were written, before any result):
+    the same command finishes, with results equal to an uninterrupted run's."""
+    from reasonlens.evaluate import task_eval
+
+    files = [data / "L1_test.jsonl", data / "L2_test.jsonl"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run(["eval", "-m", tiny_dir, "--data", *files, "-o", whole], capsys)[0] == 0
+    real = task_eval.write_eval
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(task_eval, "write_eval", die)
+    code, _, err = run(["eval", "-m", tiny_dir, "--data", *files, "-o", killed], capsys)
+    assert code == 130  # Ctrl-C: 128 + SIGINT
+    assert (killed / "run.json").is_file() and not (killed / "results.json").exists()
+    monkeypatch.setattr(task_eval, "write_eval", real)
+    assert run(["eval", "-m", tiny_dir, "--data", *files, "-o", killed], capsys)[0] == 0
+
+    def records(out):
+        return [
+            {k: v for k, v in json.loads(line).items() if k != "timings"}
+            for line in (out / "examples.jsonl").read_text().splitlines()
+        ]
+
+    assert records(killed) == records(whole)
+    totals = [json.loads((o / "results.json").read_text())["totals"] for o in (whole, killed)]
+    assert totals[0] == totals[1]
