@@ -132,7 +132,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         slots: Annotated[
             int | None,
-            typer.Option(min=1, help="Slots for seed records that do not say (default 4)."),
+            typer.Option(
+                min=1,
+                help="Table slots for seed records that give none (default: no limit).",
+            ),
         ] = None,
         show: Annotated[int, typer.Option(min=0, help="How many issue lines to print.")] = 20,
         strict: Annotated[
@@ -158,11 +161,21 @@ def register(app: typer.Typer) -> None:
             print(json.dumps(totals))
             _print_issues(issues, show, sys.stderr)
         else:
-            table = Table("check", "examples", "share", title=f"validate {file}")
+            console = Console()
+            # the file's name on a line of its own: a table title would wrap it mid-word
+            console.print(f"validate {file}", markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                f"seed-layout records that give no slot count: {report.slots_rule}",
+                markup=False,
+                highlight=False,
+            )
+            table = Table("check", "count", "share")
             for key, value in totals.items():
-                share = f"{value / totals['total']:.1%}" if totals["total"] else "-"
-                table.add_row(key, str(value), share)
-            Console().print(table)
+                of = totals["problems"] if key.endswith("_problems") else totals["total"]
+                share = f"{value / of:.1%}" if of and key != "problems" else "-"
+                label = key if key.endswith("problems") else f"{key} (lines)"
+                table.add_row(label, str(value), share)
+            console.print(table)
             _print_issues(issues, show, sys.stdout)
         if strict and totals["with_issues"]:
             raise SystemExit(1)
