@@ -78,3 +78,17 @@ def test_knockout_refuses_a_layer_subset_and_an_unknown_method(tiny_llama, make_
         masking_impact(tiny_llama, ids, [[(6, 3)]], [[[[2]]]], layers=[0], method="knockout")
     with pytest.raises(UserError, match="unknown masking method"):
         masking_impact(tiny_llama, ids, [[(6, 3)]], [[[[2]]]], method="hide")
+
+
+def test_knockout_leaves_no_attention_on_the_history_and_zeroed_keys_do(make_model, make_ids):
+    model = make_model("llama", n_layers=2, seed=8)
+    ids = make_ids([24], seed=9)
+    steps, groups = [[(12, 5), (22, 9)]], [[[[2, 3]], [[2, 3], [14, 15]]]]
+    from reasonlens.analyses.masking import history_attention_mass
+
+    knocked = history_attention_mass(model, ids, steps, groups, method="knockout")
+    zeroed = history_attention_mass(model, ids, steps, groups, method="zero_keys")
+    assert (knocked["hidden"] == 0).all()
+    assert (zeroed["hidden"] > 0).all()  # a zero key still gets weight exp(0)
+    assert torch.equal(knocked["unmasked"], zeroed["unmasked"])
+    assert (knocked["unmasked"] > 0).all()

@@ -317,3 +317,53 @@ def plot_impact(
     fig.tight_layout()
     out = save_figure(fig, path, dpi=150)
     return out
+
+
+@torch.inference_mode()
+def history_attention_mass(
+    model: LoadedModel,
+    input_ids: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[Target]],
+    groups: Sequence[Sequence[Sequence[Sequence[int]]]],
+    method: str = "zero_keys",
+) -> dict[str, torch.Tensor]:
+    """How much attention the readout of each step still pays to the history it is meant not to
+    see: the weight on all its groups' tokens, summed over them, averaged over heads and layers,
+    with every group hidden by `method` and, for reference, with nothing hidden.
+
+    Returns {"hidden": [examples, steps], "unmasked": [examples, steps]} (NaN where a step has
+    no groups). Zeroed keys still get exp(0)-weighted attention; knockout gives exactly 0.
+    """
+    from reasonlens.trace.hooks import site_hooks
+    from reasonlens.trace.sites import site_ref
+
+    if method not in METHODS:
+        raise one_of("masking method", method, METHODS)
+    if method == "knockout":
+        _check_knockout(model, input_ids, None)
+    check_inputs(model, input_ids, targets, "targets")
+    n_steps = max(len(t) for t in targets)
+    out = {k: torch.full((len(input_ids), n_steps), float("nan")) for k in ("hidden", "unmasked")}
+    refs = [site_ref(layer, "attn_pattern") for layer in range(model.n_layers)]
+    for e, (ids, steps, step_groups) in enumerate(zip(input_ids, targets, groups, strict=True)):
+        for t, ((n, _gold), visible) in enumerate(zip(steps, step_groups, strict=True)):
+            hidden = sorted({p for g in visible for p in g})
+            if not hidden:
+                continue
+            for key, hide in (("unmasked", []), ("hidden", hidden)):
+                mass: list[float] = []
+
+                def read(weights, _ctx, mass=mass, n=n, hidden=hidden):
+                    mass.append(float(weights[0, :, n, hidden].sum(-1).mean()))
+
+                batch = torch.tensor([list(ids[: n + 1])], device=model.device)
+                mask = torch.ones_like(batch)
+                masks, kwargs = [], {}
+                if hide and method == "knockout":
+                    kwargs["attention_mask"] = knockout_mask(mask, [hide], model.dtype)
+                elif hide:
+                    masks = zero_keys(model, positions=[hide])
+                with intervene(model, *masks), site_hooks(model, [(r, read) for r in refs]):
+                    model.hf(input_ids=batch, use_cache=False, logits_to_keep=1, **kwargs)
+                out[key][e, t] = sum(mass) / len(mass)
+    return out

@@ -27,6 +27,7 @@ from reasonlens.tasks.blocksworld import Example
 log = logging.getLogger(__name__)
 
 PROBE_FOLDS = 5  # probes are cross-fitted: each fold trains on the other 80% of the problems
+MASS_PROBLEMS = 8  # problems whose attention on the hidden history is measured
 
 
 def select_analysis_set(
@@ -132,25 +133,30 @@ def run_masking(
 ) -> dict:
     """The history intervention, hiding the history's colour tokens by zeroing their keys (the
     paper's) or by attention knockout (exactly zero attention; file `knockout`)."""
-    from reasonlens.analyses.masking import masking_impact
+    from reasonlens.analyses.masking import history_attention_mass, masking_impact
 
     name = "masking" if method == "zero_keys" else "knockout"
 
     def compute() -> tuple[dict, dict]:
-        result = masking_impact(
-            model,
-            [it.input_ids for it in items],
-            [pos.targets(it) for it in items],
-            [pos.history_groups(it) for it in items],
-            progress=progress,
-            method=method,
-        )
+        ids = [it.input_ids for it in items]
+        targets = [pos.targets(it) for it in items]
+        groups = [pos.history_groups(it) for it in items]
+        result = masking_impact(model, ids, targets, groups, progress=progress, method=method)
+        # how much attention the hidden history still gets (a few problems: one pass a step)
+        k = MASS_PROBLEMS
+        mass = history_attention_mass(model, ids[:k], targets[:k], groups[:k], method=method)
         how = "zeroed keys" if method == "zero_keys" else "attention knockout"
         result.plot(
             out / files.masking_png(method),
             title=f"History intervention ({how}): impact of unmasking one step, {model.name}",
         )
-        return {**result.to_dict(), "n_examples": len(items)}, result.per_example()
+        record = {**result.to_dict(), "n_examples": len(items)}
+        record["history_mass"] = {
+            "hidden": float(mass["hidden"].nanmean()),
+            "unmasked": float(mass["unmasked"].nanmean()),
+            "n_examples": min(k, len(items)),
+        }
+        return record, result.per_example()
 
     return _cached(out, name, compute)
 

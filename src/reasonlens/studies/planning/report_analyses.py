@@ -426,6 +426,14 @@ def masking_section(
         ["step predicted", "paper: impact of steps 1..t-1", "fine-tuned", "before fine-tuning"],
         rows,
     )
+    mass = result.get("history_mass")
+    if mass:
+        doc.paragraph(
+            "Attention the readout still pays to the hidden history's colour tokens (summed over "
+            f"them, mean over heads, layers and steps, first {mass['n_examples']} problems): "
+            f"{mass['hidden']:.3f} with the history hidden, against {mass['unmasked']:.3f} "
+            "with nothing hidden."
+        )
     observed = _masking_claims(impact)
     c_observed = _masking_claims(c_impact) if c_impact is not None else None
     said = _judge(n, observed, directory, name, _masking_resampled, control, c_observed)
