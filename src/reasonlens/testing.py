@@ -26,3 +26,19 @@ def save_tiny_model(path: str | Path, arch: str = "llama", **kwargs) -> str:
     model.hf.save_pretrained(path)
     model.tokenizer.save_pretrained(path)
     return str(path)
+
+
+def longer_plan(example) -> str:
+    """A legal Blocksworld plan that reaches the goal with one useless move first (2 steps
+    longer than the gold plan): what a test of the validator or evaluator wants as 'not optimal'."""
+    pile = next(p for p in example.problem.init if p)
+    below = pile[-2] if len(pile) > 1 else "table"
+    actions = [f"pick-up {pile[-1]}", f"stack {pile[-1]} on-top-of {below}"]
+    actions += [str(a) for a in example.plan]
+    return "\n".join(f"step {k}: {a}" for k, a in enumerate(actions, start=1))
+
+
+def illegal_plan(example) -> str:
+    """The gold first step, then a second pick-up while the hand is full."""
+    first = example.plan[0]
+    return f"step 1: {first}\nstep 2: pick-up {first.block}"

@@ -11,31 +11,17 @@ from reasonlens.evaluate import task_eval
 from reasonlens.evaluate.generation import generate, generate_tokens
 from reasonlens.evaluate.task_eval import evaluate_task
 from reasonlens.tasks import TASKS
+from reasonlens.testing import illegal_plan, longer_plan
 
 BW = TASKS["blocksworld"]
-
-
-def _longer(example) -> str:
-    """A legal plan that reaches the goal with one useless move first (2 steps too long)."""
-    pile = next(p for p in example.problem.init if p)
-    below = pile[-2] if len(pile) > 1 else "table"
-    actions = [f"pick-up {pile[-1]}", f"stack {pile[-1]} on-top-of {below}"]
-    actions += [str(a) for a in example.plan]
-    return "\n".join(f"step {k}: {a}" for k, a in enumerate(actions, start=1))
-
-
-def _illegal(example) -> str:
-    """The gold first step, then a second pick-up while the hand is full."""
-    first = example.plan[0]
-    return f"step 1: {first}\nstep 2: pick-up {first.block}"
 
 
 def test_evaluate_task_scores_what_the_generator_returns(tiny_llama, bw_examples, monkeypatch):
     examples = bw_examples[:4]
     outputs = [
         examples[0].completion + "\n\nRule:\nYou can pick-up",  # the gold plan, then chatter: cut
-        _longer(examples[1]),
-        _illegal(examples[2]),
+        longer_plan(examples[1]),
+        illegal_plan(examples[2]),
         "Let me think about it.\nstep 1: pick-up red",
     ]
     by_prompt = {ex.prompt: out for ex, out in zip(examples, outputs, strict=True)}

@@ -17,6 +17,7 @@ from reasonlens.tasks.blocksworld import (
     run_plan,
     write_examples,
 )
+from reasonlens.testing import illegal_plan, longer_plan
 
 
 @pytest.fixture(scope="module")
@@ -58,21 +59,6 @@ def test_the_plan_ends_at_the_first_line_that_is_not_a_step(task, text, plan, fi
     assert plan_finished(text) is finished is task.stop(text)
 
 
-def _longer(example) -> str:
-    """A legal plan that reaches the goal with one useless move first (2 steps too long)."""
-    pile = next(p for p in example.problem.init if p)
-    below = pile[-2] if len(pile) > 1 else "table"
-    actions = [f"pick-up {pile[-1]}", f"stack {pile[-1]} on-top-of {below}"]
-    actions += [str(a) for a in example.plan]
-    return "\n".join(f"step {k}: {a}" for k, a in enumerate(actions, start=1))
-
-
-def _illegal(example) -> str:
-    """The gold first step, then a second pick-up while the hand is full."""
-    first = example.plan[0]
-    return f"step 1: {first}\nstep 2: pick-up {first.block}"
-
-
 def test_verdicts_on_the_gold_plan_are_all_true(bw_examples):
     for ex in bw_examples:
         check = plan_verdicts(ex, ex.completion)
@@ -82,7 +68,7 @@ def test_verdicts_on_the_gold_plan_are_all_true(bw_examples):
 
 def test_a_longer_plan_that_reaches_the_goal_is_neither_optimal_nor_exact(bw_examples):
     for ex in bw_examples:
-        plan = _longer(ex)
+        plan = longer_plan(ex)
         actions = [parse_action(line.split(": ", 1)[1]) for line in plan.split("\n")]
         world, bad, _ = run_plan(ex.problem, actions)
         assert bad is None and world.satisfies(ex.problem.goal)  # the fixture is what it says
@@ -94,7 +80,7 @@ def test_a_longer_plan_that_reaches_the_goal_is_neither_optimal_nor_exact(bw_exa
 
 def test_an_illegal_plan_names_its_first_illegal_step(bw_examples):
     for ex in bw_examples:
-        check = plan_verdicts(ex, _illegal(ex))
+        check = plan_verdicts(ex, illegal_plan(ex))
         assert check.parsed and not check.legal and check.first_illegal_step == 2
         assert check.illegal_reason
         assert (check.goal_reached, check.optimal, check.exact_match) == (False, False, False)
@@ -130,7 +116,7 @@ def test_score_is_the_validator_verdict_with_or_without_the_source(task, bw_exam
     ex = bw_examples[0]
     item = task.item(ex)
     bare = TaskItem(item.id, item.prompt, item.completion)  # no source: re-read from its text
-    for plan in (ex.completion, _longer(ex), _illegal(ex), ""):
+    for plan in (ex.completion, longer_plan(ex), illegal_plan(ex), ""):
         assert task.score(item, plan) == plan_verdicts(ex, plan).to_dict() == task.score(bare, plan)
     assert set(task.metrics) <= set(task.score(item, ex.completion))
 
