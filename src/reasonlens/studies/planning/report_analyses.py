@@ -59,17 +59,19 @@ def _judge(
     claims,
     control: dict | None,
     control_observed: Claims | None,
-    per_problem=None,
+    view=None,
 ) -> dict[str, str]:
-    """Verdicts on `observed`, each learned claim checked against the base model's values."""
-    data = per_problem if per_problem is not None else load_per_example(directory, name)
+    """Verdicts on `observed`, each learned claim checked against the base model's values;
+    `view` picks what the claims read from a per-problem file (the same for both models)."""
+
+    def load(where: Path) -> dict | None:
+        data = load_per_example(where, name)
+        return data if data is None or view is None else view(data)
+
     checked = None
     if control is not None and control_observed is not None:
-        control_data = load_per_example(directory / files.CONTROL, name)
-        if per_problem is not None and control_data is not None and "lens_hits" in control_data:
-            control_data = {**control_data, "hits": control_data["lens_hits"]}
-        checked = Control(control_observed, control_data)
-    return verdicts(n, observed, data, claims, control=checked)
+        checked = Control(control_observed, load(directory / files.CONTROL))
+    return verdicts(n, observed, load(directory), claims, control=checked)
 
 
 def _value(value) -> str:
@@ -156,6 +158,11 @@ def _judged_projection(result: dict) -> tuple[str, str | None]:
     )
 
 
+def _lens_events(data: dict) -> dict:
+    """The per-problem extraction events of the logit lens, in place of the raw ones."""
+    return {**data, "hits": data["lens_hits"]}
+
+
 def _extraction_view(result: dict, variant: str) -> tuple[dict, dict]:
     stats_of = result[variant]
     mean, std = _array(stats_of["mean"]), _array(stats_of["std"])
@@ -181,10 +188,6 @@ def extraction_section(
     )
     if degenerate:
         doc.paragraph(degenerate)
-    per_problem = None
-    if variant == "logit_lens":
-        data = load_per_example(directory, "extraction")
-        per_problem = None if data is None else {**data, "hits": data["lens_hits"]}
     observed = _extraction_claims(stats)
     c_observed = _extraction_claims(c_stats) if c_stats else None
     said = _judge(
@@ -195,7 +198,7 @@ def extraction_section(
         _extraction_resampled(comps),
         control,
         c_observed,
-        per_problem=per_problem,
+        view=_lens_events if variant == "logit_lens" else None,
     )
 
     def pair(s: dict | None, a: str, b: str, digits: int = 2) -> str:
