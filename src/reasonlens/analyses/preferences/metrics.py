@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from reasonlens.tasks.preferences.release import Decision
-from reasonlens.tasks.preferences.scenarios import Scenario
+from reasonlens.tasks.preferences.scenarios import N_ATTRIBUTES, Scenario
 
 #: Bootstrap resamples by default.
 N_BOOT = 1000
@@ -60,8 +60,8 @@ def _paired(
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The scenarios in both (in x's order) and their values as (scenarios x attributes)."""
     names = [n for n in x if n in y]
-    a = np.array([list(x[n]) for n in names], dtype=float).reshape(len(names), -1)
-    b = np.array([list(y[n]) for n in names], dtype=float).reshape(len(names), -1)
+    a = np.array([list(x[n]) for n in names], dtype=float).reshape(len(names), N_ATTRIBUTES)
+    b = np.array([list(y[n]) for n in names], dtype=float).reshape(len(names), N_ATTRIBUTES)
     return names, a, b
 
 
@@ -97,7 +97,7 @@ def per_attribute_correlation(
     """Pearson r (and p) at each attribute position, over the scenarios in both."""
     names, a, b = _paired(x, y)
     out = []
-    for k in range(a.shape[1] if a.ndim == 2 and a.size else 0):
+    for k in range(N_ATTRIBUTES):
         r, p = _pearson(a[:, k], b[:, k])
         out.append({"attribute": f"attr{k + 1}", "r": r, "p": p, "n_scenarios": len(names)})
     return out

@@ -69,6 +69,7 @@ class Scenario:
     attributes: tuple[Attribute, ...]
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "attributes", tuple(self.attributes))  # a list is hashable now
         check_scenario(self)
 
     @property
