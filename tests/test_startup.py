@@ -63,6 +63,8 @@ HELP_CASES = [
     ["train", "--help"],
     ["train-merge", "--help"],
     ["eval", "--help"],
+    ["preferences", "--help"],
+    ["preferences", "analyse", "--help"],
     ["trace", "--help"],
     ["study", "--help"],
     ["study", "planning", "--help"],

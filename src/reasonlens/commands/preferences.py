@@ -62,13 +62,14 @@ def register(app: typer.Typer) -> None:
             list[Path] | None, typer.Argument(hidden=True, metavar="[MORE REPORTS FILES]")
         ] = None,
     ) -> None:
-        """Recover each scenario's weights from the decisions by logistic regression and score
-        them against the targets (pooled r with a bootstrap CI over scenarios, per-attribute r,
-        agreement with the target choice, share of "A"); with --reports, score the
-        self-reports against the learned weights.
+        """Recover learned weights from decisions; score them against targets and reports.
 
-        Writes results.json, learned_weights.csv, fits.csv, summary.md and plots into --out
-        (and inputs.json: the input files' sha256). Bad input writes nothing.
+        One logistic regression per scenario of choosing "A" on the five range-normalised
+        differences; pooled r(learned, target) with a bootstrap CI over scenarios,
+        per-attribute r, agreement with the target choice and the share of "A"; with
+        --reports, r between the mean reports and the learned weights. Writes results.json,
+        learned_weights.csv, fits.csv, summary.md, plots and inputs.json (the input files'
+        sha256) into --out. Bad input writes nothing.
         """
         from rich.console import Console
 
