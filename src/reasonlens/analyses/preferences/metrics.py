@@ -13,6 +13,7 @@ decisions match the target choice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -55,6 +56,14 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None]:
     return float(result.statistic), float(result.pvalue)
 
 
+def _r(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson r alone (no p-value: scipy's costs ~1 ms, times 1000 resamples), or None for
+    a constant side."""
+    dx, dy = x - x.mean(), y - y.mean()
+    denom = math.sqrt(float(dx @ dx) * float(dy @ dy))
+    return float(dx @ dy) / denom if denom > 0 else None
+
+
 def _paired(
     x: Mapping[str, Sequence[float]], y: Mapping[str, Sequence[float]]
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -82,7 +91,7 @@ def pooled_correlation(
         rs = []
         for _ in range(n_boot):
             pick = rng.integers(0, len(names), len(names))
-            value, _ = _pearson(a[pick].ravel(), b[pick].ravel())
+            value = _r(a[pick].ravel(), b[pick].ravel())
             if value is not None:
                 rs.append(value)
         if rs:

@@ -24,7 +24,8 @@ read as its posterior mean; `measure_preferences.R`):
 - Invalid replies are dropped from the regression and counted per scenario.
 - Each scenario's slopes are rescaled to max |b| = 100 with their signs kept, the scale of the
   targets, so that no scenario with large coefficients dominates a pooled correlation. The
-  floats are kept; the release rounds them to integers (which changes r by about 0.001).
+  floats are kept; the release rounds them to integers (on its files that moves r by
+  about 0.0001).
 """
 
 from __future__ import annotations
