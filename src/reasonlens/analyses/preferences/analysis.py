@@ -223,6 +223,12 @@ def _p(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2g}"
 
 
+def _bad(s: SelfReport) -> str:
+    if s.n_bad is None:
+        return f"{s.n_reports} parsed reports; bad ones not in the file"
+    return f"{s.n_bad} bad of {s.n_reports}"
+
+
 def _ci(c: Correlation) -> str:
     if c.ci_low is None:
         return "n/a"
@@ -252,7 +258,7 @@ def summary_markdown(analysis: PreferenceAnalysis, title: str = "Preferences ana
         lines.append(
             f"| self-report r vs learned, {label} | {_fmt(s.vs_learned.r)} "
             f"(CI {_ci(s.vs_learned)}; {s.vs_learned.n_scenarios} scenarios, "
-            f"{s.n_bad} bad of {s.n_reports}) |"
+            f"{_bad(s)}) |"
         )
         if s.vs_target is not None:
             lines.append(f"| self-report r vs target, {label} | {_fmt(s.vs_target.r)} |")

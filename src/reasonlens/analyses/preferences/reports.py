@@ -34,7 +34,7 @@ class SelfReport:
     """Report accuracy for one set of reports (one model and version)."""
 
     n_reports: int
-    n_bad: int
+    n_bad: int | None  # None: the file kept only parseable reports (the release's layout)
     mean: Weights
     vs_learned: Correlation
     vs_target: Correlation | None
@@ -59,10 +59,12 @@ def self_report(
     seed: int = 0,
 ) -> SelfReport:
     """Mean reports against `learned` weights (and `targets`, if given), over the scenarios
-    that have both."""
+    that have both. Bad reports are counted when the replies were parsed here (raw layout);
+    a file in the release's layout holds only the parseable ones, so its count is None."""
     reports = list(reports)
     mean = mean_reports(reports)
-    bad = sum(r.weights is None for r in reports)
+    parsed_here = any(r.reply is not None for r in reports)
+    bad = sum(r.weights is None for r in reports) if parsed_here else None
     vs_learned = pooled_correlation(mean, learned, n_boot, seed)
     vs_target = pooled_correlation(mean, targets, n_boot, seed) if targets is not None else None
     return SelfReport(len(reports), bad, mean, vs_learned, vs_target)
