@@ -92,3 +92,29 @@ def test_knockout_leaves_no_attention_on_the_history_and_zeroed_keys_do(make_mod
     assert (zeroed["hidden"] > 0).all()  # a zero key still gets weight exp(0)
     assert torch.equal(knocked["unmasked"], zeroed["unmasked"])
     assert (knocked["unmasked"] > 0).all()
+
+
+def test_history_mass_equals_hugging_face_attentions_step_by_step(make_model, make_ids):
+    """The batched pass (every step's hidden history in one row) gives what each step's own
+    sequence gives in Hugging Face's eager attentions, with nothing hidden and knocked out."""
+    from reasonlens.analyses.masking import history_attention_mass
+    from reasonlens.trace.interventions import knockout_mask
+
+    model = make_model("llama", n_layers=2, seed=10, attn_implementation="eager")
+    ids = make_ids([26], seed=11)
+    steps, groups = [[(12, 5), (18, 7), (24, 9)]], [[[[2, 3]], [[2, 3], [14]], []]]
+    got = history_attention_mass(model, ids, steps, groups, method="knockout")
+    for t, ((n, _gold), visible) in enumerate(zip(steps[0], groups[0], strict=True)):
+        hidden = sorted({p for g in visible for p in g})
+        if not hidden:
+            assert got["hidden"][0, t].isnan() and got["unmasked"][0, t].isnan()
+            continue
+        x = torch.tensor([ids[0][: n + 1]])
+        for key, mask in (
+            ("unmasked", None),
+            ("hidden", knockout_mask(torch.ones_like(x), [hidden], model.dtype)),
+        ):
+            with torch.no_grad():
+                out = model.hf(input_ids=x, attention_mask=mask, output_attentions=True)
+            want = torch.stack([a[0, :, n, hidden].sum(-1).mean() for a in out.attentions])
+            assert got[key][0, t].item() == pytest.approx(want.mean().item(), abs=1e-6)

@@ -346,24 +346,34 @@ def history_attention_mass(
     out = {k: torch.full((len(input_ids), n_steps), float("nan")) for k in ("hidden", "unmasked")}
     refs = [site_ref(layer, "attn_pattern") for layer in range(model.n_layers)]
     for e, (ids, steps, step_groups) in enumerate(zip(input_ids, targets, groups, strict=True)):
-        for t, ((n, _gold), visible) in enumerate(zip(steps, step_groups, strict=True)):
-            hidden = sorted({p for g in visible for p in g})
-            if not hidden:
-                continue
-            for key, hide in (("unmasked", []), ("hidden", hidden)):
-                mass: list[float] = []
+        # one pass per example: row 0 with nothing hidden, row 1 + t with step t's history
+        # hidden (tokens after a step's readout cannot change its attention, so every row
+        # runs the same prefix)
+        rows = [
+            (t, n, sorted({p for g in visible for p in g}))
+            for t, ((n, _gold), visible) in enumerate(zip(steps, step_groups, strict=True))
+        ]
+        rows = [r for r in rows if r[2]]
+        if not rows:
+            continue
+        hide = [[]] + [hidden for _t, _n, hidden in rows]
+        end = max(n for _t, n, _h in rows) + 1
+        batch = torch.tensor([list(ids[:end])] * len(hide), device=model.device)
+        sums = torch.zeros(2, len(rows), dtype=torch.float64)
 
-                def read(weights, _ctx, mass=mass, n=n, hidden=hidden):
-                    mass.append(float(weights[0, :, n, hidden].sum(-1).mean()))
+        def read(weights, _ctx, sums=sums, rows=rows):
+            for r, (_t, n, hidden) in enumerate(rows):
+                sums[0, r] += float(weights[0, :, n, hidden].sum(-1).mean())
+                sums[1, r] += float(weights[1 + r, :, n, hidden].sum(-1).mean())
 
-                batch = torch.tensor([list(ids[: n + 1])], device=model.device)
-                mask = torch.ones_like(batch)
-                masks, kwargs = [], {}
-                if hide and method == "knockout":
-                    kwargs["attention_mask"] = knockout_mask(mask, [hide], model.dtype)
-                elif hide:
-                    masks = zero_keys(model, positions=[hide])
-                with intervene(model, *masks), site_hooks(model, [(r, read) for r in refs]):
-                    model.hf(input_ids=batch, use_cache=False, logits_to_keep=1, **kwargs)
-                out[key][e, t] = sum(mass) / len(mass)
+        masks, kwargs = [], {}
+        if method == "knockout":
+            kwargs["attention_mask"] = knockout_mask(torch.ones_like(batch), hide, model.dtype)
+        else:
+            masks = zero_keys(model, positions=hide)
+        with intervene(model, *masks), site_hooks(model, [(r, read) for r in refs]):
+            model.hf(input_ids=batch, use_cache=False, logits_to_keep=1, **kwargs)
+        for r, (t, _n, _h) in enumerate(rows):
+            out["unmasked"][e, t] = sums[0, r] / len(refs)
+            out["hidden"][e, t] = sums[1, r] / len(refs)
     return out

@@ -20,6 +20,7 @@ class TrainRecipe:
     learning_rate: float | None = None  # None: the method's default
     lr_scheduler: str = "linear"
     warmup_ratio: float = 0.0
+    dtype: str = "auto"  # "auto": bf16 on a GPU, fp32 on a CPU; CPU presets may ask for bf16
 
     def config(
         self, model: str, data: list[str], seed: int, device: str | None = None

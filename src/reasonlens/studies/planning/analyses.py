@@ -38,34 +38,53 @@ def select_analysis_set(
     batch_size: int = 16,
     cache: Path | None = None,
 ) -> tuple[list[pos.Item], dict[str, int]]:
-    """Problems the model solves under teacher forcing, up to `n`, in a seeded random order.
+    """Up to `n` problems the model solves under teacher forcing, in a seeded random order.
 
-    Scoring every candidate is the slow part, so with `cache` the verdicts are kept in that
-    file (by problem id) and a resumed study or a second analysis of the same candidates
+    Candidates are scored in that order, a chunk at a time, until `n` are solved: a large
+    candidate pool costs only what the analysis set needs, and the set is the same as scoring
+    all of them and taking the first `n` solved. With `cache` the verdicts are kept in that
+    file (by problem id), so a resumed study or a second analysis of the same candidates
     reuses them. Where an answer is several tokens (not with the built-in models' tokenizers,
     a tested property of the palettes), the analyses read its first token.
     """
     from reasonlens.evaluate.teacher_forcing import score_blanks
 
-    items = pos.encode_items(model.tokenizer, examples)
+    order = list(examples)
+    random.Random(seed).shuffle(order)
+    items = pos.encode_items(model.tokenizer, order)
     ids = [it.example.problem_id for it in items]
     saved = read_json(cache) if cache is not None and cache.is_file() else None
-    if saved is not None and saved.get("candidate_ids") == ids:
-        solved_ids = set(saved["solved_ids"])
-        solved = [it for it in items if it.example.problem_id in solved_ids]
-    else:
-        verdicts = score_blanks(model, [it.encoded for it in items], batch_size=batch_size)
-        solved = [it for it, v in zip(items, verdicts, strict=True) if all(b.correct for b in v)]
-        if cache is not None:
-            record = {"candidate_ids": ids, "solved_ids": [it.example.problem_id for it in solved]}
-            write_json(cache, record, indent=None)
-    random.Random(seed).shuffle(solved)
+    verdicts: dict[str, bool] = {}
+    if saved is not None and saved.get("candidate_ids") == ids and "scored_ids" in saved:
+        verdicts = dict(zip(saved["scored_ids"], saved["solved"], strict=True))
+    chunk = 2 * batch_size
+
+    def ids_of(it: pos.Item) -> str:
+        return it.example.problem_id
+
+    scored = 0
+    while scored < len(items) and sum(verdicts.get(i, False) for i in ids[:scored]) < n:
+        todo = [it for it in items[scored : scored + chunk] if ids_of(it) not in verdicts]
+        if todo:
+            results = score_blanks(model, [it.encoded for it in todo], batch_size=batch_size)
+            for it, v in zip(todo, results, strict=True):
+                verdicts[it.example.problem_id] = all(b.correct for b in v)
+            if cache is not None:
+                record = {
+                    "candidate_ids": ids,
+                    "scored_ids": list(verdicts),
+                    "solved": list(verdicts.values()),
+                }
+                write_json(cache, record, indent=None)
+        scored = min(scored + chunk, len(items))
+    solved = [it for it in items[:scored] if verdicts[it.example.problem_id]]
     chosen = solved[:n]
     multi = sum(
         any(s.answer[1] - s.answer[0] > 1 for s in it.encoded.tokens.steps) for it in chosen
     )
     return chosen, {
         "candidates": len(items),
+        "scored": scored,  # in the seeded order, until enough were solved
         "solved": len(solved),
         "chosen": len(chosen),
         "with_multi_token_answers": multi,  # analyses then use the answer's first token
@@ -225,14 +244,18 @@ def run_probes(
             ),
         }
         results: dict[str, dict] = {}
-        declared = [0, len(layers) // 2]  # the layers the depth claims compare (in advance)
+        # the layers the claims compare, declared in advance; the MLP probes (the slow ones)
+        # are fitted there only: they answer "linear ≈ nonlinear", not "where"
+        declared = [layers[0], layers[len(layers) // 2]]
+        probed = {"linear": layers, "mlp": sorted(set(declared))}
         kept: dict[str, torch.Tensor] = {}  # per problem: what the report resamples
         for task, (chosen, label, n_classes, metric) in tasks.items():
-            keys = [(layer, x) for layer in layers for x in chosen]
-            labels = {
-                k: torch.tensor([label(it, k[1]) for it in items], dtype=torch.long) for k in keys
-            }
             for kind in ("linear", "mlp"):
+                keys = [(layer, x) for layer in probed[kind] for x in chosen]
+                labels = {
+                    k: torch.tensor([label(it, k[1]) for it in items], dtype=torch.long)
+                    for k in keys
+                }
                 fitted = cross_fit_probes(
                     {k: features[k] for k in keys},
                     labels,
@@ -244,12 +267,12 @@ def run_probes(
                     threads=1,  # many small problems: one thread avoids BLAS thread thrash
                 )
                 fitted.plot(out / files.probe_png(task, kind))
-                results[f"{task}_{kind}"] = _probe_summary(fitted, metric, layers, chosen)
+                results[f"{task}_{kind}"] = _probe_summary(fitted, metric, probed[kind], chosen)
                 if task == "state":
-                    kept |= _per_problem(fitted, kind, [layers[i] for i in declared], chosen)
+                    kept |= _per_problem(fitted, kind, declared, chosen)
         for kind in ("linear", "mlp"):
             results[f"future_matrix_{kind}"] = _future_matrix(
-                results[f"future_{kind}"], n_steps, layers
+                results[f"future_{kind}"], n_steps, probed[kind]
             )
         return {
             "layers": layers,
@@ -260,7 +283,7 @@ def run_probes(
             "n_test": n,  # every problem, once
             "palette": list(palette),
             "representation": "resid_post (output of block l); a chunk is read at its last token",
-            "declared_layers": [layers[i] for i in declared],
+            "declared_layers": declared,
             **results,
         }, kept
 
@@ -297,7 +320,7 @@ def _probe_summary(fitted, metric: str, layers: list[int], names: list[str]) -> 
             "heads_baseline": [[float(v) for v in base.value[i]] for i in idx],
             "heads_control": [[float(v) for v in control.value[i]] for i in idx],
         }
-    return {"metric": metric, "positions": out}
+    return {"metric": metric, "layers": list(layers), "positions": out}
 
 
 def _future_matrix(summary: dict, n_steps: int, layers: list[int]) -> dict:

@@ -30,8 +30,10 @@ def write_planning_summary(
         doc.heading("Analyses")
         doc.paragraph(
             f"Analysis set: {chosen.get('chosen')} test problems the fine-tuned model solves "
-            f"under teacher forcing (of {chosen.get('candidates')} candidates, "
-            f"{chosen.get('solved')} solved); the paper used 400 L3 6-block problems."
+            f"under teacher forcing ({chosen.get('solved')} solved of "
+            f"{chosen.get('scored', chosen.get('candidates'))} scored, in a seeded random "
+            f"order until enough were solved, of {chosen.get('candidates')} candidates); the "
+            "paper used 400 L3 6-block problems."
         )
         doc.paragraph(EXPLANATION)
     at = len(doc.blocks)  # the count of claims goes here, once the sections have made them

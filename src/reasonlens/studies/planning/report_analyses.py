@@ -488,7 +488,9 @@ def probes_section(doc: Document, result: dict, directory: Path, control: None =
     # a probe is scored on the test split only: that is the sample its claims rest on
     n = _sample_size(doc, result["n_test"], "test problems for the probes")
     doc.paragraph(
-        f"Linear (softmax(Wx)) and one-hidden-layer MLP probes on {result['representation']}, "
+        f"Linear (softmax(Wx)) probes at {_layer_list(layers)} and one-hidden-layer MLP "
+        f"probes at {_layer_list(result.get('state_mlp', {}).get('layers', layers))} on "
+        f"{result['representation']}, "
         + (
             f"cross-fitted over {result['cross_fit_folds']} folds: every one of the "
             f"{result['n_test']} problems is scored once, by probes trained on the other "
@@ -514,9 +516,9 @@ def probes_section(doc: Document, result: dict, directory: Path, control: None =
         deep = {n: s["value"][mid] for n, s in positions.items()}
         shallow = {n: s["value"][0] for n, s in positions.items()}
         early, late = _pair(deep, ("s2-act", "s2-col"), ("s6-act", "s6-col"))
-        lin = _mean_at(result.get("state_linear"), mid)
-        mlp = _mean_at(result.get("state_mlp"), mid)
-        base = _mean_at(result.get("state_linear"), mid, "baseline")
+        lin = _mean_at(result.get("state_linear"), layers[mid], layers)
+        mlp = _mean_at(result.get("state_mlp"), layers[mid], layers)
+        base = _mean_at(result.get("state_linear"), layers[mid], layers, "baseline")
         similar: bool | Degenerate | None = None if mlp is None else abs(lin - mlp) <= 0.05
         if mlp is not None and max(lin, mlp) <= base + 0.05:
             similar = Degenerate("both probes are within 0.05 of the majority baseline")
@@ -669,8 +671,16 @@ def _pair(best: dict, early: tuple, late: tuple) -> tuple[float | None, float | 
     return _mean(e), _mean(lt)
 
 
-def _mean_at(summary: dict | None, index: int, key: str = "value") -> float | None:
-    """Mean over positions of `key` at the `index`-th probed layer."""
+def _layer_list(layers: list[int]) -> str:
+    return ("layer " if len(layers) == 1 else "layers ") + ", ".join(map(str, layers))
+
+
+def _mean_at(
+    summary: dict | None, layer: int, layers: list[int], key: str = "value"
+) -> float | None:
+    """Mean over positions of `key` at `layer` (a summary names the layers it probed; one
+    written before the MLP probes were limited to the declared layers probed `layers`)."""
     if not summary:
         return None
+    index = summary.get("layers", layers).index(layer)
     return _mean(s[key][index] for s in summary["positions"].values())
