@@ -11,7 +11,10 @@ import importlib
 from reasonlens.errors import one_of
 from reasonlens.studies.base import Settings, Study, render_report, run_study
 
-_MODULES = {"planning": "reasonlens.studies.planning"}
+_MODULES = {
+    "planning": "reasonlens.studies.planning",
+    "preferences": "reasonlens.studies.preferences",
+}
 
 
 def study_names() -> list[str]:

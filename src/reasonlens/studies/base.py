@@ -48,6 +48,9 @@ class Study:
     stages: Callable[[Settings], list[Stage]]
     results: Callable[[Settings, dict[str, Any], dict[str, float]], dict]
     report: Callable[[RunDir, dict, dict[str, Any]], None]
+    # checks of the settings beyond preset, model and device (e.g. what the tokenizer must
+    # do), run before anything is written; raises UserError
+    check: Callable[[Settings], None] | None = None
 
     @property
     def kind(self) -> str:
@@ -73,6 +76,8 @@ def check_settings(study: Study, settings: Settings) -> Settings:
     study.preset(settings.preset)
     pick_device(settings.device)  # cheap: before a model is converted
     weights = weights_fingerprint(resolve_source(settings.model).path)
+    if study.check is not None:
+        study.check(settings)
     return dataclasses.replace(settings, model_weights=weights)
 
 

@@ -15,6 +15,7 @@ from reasonlens.tasks.base import Task
 #: task name -> "module:class" that builds it (asked in this order by :func:`task_for_record`)
 _FACTORIES: dict[str, str] = {
     "blocksworld": "reasonlens.tasks.blocksworld.task:BlocksworldTask",
+    "preferences": "reasonlens.tasks.preferences.task:PreferencesTask",
 }
 
 

@@ -1,0 +1,98 @@
+"""Recovering weights from the decision's logits instead of the letter (beyond the original).
+
+A model's decision is also read as d = logit(A) - logit(B) at the answer position (the
+decisions layout's ``logit_diff``). Two recoveries use it, each labelled in reports:
+
+- ``"logit-sign"``: the decision is "A" when d > 0, else "B", and the usual logistic
+  regression (:func:`~reasonlens.analyses.preferences.recovery.recover_weights`) runs on it.
+  Every trial has a decision, even when the reply was not a valid letter.
+- ``"logit-linear"``: per scenario, least squares of d on the five range-normalised differences
+  (A_i - B_i) / (max_i - min_i) with an intercept. The slopes are the weights the model's
+  log-odds put on each attribute (if choices follow a logistic rule, d is its linear
+  predictor, so the slopes estimate the same weights as the letter's regression, without the
+  loss of information that thresholding into a letter causes); rescaled to max |b| = 100.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from reasonlens.analyses.preferences.recovery import (
+    Recovery,
+    ScenarioFit,
+    differences,
+    recover_weights,
+    rescale,
+)
+from reasonlens.tasks.preferences.release import Decision
+from reasonlens.tasks.preferences.scenarios import Scenario
+
+LOGIT_REGRESSIONS = ("logit-sign", "logit-linear")
+
+
+def sign_decisions(decisions: Iterable[Decision]) -> list[Decision]:
+    """Each decision with its reply replaced by the sign of its logit difference ("A" when
+    > 0); decisions without one are left out."""
+    return [
+        Decision(d.scenario, "A" if d.logit_diff > 0 else "B", d.a, d.b, d.logit_diff, d.model)
+        for d in decisions
+        if d.logit_diff is not None
+    ]
+
+
+def recover_from_sign(
+    scenarios: Mapping[str, Scenario], decisions: Iterable[Decision], regression: str = "l2"
+) -> Recovery:
+    """The letter's regression on the sign of the logit difference."""
+    recovery = recover_weights(scenarios, sign_decisions(decisions), regression)  # type: ignore[arg-type]
+    recovery.regression = f"logit-sign ({recovery.regression})"
+    return recovery
+
+
+def fit_linear(scenario: Scenario, decisions: Iterable[Decision]) -> ScenarioFit:
+    """Least squares of the logit difference on the normalised differences (see the module
+    docstring); a scenario with fewer trials than parameters + 1 is excluded."""
+    rows, values, n = [], [], 0
+    for d in decisions:
+        n += 1
+        if d.logit_diff is None:
+            continue
+        rows.append(differences(scenario, d.a, d.b))
+        values.append(d.logit_diff)
+    base = {
+        "scenario": scenario.short_name,
+        "n_trials": n,
+        "n_invalid": n - len(values),
+        "n_a": sum(v > 0 for v in values),
+    }
+    k = len(scenario.attributes)
+    if len(values) < k + 2:
+        return ScenarioFit(**base, excluded=f"{len(values)} trials with logits: too few for a fit")
+    x = np.column_stack([np.ones(len(rows)), np.asarray(rows, dtype=float)])
+    if np.linalg.matrix_rank(x) < k + 1:
+        return ScenarioFit(**base, excluded="collinear predictors: slopes not identified")
+    coef, *_ = np.linalg.lstsq(x, np.asarray(values, dtype=float), rcond=None)
+    slopes = tuple(float(v) for v in coef[1:])
+    weights = rescale(slopes)
+    return ScenarioFit(
+        **base,
+        slopes=slopes,
+        intercept=float(coef[0]),
+        weights=weights,
+        excluded=None if weights is not None else "every slope is 0: nothing to rescale",
+    )
+
+
+def recover_from_logits(
+    scenarios: Mapping[str, Scenario], decisions: Iterable[Decision]
+) -> Recovery:
+    """One :func:`fit_linear` per scenario that has decisions."""
+    grouped: dict[str, list[Decision]] = {}
+    for d in decisions:
+        grouped.setdefault(d.scenario, []).append(d)
+    recovery = Recovery("logit-linear")
+    for name, group in grouped.items():
+        recovery.fits[name] = fit_linear(scenarios[name], group)
+    return recovery

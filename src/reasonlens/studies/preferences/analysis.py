@@ -1,0 +1,331 @@
+"""The preferences study's analyses, from the decisions and reports its stages wrote.
+
+    analysis/
+      analysis.json             every figure below (what results.json and the report read)
+      instilled/, base/         experiment 1 on the instilled scenarios' test trials, for the
+                                instilled model and for the untrained one (its control): the
+                                letter's recovery (`reasonlens preferences analyse`'s files:
+                                results.json, learned_weights.csv, fits.csv, plots, summary.md)
+                                and the logit-based recoveries (learned_weights_logit_*.csv,
+                                learned_vs_target_logit_linear.png)
+      native/, native_base/     the native scenarios' trials: the instilled model's own
+                                preferences (the truth of experiment 3's native test) and the
+                                untrained model's
+      learning_curves.png       training loss by step, instillation and introspection
+      decision_curves.png       logit(A) - logit(B) against the target's utility difference
+
+Experiment 2 correlates the instilled model's self-reports with the weights it acts on
+(learned, and, labelled, the targets); its control asks the untrained model the same questions
+and scores its reports against the same learned weights. Experiment 3 scores reports after
+introspection training on the held-out half of the instilled scenarios (truth: the instilled
+model's learned weights) and on the native scenarios (truth: the instilled model's learned
+weights there, measured before introspection training), each beside the same reports before
+that training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reasonlens.analyses.preferences import (
+    Inputs,
+    PreferenceAnalysis,
+    analyse_preferences,
+    choice_agreement,
+    per_attribute_correlation,
+    pooled_correlation,
+    self_report,
+)
+from reasonlens.analyses.preferences.analysis import plot_learned_vs_target, write_analysis
+from reasonlens.analyses.preferences.logits import recover_from_logits, recover_from_sign
+from reasonlens.analyses.preferences.metrics import Correlation, utility
+from reasonlens.runs import write_json
+from reasonlens.studies.preferences.data import StudyData
+from reasonlens.studies.preferences.presets import PreferencesPreset
+from reasonlens.tasks.preferences.release import Decision, Report, write_weights
+
+LEARNING_CURVES = "learning_curves.png"
+DECISION_CURVES = "decision_curves.png"
+
+
+def _corr(c: Correlation | None) -> dict[str, Any] | None:
+    return None if c is None else c.to_dict()
+
+
+def _decisions_summary(analysis: PreferenceAnalysis) -> dict[str, Any]:
+    """The letter-based headline of one analysis."""
+    d = analysis.to_dict()
+    keep = (
+        "r_learned_target",
+        "agreement",
+        "share_a",
+        "target_share_a",
+        "invalid_rate",
+        "n_invalid",
+        "n_trials",
+        "n_scenarios",
+        "n_scenarios_excluded",
+        "excluded",
+        "separable",
+        "regression",
+        "recovery",
+        "per_attribute",
+        "logit_diff",
+    )
+    return {k: d[k] for k in keep if k in d}
+
+
+def _logit_recoveries(
+    scenarios, targets, decisions: list[Decision], p: PreferencesPreset, seed: int, out: Path
+) -> dict[str, Any]:
+    """The two logit-based recoveries (see analyses.preferences.logits), with their files."""
+    results: dict[str, Any] = {}
+    for label, recovery in (
+        ("logit_linear", recover_from_logits(scenarios, decisions)),
+        ("logit_sign", recover_from_sign(scenarios, decisions, p.regression)),
+    ):
+        learned = recovery.learned
+        used = {n: targets[n] for n in learned}
+        r = pooled_correlation(learned, used, p.n_boot, seed)
+        per_attribute = per_attribute_correlation(learned, used)
+        write_weights(out / f"learned_weights_{label}.csv", learned)
+        if label == "logit_linear" and learned:
+            view = PreferenceAnalysis(
+                recovery=recovery,
+                targets=used,
+                recovery_r=r,
+                per_attribute=per_attribute,
+                agreement=choice_agreement(scenarios, targets, decisions),
+            )
+            plot_learned_vs_target(view, out / "learned_vs_target_logit_linear.png")
+        results[label] = {
+            "r_learned_target": r.r,
+            "recovery": r.to_dict(),
+            "per_attribute": per_attribute,
+            "n_scenarios": r.n_scenarios,
+            "excluded": recovery.excluded,
+            "regression": recovery.regression,
+        }
+    return results
+
+
+def _experiment1(
+    data: StudyData, decisions: list[Decision], reports: list[Report], label: str, p, seed, out
+) -> tuple[PreferenceAnalysis, dict[str, Any]]:
+    scenarios = data.subset(data.instilled)
+    inputs = Inputs(scenarios, data.targets, decisions, {label: reports} if reports else {})
+    analysis = analyse_preferences(inputs, p.regression, p.n_boot, seed)
+    write_analysis(analysis, out)
+    summary = _decisions_summary(analysis)
+    summary |= _logit_recoveries(scenarios, data.targets, decisions, p, seed, out)
+    return analysis, summary
+
+
+def _report_figures(report) -> dict[str, Any]:
+    out = report.to_dict()
+    out.pop("mean", None)
+    return out
+
+
+def _subset(reports: list[Report], names) -> list[Report]:
+    names = set(names)
+    return [r for r in reports if r.scenario in names]
+
+
+def analyse_study(
+    p: PreferencesPreset, seed: int, upstream: dict[str, Any], directory: Path
+) -> dict[str, Any]:
+    """Every analysis (see the module docstring); writes analysis.json and returns it."""
+    data: StudyData = upstream["data"]
+    decide = {"base": upstream["decide_base"], "instilled": upstream["decide_instilled"]}
+    reports = {
+        "base": upstream["reports_base"],
+        "instilled": upstream["reports_instilled"],
+        "introspected": upstream["reports_introspected"],
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    n_boot = p.n_boot
+    out: dict[str, Any] = {}
+
+    # experiment 1: recovery on fresh trials, instilled model and its untrained control
+    inst, out["instilled"] = _experiment1(
+        data,
+        decide["instilled"]["test"],
+        reports["instilled"]["instilled"],
+        "instilled",
+        p,
+        seed,
+        directory / "instilled",
+    )
+    base, out["base"] = _experiment1(
+        data,
+        decide["base"]["test"],
+        reports["base"]["instilled"],
+        "base",
+        p,
+        seed,
+        directory / "base",
+    )
+    instilled = data.subset(data.instilled)
+    val = decide["instilled"].get("val", [])
+    if val:
+        out["validation"] = choice_agreement(instilled, data.targets, val).to_dict()
+    # the untrained model's weights against the instilled model's: what it would "reach" anyway
+    out["base_vs_instilled_learned"] = _corr(
+        pooled_correlation(base.learned, inst.learned, n_boot, seed)
+    )
+
+    # experiment 2: self-reports against the weights the model acts on
+    learned = inst.learned
+    targets = data.targets
+    out["reports"] = {
+        "instilled": _report_figures(
+            self_report(reports["instilled"]["instilled"], learned, targets, n_boot, seed)
+        ),
+        # control: the untrained model asked the same questions, scored against the same
+        # learned weights (and, labelled, against its own)
+        "base": _report_figures(
+            self_report(reports["base"]["instilled"], learned, targets, n_boot, seed)
+        ),
+        "base_vs_own_learned": _report_figures(
+            self_report(reports["base"]["instilled"], base.learned, targets, n_boot, seed)
+        ),
+    }
+
+    # native preferences: the instilled model's (truth for experiment 3) and the untrained one's
+    natives = data.subset(data.native)
+    native = None
+    if data.native:
+        native_inputs = Inputs(
+            natives,
+            targets,
+            decide["instilled"]["native"],
+            {"before": reports["instilled"]["native"], "after": reports["introspected"]["native"]},
+        )
+        native = analyse_preferences(native_inputs, p.regression, n_boot, seed)
+        write_analysis(native, directory / "native")
+        out["native"] = _decisions_summary(native)
+        if decide["base"].get("native"):
+            native_base = analyse_preferences(
+                Inputs(natives, targets, decide["base"]["native"]), p.regression, n_boot, seed
+            )
+            write_analysis(native_base, directory / "native_base")
+            out["native_base"] = _decisions_summary(native_base)
+            out["native_base_vs_instilled"] = _corr(
+                pooled_correlation(native_base.learned, native.learned, n_boot, seed)
+            )
+
+    # experiment 3: introspection training, before -> after
+    held, trained = data.held_out, data.manifest["introspect_train"]
+    held_learned = {n: learned[n] for n in held if n in learned}
+    trained_learned = {n: learned[n] for n in trained if n in learned}
+    e3: dict[str, Any] = {
+        "trained_on": trained,
+        "held_out": held,
+        "held_out_before": _report_figures(
+            self_report(
+                _subset(reports["instilled"]["instilled"], held),
+                held_learned,
+                targets,
+                n_boot,
+                seed,
+            )
+        ),
+        "held_out_after": _report_figures(
+            self_report(
+                _subset(reports["introspected"]["instilled"], held),
+                held_learned,
+                targets,
+                n_boot,
+                seed,
+            )
+        ),
+        # the scenarios it was trained on (truth in training: the targets), a check that the
+        # training took at all
+        "trained_after": _report_figures(
+            self_report(
+                _subset(reports["introspected"]["instilled"], trained),
+                trained_learned,
+                targets,
+                n_boot,
+                seed,
+            )
+        ),
+    }
+    if native is not None:
+        e3["native_before"] = _report_figures(native.self_reports["before"])
+        e3["native_after"] = _report_figures(native.self_reports["after"])
+    out["introspection"] = e3
+
+    plot_learning_curves(upstream, directory / LEARNING_CURVES)
+    plot_decision_curves(data, decide, directory / DECISION_CURVES)
+    write_json(directory / "analysis.json", out)
+    return out
+
+
+def plot_learning_curves(upstream: dict[str, Any], path: Path) -> Path | None:
+    """Training loss (letter + end token; JSON + end token) by optimizer step."""
+    from reasonlens.plots import new_figure, save_figure
+    from reasonlens.train.callbacks import read_log
+
+    logs = {
+        "instillation (decisions)": read_log(
+            Path(upstream["instil"]["directory"]) / "train_log.jsonl"
+        ),
+        "introspection (reports)": read_log(
+            Path(upstream["introspect"]["directory"]) / "train_log.jsonl"
+        ),
+    }
+    if not any(logs.values()):
+        return None
+    fig = new_figure(figsize=(11, 3.6), dpi=100)
+    axes = fig.subplots(1, 2)
+    for ax, (title, records) in zip(axes, logs.items(), strict=True):
+        points = [(r["step"], r["loss"]) for r in records if "loss" in r]
+        if points:
+            steps, losses = zip(*points, strict=True)
+            ax.plot(steps, losses, marker="." if len(steps) < 60 else None, linewidth=1)
+        acc = [(r["step"], r["mean_token_accuracy"]) for r in records if "mean_token_accuracy" in r]
+        if acc:
+            twin = ax.twinx()
+            twin.plot(*zip(*acc, strict=True), color="tab:orange", linewidth=0.8, alpha=0.7)
+            twin.set_ylabel("token accuracy (labelled tokens)", fontsize=8, color="tab:orange")
+            twin.set_ylim(0, 1.05)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("optimizer step", fontsize=8)
+        ax.set_ylabel("training loss", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_decision_curves(data: StudyData, decide: dict[str, dict], path: Path) -> Path | None:
+    """logit(A) - logit(B) on the test trials against the target's U_A - U_B, untrained vs
+    instilled: a model that acts on the targets draws a rising cloud."""
+    from reasonlens.plots import new_figure, save_figure
+
+    fig = new_figure(figsize=(10, 4), dpi=100)
+    axes = fig.subplots(1, 2, sharey=False)
+    drawn = False
+    for ax, which in zip(axes, ("base", "instilled"), strict=True):
+        points = []
+        for d in decide[which].get("test", []):
+            if d.logit_diff is None:
+                continue
+            s, w = data.scenarios[d.scenario], data.targets[d.scenario]
+            points.append((utility(s, w, d.a) - utility(s, w, d.b), d.logit_diff))
+        if not points:
+            continue
+        drawn = True
+        x, y = zip(*points, strict=True)
+        ax.scatter(x, y, s=6, alpha=0.5)
+        ax.axhline(0, color="grey", linewidth=0.7)
+        ax.axvline(0, color="grey", linewidth=0.7)
+        ax.set_title(f"{which} model, test trials", fontsize=9)
+        ax.set_xlabel("target utility difference U_A - U_B", fontsize=8)
+        ax.set_ylabel("logit(A) - logit(B)", fontsize=8)
+    if not drawn:
+        return None
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,207 @@
+"""The preferences study's presets: how many scenarios and trials, and how each model is
+trained. Plain data, no torch: `reasonlens study list` and `--help` read them at once."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from reasonlens.errors import one_of
+from reasonlens.train.recipe import TrainRecipe
+
+if TYPE_CHECKING:
+    from reasonlens.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Lora:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    targets: str = "all-linear"  # or module names, comma-separated
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe (method, epochs, batch, lr, ...) with the LoRA settings and the
+    checkpoint interval a study fixes."""
+
+    train: TrainRecipe
+    lora: Lora | None = None
+    save_steps: int = 50
+    max_length: int = 2048  # a byte-level tokenizer makes a report example ~1,000 tokens
+
+    def config(
+        self, model: str, data: list[str], seed: int, device: str | None = None
+    ) -> TrainConfig:
+        config = self.train.config(model, data, seed, device)
+        config.save_steps = self.save_steps
+        config.max_length = self.max_length
+        if self.train.method == "lora":
+            lora = self.lora or Lora()
+            config.lora_r, config.lora_alpha = lora.r, lora.alpha
+            config.lora_dropout, config.lora_target_modules = lora.dropout, lora.targets
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {**asdict(self.train), "save_steps": self.save_steps, "max_length": self.max_length}
+        if self.train.method == "lora":
+            out["lora"] = asdict(self.lora or Lora())
+        return out
+
+
+@dataclass(frozen=True)
+class PreferencesPreset:
+    """Sizes of one way to run the study (per scenario counts as the original's by default)."""
+
+    name: str
+    description: str
+    n_instilled: int  # scenarios that receive target weights by fine-tuning
+    n_native: int  # scenarios never trained on: the model's own (native) preferences
+    instil: Recipe
+    introspect: Recipe
+    train_trials: int = 50  # per instilled scenario
+    val_trials: int = 10  # per instilled scenario (read out after training, never trained on)
+    test_trials: int = 50  # fresh trials per instilled scenario, disjoint from the above
+    native_trials: int = 100  # per native scenario
+    reports: int = 10  # self-reports per scenario, each with its own trial
+    introspect_examples: int = 1  # introspection-training examples per scenario (original: 1)
+    # the scenarios, by short name (instilled, then native); empty: the catalogue's order
+    scenarios: tuple[str, ...] = ()
+    batch_size: int = 16  # read-out and report batches
+    report_tokens: int = 128  # new tokens a self-report may take
+    n_boot: int = 1000
+    regression: str = "l2"
+    notes: tuple[str, ...] = field(default=())
+
+    def scenario_names(self, catalogue: list[str]) -> tuple[list[str], list[str]]:
+        """(instilled, native) short names."""
+        chosen = list(self.scenarios) if self.scenarios else catalogue
+        need = self.n_instilled + self.n_native
+        return chosen[: self.n_instilled], chosen[self.n_instilled : need]
+
+    def design(self) -> dict[str, Any]:
+        """What the data depend on."""
+        keys = (
+            "n_instilled",
+            "n_native",
+            "train_trials",
+            "val_trials",
+            "test_trials",
+            "native_trials",
+            "reports",
+            "introspect_examples",
+            "scenarios",
+        )
+        return {k: getattr(self, k) for k in keys}
+
+
+#: A 2-core CPU: LoRA on the upper layers only (backward stops there), bf16.
+QUICK_INSTIL = Recipe(
+    TrainRecipe(
+        method="lora",
+        epochs=2,
+        batch_size=8,
+        learning_rate=1e-3,
+        lr_scheduler="cosine",
+        warmup_ratio=0.05,
+        dtype="bfloat16",
+    ),
+    lora=Lora(r=16, alpha=32, dropout=0.0),
+    save_steps=1000,
+)
+
+QUICK_INTROSPECT = Recipe(
+    TrainRecipe(
+        method="lora",
+        epochs=2,
+        batch_size=4,
+        learning_rate=1e-3,
+        lr_scheduler="cosine",
+        warmup_ratio=0.05,
+        dtype="bfloat16",
+    ),
+    lora=Lora(r=16, alpha=32, dropout=0.0),
+    save_steps=1000,
+)
+
+#: The successful open-weight replication's settings (LoRA 64/128 on every linear layer,
+#: 3 epochs, batch 32, cosine with 3% warm-up, bf16, no NEFTune), with the learning rate a
+#: model this small needs.
+PAPER_INSTIL = Recipe(
+    TrainRecipe(
+        method="lora",
+        epochs=3,
+        batch_size=32,
+        learning_rate=5e-4,
+        lr_scheduler="cosine",
+        warmup_ratio=0.03,
+    ),
+    lora=Lora(r=64, alpha=128, dropout=0.05),
+)
+
+PAPER_INTROSPECT = Recipe(
+    TrainRecipe(
+        method="lora",
+        epochs=3,
+        batch_size=8,
+        learning_rate=5e-4,
+        lr_scheduler="cosine",
+        warmup_ratio=0.03,
+    ),
+    lora=Lora(r=64, alpha=128, dropout=0.05),
+)
+
+PRESETS: dict[str, PreferencesPreset] = {
+    "quick": PreferencesPreset(
+        name="quick",
+        description="a 2-core CPU in under 20 minutes: 8 instilled + 4 native scenarios, "
+        "experiments 1-3 with the untrained model as control",
+        n_instilled=8,
+        n_native=4,
+        instil=QUICK_INSTIL,
+        introspect=QUICK_INTROSPECT,
+        train_trials=50,
+        val_trials=10,
+        test_trials=30,
+        native_trials=30,
+        reports=3,
+        introspect_examples=8,
+    ),
+    "paper": PreferencesPreset(
+        name="paper",
+        description="the original's sizes: 100 instilled scenarios x 50 training trials, 100 "
+        "native, 10 reports each, introspection training on half (meant for a GPU)",
+        n_instilled=100,
+        n_native=100,
+        instil=PAPER_INSTIL,
+        introspect=PAPER_INTROSPECT,
+        batch_size=64,
+    ),
+}
+
+
+def preset(name: str) -> PreferencesPreset:
+    if name not in PRESETS:
+        raise one_of("preset", name, PRESETS)
+    return PRESETS[name]
+
+
+def study_config(p: PreferencesPreset, model: str, seed: int) -> dict[str, Any]:
+    return {
+        "study": "preferences",
+        "preset": p.name,
+        "model": model,
+        "seed": seed,
+        "design": p.design(),
+        "instil": p.instil.to_dict(),
+        "introspect": p.introspect.to_dict(),
+        "readout": {"batch_size": p.batch_size, "report_tokens": p.report_tokens},
+        "analysis": {"regression": p.regression, "n_boot": p.n_boot},
+    }
+
+
+def replace(p: PreferencesPreset, **changes: Any) -> PreferencesPreset:
+    return dataclasses.replace(p, **changes)

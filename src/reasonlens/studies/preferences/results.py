@@ -1,0 +1,74 @@
+"""What the preferences study's results.json holds.
+
+Top-level keys as `reasonlens preferences analyse` writes them, for the instilled model on the
+fresh test trials (letter read-out): ``r_learned_target``, ``agreement``, ``share_a``,
+``n_scenarios``, ``r_report_learned``; then every experiment in full (``experiment1`` with the
+logit-based recoveries and the untrained control, ``experiment2``, ``experiment3``, the native
+preferences), the training runs and the timings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reasonlens.studies.base import Settings
+
+_TRAIN_KEYS = (
+    "method",
+    "examples",
+    "steps",
+    "epochs",
+    "train_seconds",
+    "tokens_per_second",
+    "completion_tokens_per_epoch",
+    "first_loss",
+    "final_loss",
+    "trainable_parameters",
+    "device",
+    "precision",
+)
+
+
+def study_results(settings: Settings, stages: dict[str, Any], timings: dict[str, float]) -> dict:
+    a = stages["analysis"]
+    data = stages["data"]
+    manifest = data.manifest
+    inst = a["instilled"]
+    reports = a["reports"]
+    return {
+        "preset": settings.preset,
+        "model": settings.model,
+        "seed": settings.seed,
+        "r_learned_target": inst.get("r_learned_target"),
+        "agreement": inst.get("agreement"),
+        "share_a": inst.get("share_a"),
+        "n_scenarios": inst.get("n_scenarios"),
+        "r_report_learned": reports["instilled"]["r_report_learned"],
+        "data": {
+            "counts": manifest["counts"],
+            "instilled": manifest["instilled"],
+            "native": manifest["native"],
+            "introspect_train": manifest["introspect_train"],
+            "introspect_test": manifest["introspect_test"],
+            "target_share_a": manifest["target_share_a"],
+            "chat_template": manifest["chat_template"],
+        },
+        "train": {
+            name: {k: stages[name]["results"].get(k) for k in _TRAIN_KEYS}
+            for name in ("instil", "introspect")
+        },
+        "experiment1": {
+            "instilled": inst,
+            "base": a["base"],
+            "validation": a.get("validation"),
+            "base_vs_instilled_learned": a.get("base_vs_instilled_learned"),
+        },
+        "experiment2": reports,
+        "experiment3": a["introspection"],
+        "native": {
+            "instilled": a.get("native"),
+            "base": a.get("native_base"),
+            "base_vs_instilled_learned": a.get("native_base_vs_instilled"),
+        },
+        "timings_s": timings,
+    }

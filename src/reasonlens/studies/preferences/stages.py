@@ -1,0 +1,240 @@
+"""The preferences study's stages.
+
+    OUT/
+      data/                  scenarios, targets, trials, training files (see .data)
+      instil/                fine-tuning on the decisions (a `reasonlens train` run; model/)
+      decide_base/           the untrained model's decisions: test.csv, native.csv
+      decide_instilled/      the instilled model's decisions: val.csv, test.csv, native.csv
+      reports_base/          self-reports of the untrained model: instilled.csv
+      reports_instilled/     ... of the instilled model: instilled.csv, native.csv
+      introspect/            introspection training from the instilled model (model/)
+      reports_introspected/  ... of the introspection-trained model: instilled.csv, native.csv
+      analysis/              recovered weights, correlations, plots (see .analysis)
+
+Decisions are in the release's selections layout with ``logit_diff``, so
+`reasonlens preferences analyse --scenarios data/scenarios.json --targets data/targets.csv
+--decisions decide_instilled/test.csv` reads them; reports are raw replies, parsed strictly.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from reasonlens.runs import Stage, read_json, write_json
+from reasonlens.studies.base import Settings
+from reasonlens.studies.preferences.data import StudyData, make_data, read_data
+from reasonlens.studies.preferences.presets import PreferencesPreset, Recipe, preset
+from reasonlens.tasks.preferences.release import (
+    read_decisions,
+    read_reports,
+    write_decisions,
+    write_reports,
+)
+
+log = logging.getLogger(__name__)
+
+#: Which trials each model decides, and on which scenarios it reports.
+DECIDES = {"base": ("test", "native"), "instilled": ("val", "test", "native")}
+REPORTS = {"base": ("instilled",), "instilled": ("instilled", "native")}
+REPORTS["introspected"] = ("instilled", "native")
+
+
+def stages(settings: Settings) -> list[Stage]:
+    p = preset(settings.preset)
+    base = {"model_weights": settings.model_weights} if settings.model_weights else {}
+    model = {"model": settings.model, **base}
+    readout = {"batch_size": p.batch_size}
+    reports = {"batch_size": p.batch_size, "report_tokens": p.report_tokens}
+    data = {"seed": settings.seed, "design": p.design(), **model}
+    return [
+        Stage("data", data, _data_stage(p, settings), read_data),
+        Stage(
+            "instil",
+            {**model, "seed": settings.seed, "recipe": p.instil.to_dict()},
+            _train_stage(p.instil, settings, "data", None),
+            _trained,
+        ),
+        Stage("decide_base", {**readout, **base}, _decide_stage(p, settings, "base"), _decisions),
+        Stage(
+            "decide_instilled",
+            readout,
+            _decide_stage(p, settings, "instilled"),
+            _decisions,
+            depends=_weights("instil"),
+        ),
+        Stage("reports_base", {**reports, **base}, _reports_stage(p, settings, "base"), _reports),
+        Stage(
+            "reports_instilled",
+            reports,
+            _reports_stage(p, settings, "instilled"),
+            _reports,
+            depends=_weights("instil"),
+        ),
+        Stage(
+            "introspect",
+            {"seed": settings.seed, "recipe": p.introspect.to_dict()},
+            _train_stage(p.introspect, settings, "data", "instil"),
+            _trained,
+            depends=_weights("instil"),
+        ),
+        Stage(
+            "reports_introspected",
+            reports,
+            _reports_stage(p, settings, "introspected"),
+            _reports,
+            depends=_weights("introspect"),
+        ),
+        Stage(
+            "analysis",
+            {"seed": settings.seed, "regression": p.regression, "n_boot": p.n_boot},
+            _analysis_stage(p, settings),
+            _analysis,
+            depends=_weights("instil", "introspect"),
+        ),
+    ]
+
+
+def _weights(*names: str):
+    def depends(upstream: dict) -> dict[str, str]:
+        return {f"{n}_weights": upstream[n]["model_weights"] for n in names}
+
+    return depends
+
+
+# data -------------------------------------------------------------------------------------
+
+
+def _data_stage(p: PreferencesPreset, settings: Settings):
+    def run(directory: Path, upstream: dict) -> None:
+        from reasonlens.models import load_tokenizer
+
+        tokenizer = load_tokenizer(settings.model)
+        make_data(p, settings.seed, tokenizer, directory)
+
+    return run
+
+
+# training ---------------------------------------------------------------------------------
+
+
+def _train_stage(recipe: Recipe, settings: Settings, data: str, start: str | None):
+    """Fine-tune the base model (start None) or the model a stage trained (`start`)."""
+    file = "train.jsonl" if start is None else "introspect.jsonl"
+
+    def run(directory: Path, upstream: dict) -> None:
+        from reasonlens.train import train
+
+        source = settings.model if start is None else str(upstream[start]["directory"])
+        files = [str(upstream[data].file(file))]
+        train(
+            recipe.config(source, files, settings.seed, settings.device),
+            directory,
+            progress=settings.progress,
+        )
+
+    return run
+
+
+def _trained(directory: Path) -> dict[str, Any]:
+    from reasonlens.models.fingerprint import weights_fingerprint
+
+    return {
+        "directory": directory,
+        "results": read_json(directory / "results.json"),
+        "model_weights": weights_fingerprint(directory / "model"),
+    }
+
+
+def _load(settings: Settings, which: str, upstream: dict):
+    from reasonlens.models import load_model
+
+    if which == "base":
+        model = load_model(settings.model, device=settings.device)
+        model.name = f"{Path(settings.model).name} (untrained)"
+    else:
+        stage = "instil" if which == "instilled" else "introspect"
+        model = load_model(str(upstream[stage]["directory"]), device=settings.device)
+        model.name = f"{Path(settings.model).name} ({which})"
+    return model
+
+
+# decisions --------------------------------------------------------------------------------
+
+
+def _decide_stage(p: PreferencesPreset, settings: Settings, which: str):
+    def run(directory: Path, upstream: dict) -> None:
+        from reasonlens.studies.preferences.readout import decide
+
+        data: StudyData = upstream["data"]
+        model = _load(settings, which, upstream)
+        directory.mkdir(parents=True, exist_ok=True)
+        for split in DECIDES[which]:
+            decisions = decide(
+                model, data.scenarios, data.trials[split], which, p.batch_size, settings.progress
+            )
+            write_decisions(directory / f"{split}.csv", decisions)
+            log.info("%s: %d decisions on %s trials", which, len(decisions), split)
+        write_json(directory / "index.json", {"splits": list(DECIDES[which])})
+
+    return run
+
+
+def _decisions(directory: Path) -> dict[str, Any]:
+    scenarios = read_data(directory.parent / "data").scenarios
+    splits = read_json(directory / "index.json")["splits"]
+    return {s: read_decisions(directory / f"{s}.csv", scenarios) for s in splits}
+
+
+# self-reports -----------------------------------------------------------------------------
+
+
+def _reports_stage(p: PreferencesPreset, settings: Settings, which: str):
+    def run(directory: Path, upstream: dict) -> None:
+        from reasonlens.studies.preferences.readout import ask_reports
+
+        data: StudyData = upstream["data"]
+        model = _load(settings, which, upstream)
+        directory.mkdir(parents=True, exist_ok=True)
+        for part in REPORTS[which]:
+            names = set(data.instilled if part == "instilled" else data.native)
+            trials = [t for t in data.trials["report"] if t.scenario in names]
+            reports = ask_reports(
+                model,
+                data.scenarios,
+                trials,
+                Path(settings.model).name,
+                which,
+                p.batch_size,
+                p.report_tokens,
+                settings.progress,
+            )
+            write_reports(directory / f"{part}.csv", reports)
+            bad = sum(r.weights is None for r in reports)
+            log.info("%s: %d self-reports on %s scenarios, %d bad", which, len(reports), part, bad)
+        write_json(directory / "index.json", {"parts": list(REPORTS[which])})
+
+    return run
+
+
+def _reports(directory: Path) -> dict[str, Any]:
+    scenarios = read_data(directory.parent / "data").scenarios
+    parts = read_json(directory / "index.json")["parts"]
+    return {s: read_reports(directory / f"{s}.csv", scenarios) for s in parts}
+
+
+# analysis ---------------------------------------------------------------------------------
+
+
+def _analysis_stage(p: PreferencesPreset, settings: Settings):
+    def run(directory: Path, upstream: dict) -> None:
+        from reasonlens.studies.preferences.analysis import analyse_study
+
+        analyse_study(p, settings.seed, upstream, directory)
+
+    return run
+
+
+def _analysis(directory: Path) -> dict[str, Any]:
+    return read_json(directory / "analysis.json")
