@@ -16,6 +16,7 @@ from reasonlens.tasks.base import Task
 _FACTORIES: dict[str, str] = {
     "blocksworld": "reasonlens.tasks.blocksworld.task:BlocksworldTask",
     "preferences": "reasonlens.tasks.preferences.task:PreferencesTask",
+    "backtracking": "reasonlens.tasks.backtracking.task:BacktrackingTask",
 }
 
 
