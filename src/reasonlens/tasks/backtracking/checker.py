@@ -285,6 +285,14 @@ class _Reader:
         return True
 
 
+def _sentence_at(text: str, pos: int) -> tuple[str, re.Match] | None:
+    for kind, rx in _SENTENCES.items():
+        m = rx.match(text, pos)
+        if m:
+            return kind, m
+    return None
+
+
 def check_trace(maze: Maze, text: str) -> CheckedTrace:
     """Replay ``text`` (a completion: the search after the prompt) against ``maze``."""
     reader = _Reader(maze)
@@ -296,17 +304,15 @@ def check_trace(maze: Maze, text: str) -> CheckedTrace:
             pos = _SPACE.match(text, pos).end()
             if pos >= n:
                 break
-            for kind, rx in _SENTENCES.items():
-                m = rx.match(text, pos)
-                if m:
-                    break
-            else:
+            found = _sentence_at(text, pos)
+            if found is None:
                 rest = text[pos:]
                 if "\n" not in rest.rstrip() and reader.fragment(pos, rest.rstrip()):
                     truncated = True
                     break
                 snippet = rest[:40] + ("..." if len(rest) > 40 else "")
                 raise _Unlabelable(f"cannot read the text at character {pos}: {snippet!r}")
+            kind, m = found
             reader.read(kind, m)
             pos = m.end()
         if reader.sentences == 0 and not truncated:
