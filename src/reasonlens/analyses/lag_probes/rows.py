@@ -1,0 +1,157 @@
+"""Chains as probe rows: standardised features on the device and lag targets, batch by batch.
+
+A chain's *rows* are its scored tokens (label >= 0 in the source: the chain, not the prompt).
+Row t's target at lag k is the label of token t + lag, -1 where that is not a scored token.
+Targets may come from other labels than the source's (a control relabels positives), over the
+same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import torch
+
+from reasonlens.analyses.lag_probes.sources import ChainSource
+
+
+def lag_targets(
+    labels: torch.Tensor, lags: Sequence[int], rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``[T, K]`` targets: row t, lag k holds ``labels[t + lags[k]]`` (-1 where t + lag is off
+    the chain or its label is -1), and -1 on rows that are not scored (``rows``, default
+    ``labels >= 0``)."""
+    t = labels.shape[0]
+    lo, hi = max(0, -min(lags)), max(0, max(lags))
+    padded = torch.full((t + lo + hi,), -1, dtype=torch.long)
+    padded[lo : lo + t] = labels
+    idx = torch.arange(t)[:, None] + torch.tensor(list(lags))[None, :] + lo
+    out = padded[idx]
+    out[~(labels >= 0 if rows is None else rows)] = -1
+    return out
+
+
+@dataclass
+class Rows:
+    """Rows of some chains: standardised features ``[F, N, d]`` (float32, on the device),
+    targets ``[N, K]`` (int8, -1: none) and each row's position in the list of chains read."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    chain: torch.Tensor
+
+
+@dataclass
+class RowReader:
+    """Reads a source's chains as :class:`Rows`; standardised features of as many chains as fit
+    in ``cache_bytes`` are kept for the next read (labels are never cached)."""
+
+    source: ChainSource
+    lags: tuple[int, ...]
+    device: torch.device
+    mean: torch.Tensor  # [F, d], on the device
+    scale: torch.Tensor  # [F, d], on the device
+    cache_bytes: int = 0
+    _cache: dict[int, torch.Tensor] = field(default_factory=dict)
+    _cached_bytes: int = 0
+
+    def targets(self, i: int, labels: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """``[n_rows, K]`` int8 targets of chain i (from ``labels`` instead of the source's)."""
+        rows = self.source.labels[i] >= 0
+        y = self.source.labels[i] if labels is None else labels[i]
+        return lag_targets(y, self.lags, rows)[rows].to(torch.int8)
+
+    def _prepare(self, i: int, feats: torch.Tensor) -> torch.Tensor:
+        keep = (self.source.labels[i] >= 0).to(feats.device)
+        x = feats[:, keep].to(self.device, torch.float32, non_blocking=True)
+        return (x - self.mean[:, None]) / self.scale[:, None]
+
+    def fetch(self, chains: Sequence[int]) -> list[torch.Tensor]:
+        """Raw features of the chains not cached, in order (safe to call on a thread)."""
+        todo = [i for i in chains if i not in self._cache]
+        return self.source.features(todo) if todo else []
+
+    def read(
+        self,
+        chains: Sequence[int],
+        raw: list[torch.Tensor] | None = None,
+        labels: Sequence[torch.Tensor] | None = None,
+    ) -> Rows:
+        """Rows of ``chains`` (``raw``: what :meth:`fetch` returned for them)."""
+        raw = self.fetch(chains) if raw is None else raw
+        xs, ys, cs = [], [], []
+        it = iter(raw)
+        for pos, i in enumerate(chains):
+            x = self._cache.get(i)
+            if x is None:
+                x = self._prepare(i, next(it))
+                size = x.numel() * x.element_size()
+                if self._cached_bytes + size <= self.cache_bytes:
+                    self._cache[i] = x
+                    self._cached_bytes += size
+            y = self.targets(i, labels).to(self.device)
+            xs.append(x)
+            ys.append(y)
+            cs.append(torch.full((y.shape[0],), pos, dtype=torch.long, device=self.device))
+        return Rows(torch.cat(xs, 1), torch.cat(ys), torch.cat(cs))
+
+    def batches(
+        self,
+        chains: Sequence[int],
+        batch_tokens: int,
+        labels: Sequence[torch.Tensor] | None = None,
+    ) -> Iterator[tuple[list[int], Rows]]:
+        """``(chains, rows)`` in batches of about ``batch_tokens`` rows; the next batch is read
+        on a background thread while the current one is used."""
+        sizes = [int((self.source.labels[i] >= 0).sum()) for i in chains]
+        groups = list(_group(chains, sizes, batch_tokens))
+        if not groups:
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self.fetch, groups[0])
+            for k, group in enumerate(groups):
+                raw = pending.result()
+                if k + 1 < len(groups):
+                    pending = pool.submit(self.fetch, groups[k + 1])
+                yield group, self.read(group, raw, labels)
+
+
+def _group(chains: Sequence[int], sizes: Sequence[int], budget: int) -> Iterator[list[int]]:
+    group: list[int] = []
+    total = 0
+    for i, size in zip(chains, sizes, strict=True):
+        group.append(i)
+        total += size
+        if total >= budget:
+            yield group
+            group, total = [], 0
+    if group:
+        yield group
+
+
+def probe_logits(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``[F, N, K]`` logits of probes ``weight [F, K, d]``, ``bias [F, K]`` on ``x [F, N, d]``."""
+    return torch.baddbmm(bias[:, None, :], x, weight.transpose(1, 2))
+
+
+@torch.no_grad()
+def score_chains(
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    reader: RowReader,
+    chains: Sequence[int],
+    batch_tokens: int = 8192,
+    labels: Sequence[torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every probe's logits on the rows of ``chains``, in batches: scores ``[F, K, N]``,
+    targets ``[K, N]`` (int8) and each row's position in ``chains`` ``[N]``."""
+    scores, targets, where = [], [], []
+    base = 0  # batches are consecutive runs of `chains`
+    for group, rows in reader.batches(chains, batch_tokens, labels):
+        scores.append(probe_logits(weight, bias, rows.x).permute(0, 2, 1))
+        targets.append(rows.y.T)
+        where.append(rows.chain + base)
+        base += len(group)
+    return torch.cat(scores, 2), torch.cat(targets, 1), torch.cat(where)
