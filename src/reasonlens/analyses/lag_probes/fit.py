@@ -131,6 +131,8 @@ def fit_lag_probes(
     """Fit every (feature set, lag) probe of ``source`` together; score them on the test
     chains with bootstrap intervals over chains. ``overrides`` replace config fields."""
     config = config or LagProbeConfig()
+    if not isinstance(config, LagProbeConfig):
+        raise TypeError(f"config must be a LagProbeConfig, not {type(config).__name__}")
     if overrides:
         config = LagProbeConfig(**{**config.to_dict(), **overrides})
     started = time.perf_counter()
