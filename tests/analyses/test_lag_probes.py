@@ -295,3 +295,9 @@ def test_bad_settings_and_data():
         TensorChains([torch.zeros(2, 5, 3), torch.zeros(2, 4, 3)], [y, y])
     with pytest.raises(UserError, match="1-D integer"):
         TensorChains([torch.zeros(1, 5, 3)], [torch.zeros(5)])
+
+
+def test_plots(fitted, tmp_path):
+    assert fitted.plot(tmp_path / "auc.png").stat().st_size > 1000
+    assert fitted.plot(tmp_path / "f1.png", metric="f1").is_file()
+    assert fitted.heatmap(tmp_path / "heat.png").is_file()

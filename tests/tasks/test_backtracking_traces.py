@@ -210,3 +210,27 @@ def test_a_record_whose_spans_are_not_the_checkers_is_refused(tmp_path):
     bad.write_text(json.dumps(rec) + "\n")
     with pytest.raises(UserError, match="two different rooms"):
         get_task("backtracking").read(bad)
+
+
+def test_checked_samples_are_summarised_and_become_chains_to_label():
+    from reasonlens.tasks.backtracking import summarize
+
+    edited = HAND_TRACE.replace(
+        "Try C. From C I can go to F or D.\n", "Try C. Wait, C is a dead end. Back to B.\n"
+    )[: HAND_TRACE.index("Try F.")]
+    checks = [
+        check_trace(HAND, HAND_TRACE),
+        check_trace(HAND, edited),
+        check_trace(HAND, "gibberish"),
+        check_trace(
+            HAND, "I start at A. From A I can go to B.\nTry B. Wait, B is a dead end. Back to E."
+        ),
+    ]
+    summary = summarize(checks)
+    assert summary["chains"] == 4 and summary["labelable"] == 2
+    assert summary["backtracks"] == 4 and summary["needed"] == 3 and summary["unneeded"] == 1
+    assert summary["solved"] == 1 and summary["share_needed"] == 0.75
+    assert sum(summary["unlabelable_reasons"].values()) == 2
+    chain = checks[1].chain("s1", edited, problem="maze")
+    assert chain.spans_of("unneeded-backtracking") == checks[1].spans("unneeded")
+    assert chain.spans_of("backtracking") == checks[1].spans()

@@ -86,7 +86,7 @@ class LagProbeConfig:
     lr: float = 1e-3
     batch_tokens: int = 4096
     min_steps: int = 16  # steps per epoch at least (small data: smaller batches)
-    max_epochs: int = 30
+    max_epochs: int = 50
     patience: int = 3
     threshold: str = "tuned"  # "tuned": the F1-best threshold on validation; "fixed": p = 0.5
     val_fraction: float = 0.1

@@ -56,12 +56,19 @@ class RowReader:
     cache_bytes: int = 0
     _cache: dict[int, torch.Tensor] = field(default_factory=dict)
     _cached_bytes: int = 0
+    _targets: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def targets(self, i: int, labels: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        """``[n_rows, K]`` int8 targets of chain i (from ``labels`` instead of the source's)."""
+        """``[n_rows, K]`` int8 targets of chain i (from ``labels`` instead of the source's;
+        the source's are kept after the first call: they are small)."""
+        if labels is None and i in self._targets:
+            return self._targets[i]
         rows = self.source.labels[i] >= 0
         y = self.source.labels[i] if labels is None else labels[i]
-        return lag_targets(y, self.lags, rows)[rows].to(torch.int8)
+        out = lag_targets(y, self.lags, rows)[rows].to(torch.int8)
+        if labels is None:
+            self._targets[i] = out
+        return out
 
     def _prepare(self, i: int, feats: torch.Tensor) -> torch.Tensor:
         keep = (self.source.labels[i] >= 0).to(feats.device)

@@ -22,7 +22,7 @@ from reasonlens.tasks.backtracking.chains import (
     read_chains,
     span_records,
 )
-from reasonlens.tasks.backtracking.checker import CheckedTrace, check_trace
+from reasonlens.tasks.backtracking.checker import CheckedTrace, check_trace, summarize
 from reasonlens.tasks.backtracking.labels import (
     LabelRow,
     label_chain,
@@ -82,6 +82,7 @@ __all__ = [
     "render_prompt",
     "sentence",
     "span_records",
+    "summarize",
     "to_record",
     "write_labels",
     "write_records",

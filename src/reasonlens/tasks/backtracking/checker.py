@@ -27,9 +27,12 @@ beginning of a backtracking sentence is labelled as one (``truncated=True``).
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reasonlens.tasks.backtracking.chains import Chain, LabelledSpan
 from reasonlens.tasks.backtracking.puzzle import Maze
 from reasonlens.tasks.backtracking.traces import (
     BACKTRACK_KINDS,
@@ -118,6 +121,17 @@ class CheckedTrace:
             "unneeded": lambda b: not b.needed,
         }.get(which, lambda b: b.kind == which)
         return tuple(b.span for b in self.backtracks if keep(b))
+
+    def chain(self, id: str, text: str, problem: str | None = None) -> Chain:
+        """The checked text as a :class:`~.chains.Chain` to label tokens from: every
+        backtrack is a ``backtracking`` span, and also a ``needed-backtracking`` or
+        ``unneeded-backtracking`` one (either can be the probes' target)."""
+        spans = []
+        for b in self.backtracks:
+            spans.append(LabelledSpan(b.start, b.end, BACKTRACKING))
+            which = "needed" if b.needed else "unneeded"
+            spans.append(LabelledSpan(b.start, b.end, f"{which}-{BACKTRACKING}"))
+        return Chain(str(id), text, tuple(spans), problem)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -283,6 +297,42 @@ class _Reader:
             end = start + len(rest)
             self.backtracks.append(Backtrack(start, end, kind, room, back, needed, True))
         return True
+
+
+def summarize(checks: Sequence[CheckedTrace]) -> dict[str, Any]:
+    """What a set of checked chains (a model's samples) shows: how many could be labelled
+    (and why not), how often the search backtracked, and how often that was needed."""
+    labelled = [c for c in checks if c.labelable]
+    backtracks = [b for c in labelled for b in c.backtracks]
+    n = len(checks)
+
+    def share(k: int, of: int) -> float | None:
+        return k / of if of else None
+
+    return {
+        "chains": n,
+        "labelable": len(labelled),
+        "unlabelable": n - len(labelled),
+        "unlabelable_reasons": dict(
+            Counter(_reason_kind(c.reason) for c in checks if not c.labelable).most_common()
+        ),  # fmt: skip
+        "truncated": sum(c.truncated for c in labelled),
+        "solved": sum(c.solved for c in labelled),
+        "error_free": sum(not c.errors for c in labelled),
+        "backtracks": len(backtracks),
+        "needed": sum(b.needed for b in backtracks),
+        "unneeded": sum(not b.needed for b in backtracks),
+        "chains_that_backtrack": sum(bool(c.backtracks) for c in labelled),
+        "backtracks_per_chain": share(len(backtracks), len(labelled)),
+        "share_needed": share(sum(b.needed for b in backtracks), len(backtracks)),
+        "share_labelable": share(len(labelled), n),
+    }
+
+
+def _reason_kind(reason: str | None) -> str:
+    """A reason without its particulars (character positions, quoted text), for counting."""
+    text = re.sub(r"at character \d+: .*", "at character N", reason or "")
+    return re.sub(r"\b[A-Z]\b", "X", text)
 
 
 def _sentence_at(text: str, pos: int) -> tuple[str, re.Match] | None:
