@@ -42,7 +42,7 @@ def test_the_base_defaults_stop_never_cut_nothing_and_take_task_items():
 
 
 def test_an_unknown_task_name_is_a_user_error_listing_the_known_ones():
-    with pytest.raises(UserError, match="unknown task 'blockworld'.*valid: backtracking, blocksworld"):
+    with pytest.raises(UserError, match="unknown task 'blockworld'.*valid: .*blocksworld"):
         get_task("blockworld")
 
 
