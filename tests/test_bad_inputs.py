@@ -73,6 +73,26 @@ def _corrupt_tokenizer(path: Path) -> None:
     (path / "tokenizer.json").write_text("{not json")
 
 
+def _letters_merged_with_newline(path: Path) -> None:
+    """A tokenizer that merges "\n" with the letter after it: "A" is no token of its own at
+    the preferences study's answer position."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from reasonlens.models.tiny import SPECIALS
+
+    vocab = {tok: i for i, tok in enumerate(SPECIALS)}
+    for char in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[char] = len(vocab)
+    vocab["\u010aA"], vocab["\u010aB"] = len(vocab), len(vocab) + 1
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[("\u010a", "A"), ("\u010a", "B")]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    ).save_pretrained(path)
+
+
 def gguf_file(truncate: bool) -> Callable[[Path, str], None]:
     """A small well-formed GGUF file (one tensor, no model in it), optionally cut short."""
 
@@ -447,6 +467,15 @@ CASES = [
     case(["study", "planning", "-m", "smollm2-135", "-o", "OUT"], "did you mean 'smollm2-135m'"),
     case(["study", "planning", "-m", "TINY", "--device", "tpu", "-o", "OUT"], "unknown device"),
     case(["study", "planning", "--seed", "x", "-o", "OUT"], "Invalid value for '--seed'"),
+    # --- study preferences ---
+    case(["study", "preferences", "--preset", "nope", "-o", "OUT"], "unknown preferences preset"),
+    case(["study", "preferences", "-m", "smollm2-135", "-o", "OUT"], "did you mean 'smollm2-135m'"),
+    case(
+        ["study", "preferences", "-m", "merged", "-o", "OUT"],
+        "does not give 'A' a single token at the answer position",
+        {"merged": model_copy(_letters_merged_with_newline)},
+        id="preferences-letters-not-single-tokens",
+    ),
     case(["report", "missing"], "not a reasonlens run directory"),
     case(["report", "run"], "not a reasonlens run directory", {"run": directory()}),
     case(

@@ -68,6 +68,7 @@ HELP_CASES = [
     ["trace", "--help"],
     ["study", "--help"],
     ["study", "planning", "--help"],
+    ["study", "preferences", "--help"],
     ["study", "list"],
     ["report", "--help"],
 ]
