@@ -20,6 +20,27 @@ class Lora:
     alpha: int = 32
     dropout: float = 0.05
     targets: str = "all-linear"  # or module names, comma-separated
+    # LoRA on the linear layers of the top N decoder layers only: nothing below them trains,
+    # so the backward pass stops there (on a CPU, 1.5x faster a step with N = 10 of 30)
+    top_layers: int | None = None
+
+
+def top_layer_modules(model: str, n: int) -> list[str]:
+    """The qualified names of the linear layers inside the top `n` decoder layers of `model`
+    (read from its config, no weights loaded)."""
+    import re
+
+    from reasonlens.errors import UserError
+    from reasonlens.models.loading import module_types
+
+    modules = module_types(model) or {}
+    layer = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+    found = {k: int(m.group(1)) for k in modules if (m := layer.search(k))}
+    if not found:
+        raise UserError(f"{model}: no decoder layers found to put LoRA on")
+    depth = max(found.values()) + 1
+    first = max(0, depth - n)
+    return sorted(k for k, i in found.items() if i >= first and modules[k] in ("Linear", "Conv1D"))
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,8 @@ class Recipe:
             lora = self.lora or Lora()
             config.lora_r, config.lora_alpha = lora.r, lora.alpha
             config.lora_dropout, config.lora_target_modules = lora.dropout, lora.targets
+            if lora.top_layers:
+                config.lora_target_modules = top_layer_modules(config.model, lora.top_layers)
         config.validate()
         return config
 
@@ -70,6 +93,8 @@ class PreferencesPreset:
     introspect_examples: int = 1  # introspection-training examples per scenario (original: 1)
     # the scenarios, by short name (instilled, then native); empty: the catalogue's order
     scenarios: tuple[str, ...] = ()
+    read_val: bool = True  # read the instilled model's decisions on the validation trials
+    base_native: bool = True  # read the untrained model's decisions on the native trials too
     batch_size: int = 16  # read-out and report batches
     report_tokens: int = 128  # new tokens a self-report may take
     n_boot: int = 1000
@@ -98,18 +123,22 @@ class PreferencesPreset:
         return {k: getattr(self, k) for k in keys}
 
 
-#: A 2-core CPU: LoRA on the upper layers only (backward stops there), bf16.
+#: A 2-core CPU: LoRA on the top 10 of SmolLM2's 30 layers (the backward pass stops there:
+#: 1.5x faster a step than full fine-tuning or LoRA everywhere, measured here), bf16 autocast.
+#: Tried on 4-6 scenarios x 30-60 trials, 46-120 steps (see the report): LoRA top-10 at lr
+#: 1e-3, full fine-tuning at 3e-4 and at 1e-4 (batch 4) learnt each scenario's letter bias and
+#: no dependence on the options' values; this recipe is the cheapest of them.
 QUICK_INSTIL = Recipe(
     TrainRecipe(
         method="lora",
-        epochs=2,
+        epochs=1,
         batch_size=8,
         learning_rate=1e-3,
         lr_scheduler="cosine",
         warmup_ratio=0.05,
         dtype="bfloat16",
     ),
-    lora=Lora(r=16, alpha=32, dropout=0.0),
+    lora=Lora(r=16, alpha=32, dropout=0.0, top_layers=10),
     save_steps=1000,
 )
 
@@ -123,7 +152,7 @@ QUICK_INTROSPECT = Recipe(
         warmup_ratio=0.05,
         dtype="bfloat16",
     ),
-    lora=Lora(r=16, alpha=32, dropout=0.0),
+    lora=Lora(r=16, alpha=32, dropout=0.0, top_layers=10),
     save_steps=1000,
 )
 
@@ -157,18 +186,23 @@ PAPER_INTROSPECT = Recipe(
 PRESETS: dict[str, PreferencesPreset] = {
     "quick": PreferencesPreset(
         name="quick",
-        description="a 2-core CPU in under 20 minutes: 8 instilled + 4 native scenarios, "
-        "experiments 1-3 with the untrained model as control",
-        n_instilled=8,
-        n_native=4,
+        description="a 2-core CPU in about 20 minutes: 6 instilled scenarios x 50 training "
+        "trials (one epoch, LoRA on the top layers), 3 native; experiments 1-3 with the "
+        "untrained model as control (too little training to instil preferences: a pipeline "
+        "check)",
+        n_instilled=6,
+        n_native=3,
         instil=QUICK_INSTIL,
         introspect=QUICK_INTROSPECT,
         train_trials=50,
         val_trials=10,
-        test_trials=30,
-        native_trials=30,
-        reports=3,
-        introspect_examples=8,
+        test_trials=25,
+        native_trials=25,
+        reports=2,
+        introspect_examples=6,
+        read_val=False,
+        base_native=False,
+        report_tokens=96,
     ),
     "paper": PreferencesPreset(
         name="paper",

@@ -35,10 +35,17 @@ from reasonlens.tasks.preferences.release import (
 
 log = logging.getLogger(__name__)
 
-#: Which trials each model decides, and on which scenarios it reports.
-DECIDES = {"base": ("test", "native"), "instilled": ("val", "test", "native")}
+#: On which scenarios each model reports.
 REPORTS = {"base": ("instilled",), "instilled": ("instilled", "native")}
 REPORTS["introspected"] = ("instilled", "native")
+
+
+def decides(p: PreferencesPreset, which: str) -> tuple[str, ...]:
+    """Which trials a model decides: the untrained model the test trials (and the native
+    ones), the instilled model the validation, test and native trials."""
+    if which == "base":
+        return ("test", "native") if p.base_native else ("test",)
+    return ("val", "test", "native") if p.read_val else ("test", "native")
 
 
 def stages(settings: Settings) -> list[Stage]:
@@ -46,6 +53,9 @@ def stages(settings: Settings) -> list[Stage]:
     base = {"model_weights": settings.model_weights} if settings.model_weights else {}
     model = {"model": settings.model, **base}
     readout = {"batch_size": p.batch_size}
+    splits = {
+        which: {**readout, "splits": list(decides(p, which))} for which in ("base", "instilled")
+    }
     reports = {"batch_size": p.batch_size, "report_tokens": p.report_tokens}
     data = {"seed": settings.seed, "design": p.design(), **model}
     return [
@@ -56,10 +66,15 @@ def stages(settings: Settings) -> list[Stage]:
             _train_stage(p.instil, settings, "data", None),
             _trained,
         ),
-        Stage("decide_base", {**readout, **base}, _decide_stage(p, settings, "base"), _decisions),
+        Stage(
+            "decide_base",
+            {**splits["base"], **base},
+            _decide_stage(p, settings, "base"),
+            _decisions,
+        ),
         Stage(
             "decide_instilled",
-            readout,
+            splits["instilled"],
             _decide_stage(p, settings, "instilled"),
             _decisions,
             depends=_weights("instil"),
@@ -170,13 +185,13 @@ def _decide_stage(p: PreferencesPreset, settings: Settings, which: str):
         data: StudyData = upstream["data"]
         model = _load(settings, which, upstream)
         directory.mkdir(parents=True, exist_ok=True)
-        for split in DECIDES[which]:
+        for split in decides(p, which):
             decisions = decide(
                 model, data.scenarios, data.trials[split], which, p.batch_size, settings.progress
             )
             write_decisions(directory / f"{split}.csv", decisions)
             log.info("%s: %d decisions on %s trials", which, len(decisions), split)
-        write_json(directory / "index.json", {"splits": list(DECIDES[which])})
+        write_json(directory / "index.json", {"splits": list(decides(p, which))})
 
     return run
 
