@@ -115,3 +115,16 @@ def test_a_bad_gold_report_is_a_gold_error(tmp_path):
     bad.write_text(json.dumps({**line, "completion": '{"x": 1}'}) + "\n")
     with pytest.raises(GoldError, match="bad.jsonl:1: the gold report"):
         TASKS["preferences"].read(bad)
+
+
+def test_lora_on_the_top_layers_names_only_their_linear_modules(tiny_dir, tmp_path):
+    from reasonlens.studies.preferences.presets import Lora, Recipe, top_layer_modules
+    from reasonlens.train.recipe import TrainRecipe
+
+    top = top_layer_modules(tiny_dir, 1)  # the tiny llama has 2 layers
+    assert len(top) == 7 and all(name.startswith("model.layers.1.") for name in top)
+    assert len(top_layer_modules(tiny_dir, 5)) == 14  # more than there are: all of them
+    data = _data(tiny_tokenizer(), tmp_path)
+    recipe = Recipe(TrainRecipe(method="lora"), lora=Lora(4, 8, 0.0, top_layers=1))
+    config = recipe.config(tiny_dir, [str(data.file("train.jsonl"))], seed=0)
+    assert config.lora_target_modules == top and config.lora_r == 4 and config.max_length == 2048

@@ -38,7 +38,11 @@ from reasonlens.analyses.preferences import (
     self_report,
 )
 from reasonlens.analyses.preferences.analysis import plot_learned_vs_target, write_analysis
-from reasonlens.analyses.preferences.logits import recover_from_logits, recover_from_sign
+from reasonlens.analyses.preferences.logits import (
+    recover_from_logits,
+    recover_from_sign,
+    value_sensitivity,
+)
 from reasonlens.analyses.preferences.metrics import Correlation, utility
 from reasonlens.runs import write_json
 from reasonlens.studies.preferences.data import StudyData
@@ -80,7 +84,7 @@ def _logit_recoveries(
     scenarios, targets, decisions: list[Decision], p: PreferencesPreset, seed: int, out: Path
 ) -> dict[str, Any]:
     """The two logit-based recoveries (see analyses.preferences.logits), with their files."""
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"sensitivity": value_sensitivity(scenarios, decisions, seed=seed)}
     for label, recovery in (
         ("logit_linear", recover_from_logits(scenarios, decisions)),
         ("logit_sign", recover_from_sign(scenarios, decisions, p.regression)),

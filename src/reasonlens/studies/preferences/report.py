@@ -83,6 +83,14 @@ def _invalid(e: dict) -> str:
     return f"{e.get('n_invalid', 0)} of {e.get('n_trials', 0)} ({_pct(e.get('invalid_rate'))})"
 
 
+def _sensitivity(e: dict) -> str:
+    """Whether the logit difference depends on the options at all (see logits.value_sensitivity)."""
+    v = e.get("sensitivity") or {}
+    if not v.get("n_scenarios"):
+        return "n/a"
+    return f"R² {v['mean_r2']:.2f} (permuted {v['permuted_r2']:.2f}); spread {v['within_sd']:.3f}"
+
+
 def _logit_agreement(e: dict) -> str:
     logit = e.get("logit_diff") or {}
     if not logit:
@@ -160,6 +168,16 @@ def _headline_table(doc: Document, results: dict) -> None:
             "–",
         ],
         [
+            "does the decision depend on the options? R² of logit(A) - logit(B) on the five "
+            "differences (permuted logits: a model ignoring the values); its median spread "
+            "within a scenario [X]",
+            _sensitivity(inst),
+            _sensitivity(base),
+            "–",
+            "–",
+            "–",
+        ],
+        [
             "agreement with the target choice (letter)",
             _agreement(inst),
             _agreement(base),
@@ -216,19 +234,67 @@ def _headline_table(doc: Document, results: dict) -> None:
         "model's reports against the instilled model's learned weights (the same truth); the "
         "held-out row's control is the instilled model before introspection training."
     )
-    verdict = _excludes_zero(inst.get("recovery"))
-    logit = _excludes_zero((inst.get("logit_linear") or {}).get("recovery"))
-    base_verdict = _excludes_zero(base.get("recovery"))
-    doc.bullets(
-        [
-            "letter-based r: 95% CI "
-            + {True: "excludes 0", False: "includes 0", None: "not available"}[verdict]
-            + "; the untrained model's: "
-            + {True: "excludes 0", False: "includes 0", None: "not available"}[base_verdict],
-            "logit-based (linear) r: 95% CI "
-            + {True: "excludes 0", False: "includes 0", None: "not available"}[logit],
-        ]
-    )
+    doc.heading("What this run shows", level=3)
+    doc.bullets(findings(results))
+
+
+_CI = {True: "excludes 0", False: "includes 0", None: "is not available"}
+
+
+def _letters(e: dict) -> str:
+    """Why a letter-based r is missing: what the valid decisions were."""
+    n_valid = e.get("n_trials", 0) - e.get("n_invalid", 0)
+    if not n_valid:
+        return f"none of its {e.get('n_trials', 0)} replies is a valid letter"
+    share = e.get("share_a")
+    letter = "A" if share == 1 else "B" if share == 0 else None
+    if letter:
+        return f'it answers "{letter}" to every one of its {n_valid} valid trials'
+    return f"{e.get('n_scenarios_excluded', 0)} scenarios have one outcome class"
+
+
+def findings(results: dict) -> list[str]:
+    """What the figures say, in sentences (each with the figure it rests on)."""
+    e1 = results["experiment1"]
+    inst, base = e1["instilled"], e1["base"]
+    out = []
+    for label, e in (("instilled", inst), ("untrained", base)):
+        c = e.get("recovery")
+        if not c or c.get("r") is None:
+            out.append(f"{label} model, letter: no learned weights ({_letters(e)})")
+        else:
+            out.append(
+                f"{label} model, letter: r = {_corr(c)}; the 95% CI {_CI[_excludes_zero(c)]}"
+            )
+        lin = (e.get("logit_linear") or {}).get("recovery")
+        if lin and lin.get("r") is not None:
+            out.append(
+                f"{label} model, logit difference: r = {_corr(lin)}; the 95% CI "
+                f"{_CI[_excludes_zero(lin)]}"
+            )
+    v = inst.get("sensitivity") or {}
+    if v.get("n_scenarios"):
+        reads = v["mean_r2"] - v["permuted_r2"]
+        out.append(
+            f"the instilled model's logit difference is explained by the options' values with "
+            f"R² {v['mean_r2']:.2f} against {v['permuted_r2']:.2f} for the same logits "
+            f"shuffled within each scenario ({v['n_scenarios']} scenarios); it varies by "
+            f"{v['within_sd']:.3f} within a scenario (median SD)"
+            + (
+                ": its decisions barely depend on the options, so any read-out has almost "
+                "nothing to read"
+                if reads < 0.1 or v["within_sd"] < 0.1
+                else ""
+            )
+        )
+    first, final = (results["train"]["instil"].get(k) for k in ("first_loss", "final_loss"))
+    if first is not None and final is not None:
+        out.append(
+            f"instillation loss {first:.3f} -> {final:.3f} per labelled token (letter and end "
+            "token; a model that has learnt only the format and the base rate of the letters "
+            "sits near ln(2)/2 = 0.347)"
+        )
+    return out
 
 
 def _experiment1(doc: Document, run: RunDir, e1: dict, inst: dict, base: dict) -> None:
@@ -434,6 +500,8 @@ def _summary(results: dict) -> str:
         f"| learned vs target r (logit difference) | "
         f"{_corr((inst.get('logit_linear') or {}).get('recovery'))} | "
         f"{_corr((base.get('logit_linear') or {}).get('recovery'))} | – |",
+        f"| decision depends on the options (R² of the logit difference) | "
+        f"{_sensitivity(inst)} | {_sensitivity(base)} | – |",
         f"| agreement with target choice | {_agreement(inst)} | {_agreement(base)} | "
         "82.6% / 82.8% |",
         f'| share of "A" | {_share(inst)} | {_share(base)} | 50.1% / 50.8% |',
