@@ -186,7 +186,7 @@ PAPER_INTROSPECT = Recipe(
 PRESETS: dict[str, PreferencesPreset] = {
     "quick": PreferencesPreset(
         name="quick",
-        description="a 2-core CPU in about 20 minutes: 6 instilled scenarios x 50 training "
+        description="a 2-core CPU in about 12 minutes: 6 instilled scenarios x 50 training "
         "trials (one epoch, LoRA on the top layers), 3 native; experiments 1-3 with the "
         "untrained model as control (too little training to instil preferences: a pipeline "
         "check)",

@@ -47,17 +47,23 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+#: Fewer scenarios than this give no CI: resampling 2-4 scenarios says little about others.
+MIN_CI_SCENARIOS = 5
+
+
 def _corr(c: dict | None, unit: str = "scenarios") -> str:
-    """r [95% CI] (n scenarios, p)."""
+    """r [95% CI] (n scenarios)."""
     if not c or c.get("r") is None:
         n = c.get("n_scenarios", 0) if c else 0
         return f"n/a ({n} {unit})"
+    if c["n_scenarios"] < MIN_CI_SCENARIOS:
+        return f"{c['r']:.3f} ({c['n_scenarios']} {unit}: too few for a CI)"
     ci = f" [{c['ci_low']:.2f}, {c['ci_high']:.2f}]" if c.get("ci_low") is not None else " [no CI]"
     return f"{c['r']:.3f}{ci} ({c['n_scenarios']} {unit})"
 
 
 def _excludes_zero(c: dict | None) -> bool | None:
-    if not c or c.get("ci_low") is None:
+    if not c or c.get("ci_low") is None or c["n_scenarios"] < MIN_CI_SCENARIOS:
         return None
     return c["ci_low"] > 0 or c["ci_high"] < 0
 
@@ -405,19 +411,25 @@ def _experiment3(doc: Document, e3: dict, native: dict) -> None:
             "held-out instilled scenarios",
             _report_cell(e3.get("held_out_before")),
             _report_cell(e3.get("held_out_after")),
+            _corr((e3.get("held_out_after") or {}).get("vs_target")),
         ],
         [
             "native scenarios",
             _report_cell(e3.get("native_before")),
             _report_cell(e3.get("native_after")),
+            "– (never trained: no target to learn)",
         ],
         [
             "trained scenarios (check that the training took)",
             "–",
             _report_cell(e3.get("trained_after")),
+            _corr((e3.get("trained_after") or {}).get("vs_target")),
         ],
     ]
-    doc.table(["reports on", "before (r vs learned)", "after (r vs learned)"], rows)
+    doc.table(
+        ["reports on", "before (r vs learned)", "after (r vs learned)", "after (r vs target)"],
+        rows,
+    )
     inst_native = native.get("instilled") or {}
     if inst_native:
         doc.paragraph(
