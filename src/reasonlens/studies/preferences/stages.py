@@ -162,15 +162,23 @@ def _trained(directory: Path) -> dict[str, Any]:
     }
 
 
+#: The read-out's number format, on every device: in bf16 the two letters' logits often tie
+#: exactly (measured on SmolLM2: about half the trials of a model with no preference), which
+#: zeroes the logit difference and hands greedy decoding "A", the first of the tied tokens.
+READOUT_DTYPE = "float32"
+
+
 def _load(settings: Settings, which: str, upstream: dict):
     from reasonlens.models import load_model
 
     if which == "base":
-        model = load_model(settings.model, device=settings.device)
+        model = load_model(settings.model, device=settings.device, dtype=READOUT_DTYPE)
         model.name = f"{Path(settings.model).name} (untrained)"
     else:
         stage = "instil" if which == "instilled" else "introspect"
-        model = load_model(str(upstream[stage]["directory"]), device=settings.device)
+        model = load_model(
+            str(upstream[stage]["directory"]), device=settings.device, dtype=READOUT_DTYPE
+        )
         model.name = f"{Path(settings.model).name} ({which})"
     return model
 
