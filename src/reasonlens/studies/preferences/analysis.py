@@ -326,7 +326,8 @@ def plot_decision_curves(data: StudyData, decide: dict[str, dict], path: Path) -
         ax.scatter(x, y, s=6, alpha=0.5)
         ax.axhline(0, color="grey", linewidth=0.7)
         ax.axvline(0, color="grey", linewidth=0.7)
-        ax.set_title(f"{which} model, test trials", fontsize=9)
+        label = "untrained" if which == "base" else which
+        ax.set_title(f"{label} model, test trials", fontsize=9)
         ax.set_xlabel("target utility difference U_A - U_B", fontsize=8)
         ax.set_ylabel("logit(A) - logit(B)", fontsize=8)
     if not drawn:
