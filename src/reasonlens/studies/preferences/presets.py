@@ -142,18 +142,9 @@ QUICK_INSTIL = Recipe(
     save_steps=1000,
 )
 
-QUICK_INTROSPECT = Recipe(
-    TrainRecipe(
-        method="lora",
-        epochs=2,
-        batch_size=4,
-        learning_rate=1e-3,
-        lr_scheduler="cosine",
-        warmup_ratio=0.05,
-        dtype="bfloat16",
-    ),
-    lora=Lora(r=16, alpha=32, dropout=0.0, top_layers=10),
-    save_steps=1000,
+# the introspection round: the same recipe, two epochs of smaller batches
+QUICK_INTROSPECT = dataclasses.replace(
+    QUICK_INSTIL, train=dataclasses.replace(QUICK_INSTIL.train, epochs=2, batch_size=4)
 )
 
 #: The successful open-weight replication's settings (LoRA 64/128 on every linear layer,
