@@ -6,7 +6,12 @@ import json
 import pytest
 import torch
 
-from reasonlens.analyses.extraction import COMPONENTS, extraction_rates, plot_extraction
+from reasonlens.analyses.extraction import (
+    COMPONENTS,
+    extraction_rates,
+    extraction_rates_by_projection,
+    plot_extraction,
+)
 from reasonlens.errors import UserError
 from reasonlens.models.tiny import TINY_ARCHITECTURES
 from reasonlens.trace import run_with_cache
@@ -176,6 +181,13 @@ def test_the_gain_alone_equals_the_logit_lens_for_an_rms_norm(make_model, make_i
         assert gain.variant == "gain"  # centring and bias: no identity to check
     else:
         assert torch.equal(gain.hits, lens.hits)
+    # all three from one forward pass per batch: the same events as one projection at a time
+    every = extraction_rates_by_projection(model, ids, readouts, ("raw", "gain", "final_norm"))
+    raw = extraction_rates(model, ids, readouts, projection="raw")
+    for name, alone in (("raw", raw), ("gain", gain), ("final_norm", lens)):
+        assert every[name].projection == alone.projection
+        assert torch.equal(every[name].hits, alone.hits)
+        assert torch.equal(every[name].predictions, alone.predictions)
 
 
 def test_an_outlier_dimension_is_named_with_its_gain(make_model, make_ids):

@@ -161,3 +161,35 @@ def test_bad_groups_are_refused(tiny_llama, make_ids):
         masking_impact(tiny_llama, ids, [[(6, 3)]], [[[], [[1]]]])
     with pytest.raises(UserError, match="outside its 12 tokens"):
         masking_impact(tiny_llama, ids, [[(12, 3)]], [[[]]])
+
+
+@pytest.mark.parametrize("method", ["zero_keys", "knockout"])
+def test_merged_passes_give_the_same_numbers_in_t_plus_1_passes(
+    make_model, make_ids, monkeypatch, method
+):
+    """The paper's layout: step t's answer token is group t, after its target; merging the
+    variants whose hidden prefixes agree needs T + 1 passes for T steps, not one per variant."""
+    import reasonlens.analyses.masking as masking
+
+    model = _sharpen(make_model("llama", n_layers=2, seed=5, attn_implementation="sdpa"))
+    ids = make_ids([32], seed=8)
+    positions = [6, 12, 18, 24, 30]
+    steps = [[(n, _top1(model, ids[0], n)) for n in positions]]
+    spans = [[n + 1] for n in positions]
+    groups = [[spans[:t] for t in range(len(positions))]]
+    calls = []
+    real = masking._run
+
+    def counting(model_, input_ids, jobs, *args):
+        calls.append(len(jobs))
+        return real(model_, input_ids, jobs, *args)
+
+    monkeypatch.setattr(masking, "_run", counting)
+    merged = masking_impact(model, ids, steps, groups, batch_size=1, method=method)
+    assert len(calls) == len(positions) + 1
+    calls.clear()
+    separate = masking_impact(model, ids, steps, groups, batch_size=1, method=method, merge=False)
+    assert len(calls) == 1 + sum(1 + t for t in range(1, len(positions)))
+    for name in ("p_unmasked", "p_masked", "p_visible"):
+        torch.testing.assert_close(getattr(merged, name), getattr(separate, name), equal_nan=True)
+    assert merged.impact_per_example.nan_to_num(0).abs().max() > 1e-3  # the masks matter

@@ -159,8 +159,26 @@ def extraction_rates(
     Tokens after an example's last readout cannot change it (causal attention), so they are
     not run.
     """
-    if projection not in PROJECTIONS:
-        raise one_of("projection", projection, PROJECTIONS)
+    return extraction_rates_by_projection(
+        model, input_ids, readouts, (projection,), batch_size, progress
+    )[projection]
+
+
+def extraction_rates_by_projection(
+    model: LoadedModel,
+    input_ids: Sequence[Sequence[int]],
+    readouts: Sequence[Sequence[int]],
+    projections: Sequence[str] = ("raw", "final_norm"),
+    batch_size: int = 8,
+    progress: bool = False,
+) -> dict[str, ExtractionResult]:
+    """:func:`extraction_rates` for several projections from the same forward passes (the
+    activations are the same; only the projection of the kept rows differs)."""
+    for projection in projections:
+        if projection not in PROJECTIONS:
+            raise one_of("projection", projection, PROJECTIONS)
+    if not projections:
+        raise UserError("no projection given")
     check_inputs(model, input_ids, readouts, "readouts")
     n_steps = max((len(r) for r in readouts), default=0)
     if n_steps == 0:
@@ -170,7 +188,9 @@ def extraction_rates(
             check_position(e, pos, len(ids), "readout position")
 
     n, n_layers = len(input_ids), model.n_layers
-    hits = torch.zeros(n, n_steps, n_layers, len(COMPONENTS), dtype=torch.bool)
+    hits = {
+        p: torch.zeros(n, n_steps, n_layers, len(COMPONENTS), dtype=torch.bool) for p in projections
+    }
     valid = torch.zeros(n, n_steps, dtype=torch.bool)
     predictions = torch.full((n, n_steps), -1, dtype=torch.long)
     gain = norm_gain(model)
@@ -190,27 +210,32 @@ def extraction_rates(
             acts = capture(
                 model, inputs, sites, positions="given", batch_size=len(batch), progress=False
             )
-            batch_hits, batch_pred = _events(model, acts, projection, gain)
+            events = {p: _events(model, acts, p, gain) for p in projections}
+            batch_pred = events[projections[0]][1]
             last = acts.get(f"layers.{model.n_layers - 1}.resid_post").float()
             scale_sum += last.abs().sum(0)
             rows += last.shape[0]
             row = 0
             for e in batch:
                 k = len(readouts[e])
-                hits[e, :k] = batch_hits[row : row + k]
+                for p in projections:
+                    hits[p][e, :k] = events[p][0][row : row + k]
                 predictions[e, :k] = batch_pred[row : row + k]
                 valid[e, :k] = True
                 row += k
             bar.advance(len(batch))
-    return ExtractionResult(
-        hits,
-        valid,
-        predictions,
-        projection,
-        model=model.name,
-        scale=scale_sum / max(rows, 1),
-        gain=gain,
-    )
+    return {
+        p: ExtractionResult(
+            hits[p],
+            valid.clone(),
+            predictions.clone(),
+            p,
+            model=model.name,
+            scale=scale_sum / max(rows, 1),
+            gain=gain,
+        )
+        for p in projections
+    }
 
 
 @torch.inference_mode()

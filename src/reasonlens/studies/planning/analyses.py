@@ -27,7 +27,8 @@ from reasonlens.tasks.blocksworld import Example
 log = logging.getLogger(__name__)
 
 PROBE_FOLDS = 5  # probes are cross-fitted: each fold trains on the other 80% of the problems
-MASS_PROBLEMS = 8  # problems whose attention on the hidden history is measured
+MASS_PROBLEMS = 4  # problems whose attention on the hidden history is measured (6 steps x
+# every head and layer each: a diagnostic mean, not a verdict)
 
 
 def select_analysis_set(
@@ -103,13 +104,15 @@ def _cached(out: Path, name: str, compute: Callable[[], tuple[dict, dict | None]
 
 
 def run_extraction(model: LoadedModel, items: list[pos.Item], out: Path, progress: bool) -> dict:
-    from reasonlens.analyses.extraction import extraction_rates
+    from reasonlens.analyses.extraction import extraction_rates_by_projection
 
     def compute() -> tuple[dict, dict]:
         ids = [it.input_ids for it in items]
         reads = [pos.readouts(it) for it in items]
-        raw = extraction_rates(model, ids, reads, projection="raw", progress=progress)
-        lens = extraction_rates(model, ids, reads, projection="final_norm", progress=progress)
+        both = extraction_rates_by_projection(
+            model, ids, reads, ("raw", "final_norm"), progress=progress
+        )
+        raw, lens = both["raw"], both["final_norm"]
         raw.plot(out / files.EXTRACTION_PNG, f"Extraction rate, {model.name}")
         lens.plot(out / files.EXTRACTION_LENS_PNG, f"Logit lens (final norm), {model.name}")
         record = {"raw": raw.to_dict(), "logit_lens": lens.to_dict(), "n_examples": len(items)}

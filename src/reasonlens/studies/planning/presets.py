@@ -109,16 +109,16 @@ PRESETS: dict[str, PlanningPreset] = {
     "quick": PlanningPreset(
         name="quick",
         description="a laptop-CPU run in minutes: 4-5 blocks, L1-L3, 576 training problems "
-        "(448 of them L3), one epoch in bf16; 60 test problems evaluated; every analysis on "
-        "32 solved L3 problems (scored from up to 300)",
+        "(448 of them L3), one epoch in bf16; 48 test problems evaluated; every analysis on "
+        "30 solved L3 problems (scored from up to 300)",
         counts=tuple(
             (lv, b, QUICK_TRAIN[lv], 150 if lv == 3 else 10) for lv in (1, 2, 3) for b in (4, 5)
         ),
         blocks=(4, 5),
         train=CPU_RECIPE,
-        eval_per_cell=10,
+        eval_per_cell=8,
         analysis_blocks=None,
-        limits=AnalysisLimits(analysis_set=32, flow=32, masking=32),
+        limits=AnalysisLimits(analysis_set=30, flow=30, masking=30),
     ),
     "cpu": PlanningPreset(
         name="cpu",
