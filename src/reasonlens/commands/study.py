@@ -3,6 +3,7 @@ registry: a new study gets its command by being registered."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import typer
@@ -16,7 +17,6 @@ def _study_command(app: typer.Typer, name: str) -> None:
     study = get_study(name)
     presets = ", ".join(f"{p.name}" for p in study.presets.values())
 
-    @app.command(name, help=f"{study.title}: {study.summary}")
     def command(
         preset: str = typer.Option(
             study.default_preset, help=f"One of: {presets} (see `reasonlens study list`)."
@@ -29,6 +29,7 @@ def _study_command(app: typer.Typer, name: str) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
         device: str = DeviceOpt,
+        **options,
     ) -> None:
         from rich.console import Console
 
@@ -44,6 +45,7 @@ def _study_command(app: typer.Typer, name: str) -> None:
             seed=seed,
             device=None if device == "auto" else device,
             progress=not quiet,
+            options=options,
         )
         target = out or study.default_out(settings)
         # a wrong preset, model, device or run directory is refused here, writing nothing
@@ -52,6 +54,30 @@ def _study_command(app: typer.Typer, name: str) -> None:
         console.print(f"{name} study, preset {preset!r}, model {model!r} -> {target}")
         finish_study(study, settings, runner)
         console.print((target / "summary.md").read_text())
+
+    _add_options(command, study.options)
+    app.command(name, help=f"{study.title}: {study.summary}")(command)
+
+
+def _add_options(command, options) -> None:
+    """Give `command` one typer option per StudyOption, in place of its ``**options``: typer
+    reads the signature, so each becomes ``--name`` with its help, type and default."""
+    signature = inspect.signature(command)
+    fixed = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    extra = [
+        inspect.Parameter(
+            o.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(o.default, f"--{o.name.replace('_', '-')}", help=o.help),
+            annotation=o.type,
+        )
+        for o in options
+    ]
+    command.__signature__ = signature.replace(parameters=fixed + extra)
+    command.__annotations__ = {
+        **{k: v for k, v in command.__annotations__.items()},
+        **{o.name: o.type for o in options},
+    }
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,5 @@
-"""Batched greedy generation with correct left padding and the KV cache."""
+"""Batched generation (greedy, or sampled with a seed) with correct left padding and the KV
+cache."""
 
 from __future__ import annotations
 
@@ -33,13 +34,25 @@ def generate_tokens(
     chat: bool = True,
     stop: Callable[[str], bool] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    temperature: float = 0.0,
+    seed: int = 0,
 ) -> list[list[int]]:
-    """The new token ids of greedy completions, EOS and anything after it removed.
+    """The new token ids of the completions, EOS and anything after it removed.
 
+    ``temperature`` 0 decodes greedily; above 0 it samples from the full softmax at that
+    temperature (no top-k or top-p), batch b seeded with ``seed + b`` on a private RNG state,
+    so the same prompts, batch size and seed give the same text (on CPU, bit for bit).
     ``stop(text)`` is asked after every new token with the row's decoded continuation so far;
     once it says True the row is finished (generation ends when every row of the batch is) and
     its ids are cut at that token. ``on_batch(n)`` is called after each batch of ``n`` prompts.
     """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, not {temperature}")
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        if temperature > 0
+        else {"do_sample": False}
+    )
     tok = model.tokenizer
     eos = _eos_ids(model)
     outputs: list[list[int]] = []
@@ -49,13 +62,16 @@ def generate_tokens(
         batch = {k: v.to(model.device) for k, v in pad_batch(ids, tok.pad_token_id, "left").items()}
         width = batch["input_ids"].shape[1]
         watcher = _StopWhen(stop, tok, width, len(chunk)) if stop is not None else None
-        out = model.hf.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tok.pad_token_id,
-            stopping_criteria=StoppingCriteriaList([watcher]) if watcher else None,
-        )
+        devices = [model.device] if model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed + start // batch_size)
+            out = model.hf.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tok.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([watcher]) if watcher else None,
+                **sampling,
+            )
         for row, new in enumerate(out[:, width:].tolist()):
             end = next((i for i, t in enumerate(new) if t in eos), len(new))
             if watcher is not None and watcher.done_at[row] is not None:

@@ -14,6 +14,7 @@ from reasonlens.studies.base import Settings, Study, render_report, run_study
 _MODULES = {
     "planning": "reasonlens.studies.planning",
     "preferences": "reasonlens.studies.preferences",
+    "backtracking": "reasonlens.studies.backtracking",
 }
 
 

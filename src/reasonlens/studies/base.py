@@ -10,7 +10,7 @@ report from its files without recomputing anything.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +21,20 @@ from reasonlens.runs import RunDir, Stage, StageRunner, holding, open_staged_run
 class Preset(Protocol):
     name: str
     description: str
+
+
+@dataclass(frozen=True)
+class StudyOption:
+    """An option only one study has (``study NAME --OPTION``), beyond preset, model and seed.
+
+    ``name`` is its Python name (``chains`` gives ``--chains``); ``default`` None means unset.
+    The study records the options it used in its config (key ``options``), so a report
+    re-rendered from the files sees the same values."""
+
+    name: str
+    help: str
+    default: Any = None
+    type: type = str
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,11 @@ class Settings:
     # the model's weights fingerprint, filled in by check_settings: stages that use the model
     # resume only on the same weights (None when re-rendering a report: nothing runs)
     model_weights: str | None = None
+    # the study's own options (Study.options), by name; unset ones hold their defaults
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def option(self, name: str) -> Any:
+        return self.options.get(name)
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,7 @@ class Study:
     # checks of the settings beyond preset, model and device (e.g. what the tokenizer must
     # do), run before anything is written; raises UserError
     check: Callable[[Settings], None] | None = None
+    options: tuple[StudyOption, ...] = ()
 
     @property
     def kind(self) -> str:
@@ -121,7 +141,12 @@ def _finish(study: Study, settings: Settings, runner: StageRunner, stage_results
 
 def settings_of(run: RunDir) -> Settings:
     config = run.config
-    return Settings(preset=config["preset"], model=config["model"], seed=config["seed"])
+    return Settings(
+        preset=config["preset"],
+        model=config["model"],
+        seed=config["seed"],
+        options=dict(config.get("options") or {}),
+    )
 
 
 def render_report(path: str | Path) -> tuple[Study, RunDir]:

@@ -1,0 +1,107 @@
+"""The backtracking study (after seed 003 and Ward et al. 2025): do a model's activations
+anticipate backtracking, and how far ahead? Fine-tune on maze-search traces with exact labels,
+sample fresh chains from the fine-tuned model, label where *it* backtracks with the checker,
+and fit lag probes with the controls the seed lacked (shuffled labels, the untrained model,
+lexical baselines, sentence starts). ``--chains FILE`` probes a model on a user's annotated
+chains instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reasonlens.studies.backtracking.presets import PRESETS
+from reasonlens.studies.base import Settings, Study, StudyOption
+
+OPTIONS = (
+    StudyOption(
+        "chains",
+        "Annotated chains to probe instead of generating them: a JSON list of {task_id, "
+        'problem, reasoning_chain, annotated_chain} (inline ["label"]...["end-section"] '
+        "markup) or JSONL of {id, text, spans: [{start, end, label}], problem}. The model is "
+        "probed as it is (no fine-tuning).",
+    ),
+    StudyOption("label", "With --chains: the label to predict (default: backtracking)."),
+    StudyOption(
+        "template",
+        "With --chains: how the problem becomes the prompt in front of each chain: chat (the "
+        "tokenizer's chat template, the default), raw, none, or a Jinja template or its file.",
+    ),
+)
+
+
+def _config(settings: Settings) -> dict:
+    from reasonlens.studies.backtracking.presets import preset
+    from reasonlens.studies.backtracking.stages import chains_file, external_inputs
+
+    options = external_inputs(settings) if chains_file(settings) else {}
+    return {
+        "study": "backtracking",
+        "preset": settings.preset,
+        "model": settings.model,
+        "seed": settings.seed,
+        "design": preset(settings.preset).to_dict(),
+        "options": options,
+    }
+
+
+def _stages(settings: Settings):
+    from reasonlens.studies.backtracking.stages import stages
+
+    return stages(settings)
+
+
+def _results(settings: Settings, stages: dict, timings: dict) -> dict:
+    from reasonlens.studies.backtracking.report import study_results
+
+    return study_results(settings, stages, timings)
+
+
+def _report(run, results: dict, stages: dict) -> None:
+    from reasonlens.studies.backtracking.report import write_report
+
+    write_report(run, results)
+
+
+def _check(settings: Settings) -> None:
+    """A bad --chains file (or --label / --template without one) is refused before anything is
+    written: the file is read and labelled with the model's tokenizer here."""
+    from reasonlens.errors import UserError
+    from reasonlens.studies.backtracking.stages import chains_file, external_inputs
+
+    path = chains_file(settings)
+    if path is None:
+        given = [f"--{n}" for n in ("label", "template") if settings.option(n)]
+        if given:
+            raise UserError(f"{' and '.join(given)} apply to --chains only: give a chains file")
+        return
+    if not Path(path).is_file():
+        raise UserError(f"chains file not found: {path}")
+    from reasonlens.models import load_tokenizer
+    from reasonlens.studies.backtracking.chains import label_file
+    from reasonlens.studies.backtracking.presets import preset
+
+    inputs = external_inputs(settings)
+    label_file(
+        load_tokenizer(settings.model),
+        path,
+        inputs["label"],
+        inputs["template"],
+        max(abs(k) for k in preset(settings.preset).lags),
+    )
+
+
+STUDY = Study(
+    name="backtracking",
+    title="Backtracking (lag probes; seed 003, Ward et al. 2025)",
+    summary="Fine-tune on maze-search traces, sample and label the model's own chains, and ask "
+    "how many tokens ahead its activations predict backtracking, beside shuffled-label, "
+    "untrained-model and lexical controls.",
+    presets=PRESETS,
+    default_preset="quick",
+    config=_config,
+    stages=_stages,
+    results=_results,
+    report=_report,
+    check=_check,
+    options=OPTIONS,
+)

@@ -1,0 +1,360 @@
+"""The backtracking study's stages.
+
+Generated chains (the default)::
+
+    OUT/
+      data/          train.jsonl (maze-search traces), test.jsonl (fresh mazes), manifest.json
+      train/         fine-tuning on the traces (a `reasonlens train` run; model/)
+      sample/        samples.jsonl: one chain per test maze, sampled from the fine-tuned model
+      chains/        labels.jsonl (input_ids + 0/1 labels per token), checks.jsonl, summary.json
+      activations/   finetuned/ and base/: activation stores of every chain token
+      analysis/      lag probes and controls: analysis.json, CSV tables, plots, probes
+
+With ``--chains FILE`` the model is probed on the user's chains as it is: ``chains`` labels the
+file, ``activations`` holds one store (``model/``), and there is no untrained control.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from reasonlens.runs import Stage, read_json, write_json
+from reasonlens.studies.backtracking.presets import BacktrackingPreset, preset, probed_layers
+from reasonlens.studies.base import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LABEL = "backtracking"
+DEFAULT_TEMPLATE = "chat"
+
+
+def chains_file(settings: Settings) -> str | None:
+    value = settings.option("chains")
+    return None if value in (None, "") else str(value)
+
+
+def stages(settings: Settings) -> list[Stage]:
+    p = preset(settings.preset)
+    base = {"model_weights": settings.model_weights} if settings.model_weights else {}
+    model = {"model": settings.model, **base}
+    probes = {
+        "lags": list(p.lags),
+        "n_layers": p.n_layers,
+        "bag_k": p.bag_k,
+        "bootstrap": p.bootstrap,
+        "seed": settings.seed,
+    }
+    external = chains_file(settings)
+    if external is not None:
+        return [
+            Stage(
+                "chains", {**model, **external_inputs(settings)}, _file_stage(p, settings), _chains
+            ),
+            Stage(
+                "activations",
+                {**model, "batch_size": p.capture_batch},
+                _capture_stage(p, settings, ("model",)),
+                _stores,
+            ),
+            Stage("analysis", {**probes, **base}, _analysis_stage(p, settings), _analysis),
+        ]
+    design = {"seed": settings.seed, **p.design()}
+    sampling = {
+        "temperature": p.temperature,
+        "max_new_tokens": p.max_new_tokens,
+        "batch_size": p.sample_batch,
+        "seed": settings.seed,
+    }
+    return [
+        Stage("data", design, _data_stage(p, settings), _data),
+        Stage(
+            "train",
+            {**model, "seed": settings.seed, "train": p.to_dict()["train"]},
+            _train_stage(p, settings),
+            _trained,
+        ),
+        Stage("sample", sampling, _sample_stage(p, settings), _samples, depends=_finetuned),
+        Stage(
+            "chains",
+            {"label": DEFAULT_LABEL, "min_tokens": max(abs(k) for k in p.lags)},
+            _label_stage(p, settings),
+            _chains,
+        ),
+        Stage(
+            "activations",
+            {**base, "batch_size": p.capture_batch},
+            _capture_stage(p, settings, ("finetuned", "base")),
+            _stores,
+            depends=_finetuned,
+        ),
+        Stage(
+            "analysis",
+            {**probes, **base},
+            _analysis_stage(p, settings),
+            _analysis,
+            depends=_finetuned,
+        ),
+    ]
+
+
+def external_inputs(settings: Settings) -> dict[str, Any]:
+    """What a run on a user's chains depends on: the file's content, the label, the template.
+    A report re-rendered from a run's files takes the recorded hash (the file may be gone)."""
+    from reasonlens.runs.files import file_sha256
+
+    path = Path(chains_file(settings) or "")
+    return {
+        "chains": str(path),
+        "chains_sha256": settings.option("chains_sha256") or file_sha256(path),
+        "label": settings.option("label") or DEFAULT_LABEL,
+        "template": settings.option("template") or DEFAULT_TEMPLATE,
+    }
+
+
+def _finetuned(upstream: dict) -> dict[str, str]:
+    return {"finetuned_weights": upstream["train"]["model_weights"]}
+
+
+# data and training ---------------------------------------------------------------------
+
+
+def _data_stage(p: BacktrackingPreset, settings: Settings):
+    def run(directory: Path, upstream: dict) -> None:
+        from reasonlens.tasks.backtracking import (
+            TraceConfig,
+            generate_split,
+            summarize,
+            to_record,
+            write_records,
+        )
+
+        train, test = generate_split(
+            p.n_train, p.n_chains, settings.seed, TraceConfig(rooms=p.rooms)
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        write_records(
+            directory / "train.jsonl",
+            [to_record(t, f"train-{i}", "train") for i, t in enumerate(train)],
+        )
+        write_records(
+            directory / "test.jsonl",
+            [to_record(t, f"test-{i}", "test") for i, t in enumerate(test)],
+        )
+        from reasonlens.tasks.backtracking import check_trace
+
+        gold = summarize([check_trace(t.maze, t.text) for t in train])
+        write_json(
+            directory / "manifest.json",
+            {"train": len(train), "test": len(test), "gold_train": gold},
+        )
+
+    return run
+
+
+def _data(directory: Path) -> dict[str, Any]:
+    from reasonlens.studies.backtracking.chains import read_jsonl
+
+    return {
+        "directory": directory,
+        "manifest": read_json(directory / "manifest.json"),
+        "train_file": str(directory / "train.jsonl"),
+        "test": read_jsonl(directory / "test.jsonl"),
+    }
+
+
+def _train_stage(p: BacktrackingPreset, settings: Settings):
+    def run(directory: Path, upstream: dict) -> None:
+        from reasonlens.train import train
+
+        config = p.train.config(
+            settings.model, [upstream["data"]["train_file"]], settings.seed, settings.device
+        )
+        train(config, directory, progress=settings.progress)
+
+    return run
+
+
+def _trained(directory: Path) -> dict[str, Any]:
+    from reasonlens.models.fingerprint import weights_fingerprint
+
+    return {
+        "directory": directory,
+        "results": read_json(directory / "results.json"),
+        "model_weights": weights_fingerprint(directory / "model"),
+    }
+
+
+# chains ----------------------------------------------------------------------------------
+
+
+def _sample_stage(p: BacktrackingPreset, settings: Settings):
+    def run(directory: Path, upstream: dict) -> None:
+        from reasonlens.models import load_model
+        from reasonlens.studies.backtracking.chains import SAMPLES, sample_chains, write_jsonl
+
+        model = load_model(str(upstream["train"]["directory"]), device=settings.device)
+        samples = sample_chains(
+            model,
+            upstream["data"]["test"],
+            p.temperature,
+            p.max_new_tokens,
+            p.sample_batch,
+            settings.seed,
+            settings.progress,
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        write_jsonl(directory / SAMPLES, samples)
+
+    return run
+
+
+def _samples(directory: Path) -> list[dict]:
+    from reasonlens.studies.backtracking.chains import SAMPLES, read_jsonl
+
+    return read_jsonl(directory / SAMPLES)
+
+
+def _label_stage(p: BacktrackingPreset, settings: Settings):
+    def run(directory: Path, upstream: dict) -> None:
+        from reasonlens.errors import UserError
+        from reasonlens.models import load_tokenizer
+        from reasonlens.studies.backtracking.chains import label_samples, write_chains
+
+        tokenizer = load_tokenizer(settings.model)
+        rows, checks, summary = label_samples(
+            tokenizer, upstream["sample"], DEFAULT_LABEL, max(abs(k) for k in p.lags)
+        )
+        write_chains(directory, rows, summary, checks)
+        log.info(
+            "chains: %d sampled, %d labelled and used, %d unlabelable, %d too short",
+            summary["chains"],
+            summary["used"],
+            summary["unlabelable"],
+            summary["too_short"],
+        )
+        if len(rows) < 10:
+            raise UserError(
+                f"only {len(rows)} of {summary['chains']} sampled chains could be labelled "
+                f"(see {directory / 'checks.jsonl'}): too few to probe; the fine-tuned model "
+                "does not write the trace language yet (train longer, or a larger preset)"
+            )
+
+    return run
+
+
+def _file_stage(p: BacktrackingPreset, settings: Settings):
+    def run(directory: Path, upstream: dict) -> None:
+        from reasonlens.models import load_tokenizer
+        from reasonlens.studies.backtracking.chains import label_file, write_chains
+
+        inputs = external_inputs(settings)
+        rows, summary = label_file(
+            load_tokenizer(settings.model),
+            inputs["chains"],
+            inputs["label"],
+            inputs["template"],
+            max(abs(k) for k in p.lags),
+        )
+        write_chains(directory, rows, summary)
+
+    return run
+
+
+def _chains(directory: Path) -> dict[str, Any]:
+    from reasonlens.studies.backtracking.chains import LABELS, SUMMARY
+    from reasonlens.tasks.backtracking import read_labels
+
+    return {"rows": read_labels(directory / LABELS), "summary": read_json(directory / SUMMARY)}
+
+
+# activations and analysis ------------------------------------------------------------------
+
+
+def _sites(p: BacktrackingPreset, n_layers: int) -> tuple[list[int], list[str]]:
+    layers = probed_layers(n_layers, p.n_layers)
+    return layers, [f"layers.{layer}.resid_post" for layer in layers]
+
+
+def _source(settings: Settings, which: str, upstream: dict) -> str:
+    return str(upstream["train"]["directory"]) if which == "finetuned" else settings.model
+
+
+def _capture_stage(p: BacktrackingPreset, settings: Settings, which: tuple[str, ...]):
+    def run(directory: Path, upstream: dict) -> None:
+        from reasonlens.models import load_model
+        from reasonlens.trace import TraceInput, capture
+
+        rows = upstream["chains"]["rows"]
+        inputs = [TraceInput(input_ids=tuple(r.input_ids)) for r in rows]
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in which:
+            model = load_model(_source(settings, name, upstream), device=settings.device)
+            layers, sites = _sites(p, model.n_layers)
+            capture(
+                model,
+                inputs,
+                sites,
+                positions="all",
+                batch_size=p.capture_batch,
+                out=directory / name,
+                progress=settings.progress,
+            )
+            del model
+        write_json(
+            directory / "index.json", {"stores": list(which), "layers": layers, "sites": sites}
+        )
+
+    return run
+
+
+def _stores(directory: Path) -> dict[str, Any]:
+    from reasonlens.trace import ActivationStore
+
+    index = read_json(directory / "index.json")
+    return {
+        "stores": {name: ActivationStore(directory / name) for name in index["stores"]},
+        "layers": index["layers"],
+        "sites": index["sites"],
+    }
+
+
+def _analysis_stage(p: BacktrackingPreset, settings: Settings):
+    def run(directory: Path, upstream: dict) -> None:
+        from reasonlens.analyses.lag_probes import LagProbeConfig
+        from reasonlens.models import load_model
+        from reasonlens.studies.backtracking.analysis import analyse_chains
+
+        acts = upstream["activations"]
+        stores = acts["stores"]
+        main = "model" if "model" in stores else "finetuned"
+        named = {"probes": stores[main]}
+        if "base" in stores:
+            named["untrained"] = stores["base"]
+        model = load_model(
+            settings.model if main == "model" else str(upstream["train"]["directory"]), device="cpu"
+        )
+        embedding = model.hf.get_input_embeddings().weight.detach().float().clone()
+        config = LagProbeConfig(
+            lags=p.lags, bootstrap=p.bootstrap, seed=settings.seed, device=settings.device
+        )
+        analyse_chains(
+            upstream["chains"]["rows"],
+            named,
+            acts["sites"],
+            acts["layers"],
+            embedding,
+            model.tokenizer,
+            config,
+            p.bag_k,
+            directory,
+        )
+
+    return run
+
+
+def _analysis(directory: Path) -> dict[str, Any]:
+    from reasonlens.studies.backtracking.analysis import ANALYSIS
+
+    return read_json(directory / ANALYSIS)

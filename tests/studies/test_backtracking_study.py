@@ -1,0 +1,295 @@
+"""`reasonlens study backtracking` on a tiny random model (a tiny preset patched in): generated
+chains (the model's sampling replaced by the gold traces, which a random model cannot write),
+a user's chains through the CLI, bad input refused before anything is written, and the
+verdict logic on constructed comparisons."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reasonlens.studies import Settings, get_study, render_report, run_study
+from reasonlens.studies.backtracking import chains as chains_mod
+from reasonlens.studies.backtracking import presets
+from reasonlens.studies.backtracking.presets import BacktrackingPreset, probed_layers
+from reasonlens.studies.backtracking.report import lag_verdicts
+from reasonlens.testing import run_cli
+from reasonlens.train.recipe import TrainRecipe
+
+LAGS = (-4, 0, 4, 8)
+TINY = BacktrackingPreset(
+    name="tiny",
+    description="test only",
+    n_train=8,
+    n_chains=30,
+    train=TrainRecipe(method="full", epochs=1, batch_size=4, learning_rate=1e-3),
+    max_new_tokens=16,
+    sample_batch=8,
+    n_layers=2,
+    capture_batch=8,
+    lags=LAGS,
+    bootstrap=50,
+)
+
+
+def _gold_samples(model, records, *args, **kwargs):
+    """What a model that had learnt the traces would write: the gold completion, with the
+    last chain cut short of the largest lag (too short to probe) and one unreadable."""
+    out = []
+    for i, r in enumerate(records):
+        text = r["completion"]
+        if i == 0:
+            text = text[:6]
+        elif i == 1:
+            text = "Let me think about this maze in my own words."
+        out.append({"id": r["id"], "maze": r["maze"], "prompt": r["prompt"], "text": text})
+    return out
+
+
+@pytest.fixture(scope="module")
+def generated(tiny_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bt-study") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(presets.PRESETS, "tiny", TINY)
+        mp.setattr(chains_mod, "sample_chains", _gold_samples)
+        results = run_study(
+            get_study("backtracking"), Settings("tiny", tiny_dir, progress=False), out
+        )
+    return out, results
+
+
+def test_generated_chains_are_labelled_probed_and_reported(generated):
+    out, results = generated
+    assert results == json.loads((out / "results.json").read_text())
+    for name in (
+        "report.md",
+        "report.html",
+        "summary.md",
+        "chains/labels.jsonl",
+        "chains/checks.jsonl",
+        "analysis/analysis.json",
+        "analysis/auc_vs_lag.png",
+        "analysis/auc_by_lag_layer.csv",
+        "analysis/probes.safetensors",
+    ):
+        assert (out / name).is_file(), name
+    c = results["chains"]
+    assert c["chains"] == 30 and c["unlabelable"] == 1 and c["too_short"] == 1
+    assert c["used"] == 28 and 0 < c["positive_rate"] < 1
+    rows = [json.loads(line) for line in (out / "chains/labels.jsonl").read_text().splitlines()]
+    assert len(rows) == 28 and all(len(r["input_ids"]) == len(r["labels"]) for r in rows)
+    assert [r["lag"] for r in results["lags"]] == list(LAGS)
+    for r in results["lags"]:
+        assert set(r["controls"]) == {"shuffled", "untrained", "embed", "bag"}
+        assert r["verdict"] in (
+            "beyond the text",
+            "beyond the text, untrained model too",
+            "lexical",
+            "no signal",
+            "not measurable",
+        )
+    assert results["layers"] == probed_layers(2, 2)
+
+
+def test_labels_mark_exactly_the_checkers_backtracking_sentences(generated, tiny_dir):
+    from reasonlens.models import load_tokenizer
+
+    out, _ = generated
+    tok = load_tokenizer(tiny_dir)
+    samples = [json.loads(x) for x in (out / "sample/samples.jsonl").read_text().splitlines()]
+    checks = [json.loads(x) for x in (out / "chains/checks.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (out / "chains/labels.jsonl").read_text().splitlines()]
+    used = {c["id"]: c for c in checks if c["used"]}
+    for row in rows:
+        sample = next(s for s in samples if s["id"] == row["id"])
+        spans = [(b["start"], b["end"]) for b in used[row["id"]]["spans"]]
+        positive = tok.decode(
+            [t for t, y in zip(row["input_ids"], row["labels"], strict=True) if y]
+        )
+        want = "".join(sample["text"][s:e] for s, e in spans)
+        assert "".join(positive.split()) == "".join(want.split())
+        assert (
+            row["input_ids"][: row["start"]] == tok(sample["prompt"])["input_ids"][: row["start"]]
+        )
+
+
+def test_the_report_re_renders_from_the_files(generated, monkeypatch):
+    monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
+    out, results = generated
+    before = (out / "report.md").read_text()
+    (out / "report.md").unlink()
+    render_report(out)
+    assert (out / "report.md").read_text() == before
+    assert "seed AUC" in before and "verdict" in before
+
+
+CHAIN = (
+    "Okay, so I need to add the numbers one at a time and see where that leads me in the end. "
+    "First two plus two is four, then four plus three is seven, and seven plus one is eight. "
+    "Wait, I added the three twice, so I should go back and start again from the top here. "
+    "Two plus two is four, four plus one is five, so the answer is five and I am done now."
+)
+
+
+def _annotated(n: int) -> list[dict]:
+    first, wait, rest = CHAIN.partition("Wait")
+    wait_sentence, _, tail = (wait + rest).partition("here. ")
+    records = []
+    for i in range(n):
+        records.append(
+            {
+                "task_id": i,
+                "problem": f"Add the numbers (case {i}).",
+                "reasoning_chain": CHAIN,
+                "annotated_chain": f'["deduction"]{first.strip()}["end-section"] '
+                f'["backtracking"]{wait_sentence}here.["end-section"] '
+                f'["deduction"]{tail.strip()}["end-section"]',
+            }
+        )
+    return records
+
+
+def test_a_users_chains_through_the_cli(tiny_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
+    path = tmp_path / "chains.json"
+    path.write_text(json.dumps(_annotated(12)))
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        [
+            "study",
+            "backtracking",
+            "--preset",
+            "tiny",
+            "--model",
+            tiny_dir,
+            "--chains",
+            path,
+            "--template",
+            "raw",
+            "--out",
+            out,
+            "--quiet",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert results["source"] == "file" and results["chains"]["used"] == 12
+    assert "untrained" not in results["lags"][0]["controls"]
+    assert not (out / "train").exists()
+    config = (out / "config.yaml").read_text()
+    assert "chains_sha256" in config and "template: raw" in config
+
+
+@pytest.mark.parametrize(
+    "make, extra, message",
+    [
+        (None, ["--chains", "missing.json"], "chains file not found"),
+        (
+            lambda: (
+                '[{"task_id": 1, "problem": "p", "reasoning_chain": "x", '
+                '"annotated_chain": "[\\"deduction\\"]never closed"}]'
+            ),
+            [],
+            "close",
+        ),
+        (
+            lambda: json.dumps(_annotated(3)),
+            ["--label", "uncertainty-estimation"],
+            "occurs in none",
+        ),
+        (None, ["--label", "backtracking"], "apply to --chains only"),
+        (
+            lambda: json.dumps(
+                [
+                    {
+                        **_annotated(1)[0],
+                        "annotated_chain": '["backtracking"]Wait.["end-section"]',
+                        "reasoning_chain": "Wait.",
+                    }
+                ]
+            ),
+            [],
+            "fewer than the minimum",
+        ),
+    ],
+)
+def test_bad_chains_exit_2_and_write_nothing(
+    tiny_dir, tmp_path, capsys, monkeypatch, make, extra, message
+):
+    monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "study",
+        "backtracking",
+        "--preset",
+        "tiny",
+        "--model",
+        tiny_dir,
+        "--template",
+        "raw",
+        "--out",
+        tmp_path / "run",
+    ]
+    if make is not None:
+        (tmp_path / "c.json").write_text(make())
+        args += ["--chains", tmp_path / "c.json"]
+    if "--label" in extra and make is None:
+        args.remove("--template")
+        args.remove("raw")
+    code, _, err = run_cli(args + extra, capsys)
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def _analysis(beats: dict[str, list[bool]], n_positive: int = 5) -> dict:
+    lags = [0, 4]
+    layer_rows = [{"lag": k, "layer": 3, "value": 0.8, "low": 0.7, "high": 0.9} for k in lags]
+    best = {name: {"auc": layer_rows, "f1": layer_rows} for name in ["probes", *beats]}
+    comps = {
+        name: [
+            {
+                "lag": k,
+                "a": 0.8,
+                "b": 0.6,
+                "diff": 0.2,
+                "low": 0.1 if b else -0.1,
+                "high": 0.3,
+                "beats": b,
+            }
+            for k, b in zip(lags, flags, strict=True)
+        ]
+        for name, flags in beats.items()
+    }
+    cells = [
+        {"layer": 3, "lag": k, "chance_f1": {"value": 0.1}, "n_positive": n_positive} for k in lags
+    ]
+    return {
+        "lags": lags,
+        "best_per_lag": best,
+        "comparisons": comps,
+        "fits": {"probes": {"test": {"cells": cells}}},
+    }
+
+
+def test_a_verdict_needs_every_control_beaten():
+    rows = lag_verdicts(
+        _analysis({"shuffled": [True, True], "embed": [True, True], "bag": [True, False]})
+    )
+    assert [r["verdict"] for r in rows] == ["beyond the text", "lexical"]
+    rows = lag_verdicts(
+        _analysis({"shuffled": [False, True], "embed": [True, False], "bag": [True, False]})
+    )
+    assert [r["verdict"] for r in rows] == ["no signal", "lexical"]
+    rows = lag_verdicts(
+        _analysis({"shuffled": [True] * 2, "embed": [True] * 2, "bag": [True] * 2}, n_positive=0)
+    )
+    assert {r["verdict"] for r in rows} == {"not measurable"}
+
+
+def test_probed_layers_are_evenly_spaced():
+    assert probed_layers(30, 5) == [0, 7, 14, 22, 29]
+    assert probed_layers(3, 5) == [0, 1, 2]
+    assert probed_layers(18, 1) == [17]
