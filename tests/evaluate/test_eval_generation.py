@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from reasonlens.evaluate import task_eval
 from reasonlens.evaluate.generation import generate, generate_tokens
@@ -97,3 +98,27 @@ def test_a_stop_rule_ends_each_row_at_the_token_where_it_fires(tiny_llama, bw_ex
         assert whole[: len(ids)] == ids
         assert len(tok.decode(ids)) >= 3 > len(tok.decode(ids[:-1]))
     assert calls[-1] == 3  # on_batch got the batch size
+
+
+def test_sampling_is_seeded_and_temperature_zero_is_greedy(tiny_llama):
+    prompts = ["Plan:\n", "Init state:\n<red>\n", "Goal state:\n"]
+    greedy = generate_tokens(tiny_llama, prompts, max_new_tokens=12, batch_size=2, chat=False)
+    again = generate_tokens(
+        tiny_llama, prompts, max_new_tokens=12, batch_size=2, chat=False, temperature=0.0, seed=5
+    )
+    assert again == greedy  # the seed plays no part in greedy decoding
+    sample = generate_tokens(
+        tiny_llama, prompts, max_new_tokens=12, batch_size=2, chat=False, temperature=1.5, seed=3
+    )
+    same = generate_tokens(
+        tiny_llama, prompts, max_new_tokens=12, batch_size=2, chat=False, temperature=1.5, seed=3
+    )
+    other = generate_tokens(
+        tiny_llama, prompts, max_new_tokens=12, batch_size=2, chat=False, temperature=1.5, seed=4
+    )
+    assert sample == same and sample != other and sample != greedy
+    before = torch.random.get_rng_state()
+    generate_tokens(tiny_llama, prompts[:1], max_new_tokens=4, chat=False, temperature=1.0)
+    assert torch.equal(torch.random.get_rng_state(), before)  # a private RNG state
+    with pytest.raises(ValueError, match="temperature"):
+        generate_tokens(tiny_llama, prompts, temperature=-1.0)

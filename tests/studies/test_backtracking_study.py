@@ -293,3 +293,31 @@ def test_probed_layers_are_evenly_spaced():
     assert probed_layers(30, 5) == [0, 7, 14, 22, 29]
     assert probed_layers(3, 5) == [0, 1, 2]
     assert probed_layers(18, 1) == [17]
+
+
+def test_chosen_layers_are_probed_and_a_missing_one_is_refused(
+    tiny_dir, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
+    path = tmp_path / "chains.json"
+    path.write_text(json.dumps(_annotated(12)))
+    base = [
+        "study",
+        "backtracking",
+        "--preset",
+        "tiny",
+        "--model",
+        tiny_dir,
+        "--chains",
+        path,
+        "--template",
+        "raw",
+        "--quiet",
+    ]
+    code, _, err = run_cli(base + ["--layers", "1", "--out", tmp_path / "one"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "one/results.json").read_text())["layers"] == [1]
+    for value, message in (("0,2", "layer 2 does not exist; "), ("x", "separated by commas")):
+        code, _, err = run_cli(base + ["--layers", value, "--out", tmp_path / "bad"], capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()

@@ -324,6 +324,18 @@ def module_types(name: str) -> dict[str, str] | None:
     return {key: type(module).__name__ for key, module in skeleton.named_modules() if key}
 
 
+def layer_count(name: str) -> int | None:
+    """The number of decoder layers of the model `name`, from its config alone (no weights);
+    None when the config cannot be read here."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_source(name).path)
+        return int(config.get_text_config().num_hidden_layers)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The tokenizer alone (fast: no weights are read once a built-in is converted)."""
     return _tokenizer(resolve_source(name), name)

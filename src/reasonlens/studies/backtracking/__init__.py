@@ -22,6 +22,11 @@ OPTIONS = (
     ),
     StudyOption("label", "With --chains: the label to predict (default: backtracking)."),
     StudyOption(
+        "layers",
+        "Layers to probe, comma-separated (e.g. 0,7,14,22,29; default: the preset's number, "
+        "evenly spaced over the model's depth).",
+    ),
+    StudyOption(
         "template",
         "With --chains: how the problem becomes the prompt in front of each chain: chat (the "
         "tokenizer's chat template, the default), raw, none, or a Jinja template or its file.",
@@ -31,9 +36,11 @@ OPTIONS = (
 
 def _config(settings: Settings) -> dict:
     from reasonlens.studies.backtracking.presets import preset
-    from reasonlens.studies.backtracking.stages import chains_file, external_inputs
+    from reasonlens.studies.backtracking.stages import chains_file, chosen_layers, external_inputs
 
     options = external_inputs(settings) if chains_file(settings) else {}
+    if chosen_layers(settings) is not None:
+        options["layers"] = ",".join(str(x) for x in chosen_layers(settings))
     return {
         "study": "backtracking",
         "preset": settings.preset,
@@ -66,8 +73,18 @@ def _check(settings: Settings) -> None:
     """A bad --chains file (or --label / --template without one) is refused before anything is
     written: the file is read and labelled with the model's tokenizer here."""
     from reasonlens.errors import UserError
-    from reasonlens.studies.backtracking.stages import chains_file, external_inputs
+    from reasonlens.studies.backtracking.stages import chains_file, chosen_layers, external_inputs
 
+    layers = chosen_layers(settings)
+    if layers is not None:
+        from reasonlens.models.loading import layer_count
+
+        n = layer_count(settings.model)
+        bad = [x for x in layers if n is not None and not 0 <= x < n]
+        if bad:
+            raise UserError(
+                f"--layers: layer {bad[0]} does not exist; {settings.model} has layers 0-{n - 1}"
+            )
     path = chains_file(settings)
     if path is None:
         given = [f"--{n}" for n in ("label", "template") if settings.option(n)]

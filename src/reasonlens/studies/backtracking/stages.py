@@ -35,13 +35,34 @@ def chains_file(settings: Settings) -> str | None:
     return None if value in (None, "") else str(value)
 
 
+def chosen_layers(settings: Settings) -> list[int] | None:
+    """The layers given with --layers ("0,7,14"), sorted and distinct; None when not given.
+    Anything but non-negative integers is a UserError."""
+    from reasonlens.errors import UserError
+
+    value = settings.option("layers")
+    if value in (None, ""):
+        return None
+    try:
+        layers = sorted({int(x) for x in str(value).split(",") if x.strip()})
+    except ValueError:
+        raise UserError(
+            f"--layers {value!r}: give layer numbers separated by commas, e.g. 0,7,14"
+        ) from None
+    if not layers or layers[0] < 0:
+        raise UserError(f"--layers {value!r}: give non-negative layer numbers, e.g. 0,7,14")
+    return layers
+
+
 def stages(settings: Settings) -> list[Stage]:
     p = preset(settings.preset)
     base = {"model_weights": settings.model_weights} if settings.model_weights else {}
     model = {"model": settings.model, **base}
+    layers = chosen_layers(settings)
     probes = {
         "lags": list(p.lags),
         "n_layers": p.n_layers,
+        "layers": layers,
         "bag_k": p.bag_k,
         "bootstrap": p.bootstrap,
         "seed": settings.seed,
@@ -54,7 +75,7 @@ def stages(settings: Settings) -> list[Stage]:
             ),
             Stage(
                 "activations",
-                {**model, "batch_size": p.capture_batch},
+                {**model, "batch_size": p.capture_batch, "layers": layers},
                 _capture_stage(p, settings, ("model",)),
                 _stores,
             ),
@@ -84,7 +105,7 @@ def stages(settings: Settings) -> list[Stage]:
         ),
         Stage(
             "activations",
-            {**base, "batch_size": p.capture_batch},
+            {**base, "batch_size": p.capture_batch, "layers": layers},
             _capture_stage(p, settings, ("finetuned", "base")),
             _stores,
             depends=_finetuned,
@@ -272,8 +293,8 @@ def _chains(directory: Path) -> dict[str, Any]:
 # activations and analysis ------------------------------------------------------------------
 
 
-def _sites(p: BacktrackingPreset, n_layers: int) -> tuple[list[int], list[str]]:
-    layers = probed_layers(n_layers, p.n_layers)
+def _sites(p: BacktrackingPreset, n_layers: int, settings: Settings) -> tuple[list[int], list[str]]:
+    layers = chosen_layers(settings) or probed_layers(n_layers, p.n_layers)
     return layers, [f"layers.{layer}.resid_post" for layer in layers]
 
 
@@ -291,7 +312,7 @@ def _capture_stage(p: BacktrackingPreset, settings: Settings, which: tuple[str, 
         directory.mkdir(parents=True, exist_ok=True)
         for name in which:
             model = load_model(_source(settings, name, upstream), device=settings.device)
-            layers, sites = _sites(p, model.n_layers)
+            layers, sites = _sites(p, model.n_layers, settings)
             capture(
                 model,
                 inputs,
