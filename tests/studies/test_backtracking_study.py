@@ -150,29 +150,29 @@ def _annotated(n: int) -> list[dict]:
     return records
 
 
-def test_a_users_chains_through_the_cli(tiny_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
+def _file_run(tiny_dir, tmp_path) -> list:
+    """`study backtracking` on 12 annotated chains written to tmp_path (no --out)."""
     path = tmp_path / "chains.json"
     path.write_text(json.dumps(_annotated(12)))
+    return [
+        "study",
+        "backtracking",
+        "--preset",
+        "tiny",
+        "--model",
+        tiny_dir,
+        "--chains",
+        path,
+        "--template",
+        "raw",
+        "--quiet",
+    ]
+
+
+def test_a_users_chains_through_the_cli(tiny_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
     out = tmp_path / "run"
-    code, _, err = run_cli(
-        [
-            "study",
-            "backtracking",
-            "--preset",
-            "tiny",
-            "--model",
-            tiny_dir,
-            "--chains",
-            path,
-            "--template",
-            "raw",
-            "--out",
-            out,
-            "--quiet",
-        ],
-        capsys,
-    )
+    code, _, err = run_cli(_file_run(tiny_dir, tmp_path) + ["--out", out], capsys)
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     assert results["source"] == "file" and results["chains"]["used"] == 12
@@ -299,21 +299,7 @@ def test_chosen_layers_are_probed_and_a_missing_one_is_refused(
     tiny_dir, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
-    path = tmp_path / "chains.json"
-    path.write_text(json.dumps(_annotated(12)))
-    base = [
-        "study",
-        "backtracking",
-        "--preset",
-        "tiny",
-        "--model",
-        tiny_dir,
-        "--chains",
-        path,
-        "--template",
-        "raw",
-        "--quiet",
-    ]
+    base = _file_run(tiny_dir, tmp_path)
     code, _, err = run_cli(base + ["--layers", "1", "--out", tmp_path / "one"], capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "one/results.json").read_text())["layers"] == [1]

@@ -139,6 +139,19 @@ def _finish(study: Study, settings: Settings, runner: StageRunner, stage_results
     return results
 
 
+def trained(directory: Path) -> dict[str, Any]:
+    """A finished fine-tuning stage's result: its directory, its `results.json`, and the
+    trained weights' fingerprint (the stages after it resume only on the same weights)."""
+    from reasonlens.models.fingerprint import weights_fingerprint
+    from reasonlens.runs import read_json
+
+    return {
+        "directory": directory,
+        "results": read_json(directory / "results.json"),
+        "model_weights": weights_fingerprint(directory / "model"),
+    }
+
+
 def settings_of(run: RunDir) -> Settings:
     config = run.config
     return Settings(

@@ -22,7 +22,7 @@ from typing import Any
 
 from reasonlens.runs import Stage, read_json, write_json
 from reasonlens.studies.backtracking.presets import BacktrackingPreset, preset, probed_layers
-from reasonlens.studies.base import Settings
+from reasonlens.studies.base import Settings, trained
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def stages(settings: Settings) -> list[Stage]:
             "train",
             {**model, "seed": settings.seed, "train": p.to_dict()["train"]},
             _train_stage(p, settings),
-            _trained,
+            trained,
         ),
         Stage("sample", sampling, _sample_stage(p, settings), _samples, depends=_finetuned),
         Stage(
@@ -195,16 +195,6 @@ def _train_stage(p: BacktrackingPreset, settings: Settings):
         train(config, directory, progress=settings.progress)
 
     return run
-
-
-def _trained(directory: Path) -> dict[str, Any]:
-    from reasonlens.models.fingerprint import weights_fingerprint
-
-    return {
-        "directory": directory,
-        "results": read_json(directory / "results.json"),
-        "model_weights": weights_fingerprint(directory / "model"),
-    }
 
 
 # chains ----------------------------------------------------------------------------------

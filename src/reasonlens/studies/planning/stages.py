@@ -18,7 +18,7 @@ from typing import Any
 
 from reasonlens.analyses.result import load_record
 from reasonlens.runs import RunDir, Stage, read_json, write_json
-from reasonlens.studies.base import Settings
+from reasonlens.studies.base import Settings, trained
 from reasonlens.studies.planning import files
 from reasonlens.studies.planning.presets import PlanningPreset, preset
 from reasonlens.tasks.blocksworld import read_examples
@@ -52,7 +52,7 @@ def stages(settings: Settings) -> list[Stage]:
             "train",
             {"model": settings.model, **base, "seed": settings.seed, "train": p.train.__dict__},
             _train_stage(p, settings),
-            _trained,
+            trained,
         ),
         Stage("eval_base", {**evals, **base}, _eval_stage(p, settings, "base"), _evaluation),
         Stage(
@@ -70,16 +70,6 @@ def stages(settings: Settings) -> list[Stage]:
             depends=_finetuned_weights,
         ),
     ]
-
-
-def _trained(directory: Path) -> dict[str, Any]:
-    from reasonlens.models.fingerprint import weights_fingerprint
-
-    return {
-        "directory": directory,
-        "results": read_json(directory / "results.json"),
-        "model_weights": weights_fingerprint(directory / "model"),
-    }
 
 
 def _finetuned_weights(upstream: dict) -> dict[str, str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonlens.runs import Stage, read_json, write_json
-from reasonlens.studies.base import Settings
+from reasonlens.studies.base import Settings, trained
 from reasonlens.studies.preferences.data import StudyData, make_data, read_data
 from reasonlens.studies.preferences.presets import PreferencesPreset, Recipe, preset
 from reasonlens.tasks.preferences.release import (
@@ -64,7 +64,7 @@ def stages(settings: Settings) -> list[Stage]:
             "instil",
             {**model, "seed": settings.seed, "recipe": p.instil.to_dict()},
             _train_stage(p.instil, settings, "data", None),
-            _trained,
+            trained,
         ),
         Stage(
             "decide_base",
@@ -91,7 +91,7 @@ def stages(settings: Settings) -> list[Stage]:
             "introspect",
             {"seed": settings.seed, "recipe": p.introspect.to_dict()},
             _train_stage(p.introspect, settings, "data", "instil"),
-            _trained,
+            trained,
             depends=_weights("instil"),
         ),
         Stage(
@@ -150,16 +150,6 @@ def _train_stage(recipe: Recipe, settings: Settings, data: str, start: str | Non
         )
 
     return run
-
-
-def _trained(directory: Path) -> dict[str, Any]:
-    from reasonlens.models.fingerprint import weights_fingerprint
-
-    return {
-        "directory": directory,
-        "results": read_json(directory / "results.json"),
-        "model_weights": weights_fingerprint(directory / "model"),
-    }
 
 
 #: The read-out's number format, on every device: in bf16 the two letters' logits often tie
