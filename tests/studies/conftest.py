@@ -24,6 +24,13 @@ TINY_PRESET = PlanningPreset(
 )
 
 
+@pytest.fixture
+def tiny_preset() -> PlanningPreset:
+    """The tiny planning preset (a fixture: test modules cannot import a conftest by name when
+    several test directories have one)."""
+    return TINY_PRESET
+
+
 def make_all_correct(calls: list):
     """A random tiny model solves nothing: count every problem as solved when the analyses
     choose their problems. The evaluation stages keep the real scorer: `evaluate.task_eval`

@@ -4,7 +4,6 @@ finished run's files, and refusals that write nothing."""
 from __future__ import annotations
 
 import pytest
-from conftest import TINY_PRESET  # noqa: I001  (tests/studies/conftest.py)
 
 from reasonlens.errors import UserError
 from reasonlens.studies import Settings, get_study, run_study
@@ -19,9 +18,11 @@ def test_study_list_names_every_study_and_preset(capsys):
         assert name in out
 
 
-def test_report_rerenders_a_finished_run_from_its_files(tiny_study, capsys, monkeypatch):
+def test_report_rerenders_a_finished_run_from_its_files(
+    tiny_study, capsys, monkeypatch, tiny_preset
+):
     out, _ = tiny_study
-    monkeypatch.setitem(presets.PRESETS, "tiny", TINY_PRESET)
+    monkeypatch.setitem(presets.PRESETS, "tiny", tiny_preset)
     before = {n: (out / n).read_text() for n in ("report.md", "summary.md", "results.json")}
     for name in ("report.md", "report.html", "summary.md"):
         (out / name).unlink()
@@ -52,9 +53,11 @@ def test_bad_study_input_exits_2_and_writes_nothing(argv, message, tmp_path, cap
     assert not out.exists()
 
 
-def test_a_finished_stage_refuses_a_changed_setting_naming_it(tiny_study, tiny_dir, monkeypatch):
+def test_a_finished_stage_refuses_a_changed_setting_naming_it(
+    tiny_study, tiny_dir, monkeypatch, tiny_preset
+):
     out, _ = tiny_study
-    monkeypatch.setitem(presets.PRESETS, "tiny", TINY_PRESET)
+    monkeypatch.setitem(presets.PRESETS, "tiny", tiny_preset)
     settings = Settings(preset="tiny", model=tiny_dir, seed=1, progress=False)
     with pytest.raises(UserError, match=r"stage 'data' was finished with other settings.*seed"):
         run_study(get_study("planning"), settings, out)
@@ -88,14 +91,16 @@ def test_a_study_interrupted_inside_a_stage_resumes_to_the_same_outputs(
         assert _dump(name, content) == _golden_path(name).read_text(), name
 
 
-def test_a_study_refuses_to_resume_on_other_base_weights(tiny_study, tiny_dir, monkeypatch):
+def test_a_study_refuses_to_resume_on_other_base_weights(
+    tiny_study, tiny_dir, monkeypatch, tiny_preset
+):
     """The model at the same path now has other weights (retrained in place): the finished
     stages that read it refuse, naming the weights."""
     from reasonlens.models import fingerprint
     from reasonlens.studies.base import open_study
 
     out, _ = tiny_study
-    monkeypatch.setitem(presets.PRESETS, "tiny", TINY_PRESET)
+    monkeypatch.setitem(presets.PRESETS, "tiny", tiny_preset)
     monkeypatch.setattr(fingerprint, "weights_fingerprint", lambda source: "sha256:other")
     settings = Settings(preset="tiny", model=tiny_dir, progress=False)
     with pytest.raises(UserError, match=r"stage 'train' was finished with other settings.*weights"):

@@ -23,6 +23,22 @@ class Preset(Protocol):
     description: str
 
 
+def lazy(target: str) -> Callable[..., Any]:
+    """``"package.module:function"`` as a function that imports its module on the first call:
+    a study module names its stages, results and report this way and imports no torch when
+    studies are listed."""
+    module, _, name = target.partition(":")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = name
+    call.__qualname__ = target
+    return call
+
+
 @dataclass(frozen=True)
 class StudyOption:
     """An option only one study has (``study NAME --OPTION``), beyond preset, model and seed.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reasonlens.studies.backtracking.presets import PRESETS
-from reasonlens.studies.base import Settings, Study, StudyOption
+from reasonlens.studies.base import Settings, Study, StudyOption, lazy
 
 OPTIONS = (
     StudyOption(
@@ -49,24 +49,6 @@ def _config(settings: Settings) -> dict:
         "design": preset(settings.preset).to_dict(),
         "options": options,
     }
-
-
-def _stages(settings: Settings):
-    from reasonlens.studies.backtracking.stages import stages
-
-    return stages(settings)
-
-
-def _results(settings: Settings, stages: dict, timings: dict) -> dict:
-    from reasonlens.studies.backtracking.report import study_results
-
-    return study_results(settings, stages, timings)
-
-
-def _report(run, results: dict, stages: dict) -> None:
-    from reasonlens.studies.backtracking.report import write_report
-
-    write_report(run, results)
 
 
 def _check(settings: Settings) -> None:
@@ -116,9 +98,9 @@ STUDY = Study(
     presets=PRESETS,
     default_preset="quick",
     config=_config,
-    stages=_stages,
-    results=_results,
-    report=_report,
+    stages=lazy("reasonlens.studies.backtracking.stages:stages"),
+    results=lazy("reasonlens.studies.backtracking.report:study_results"),
+    report=lazy("reasonlens.studies.backtracking.report:write_report"),
     check=_check,
     options=OPTIONS,
 )

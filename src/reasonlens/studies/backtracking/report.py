@@ -163,8 +163,8 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
-def write_report(run: RunDir, results: dict[str, Any]) -> None:
-    """report.md, report.html and summary.md."""
+def write_report(run: RunDir, results: dict[str, Any], stages: dict | None = None) -> None:
+    """report.md, report.html and summary.md (everything is in `results`)."""
     doc = Document(f"Backtracking study — {results['model']} ({results['preset']} preset)")
     generated = results["source"] == "generated"
     doc.paragraph(_intro(results, generated))

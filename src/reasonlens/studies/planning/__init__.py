@@ -4,7 +4,7 @@ history masking on the problems it solves -> a report beside the paper's figures
 
 from __future__ import annotations
 
-from reasonlens.studies.base import Settings, Study
+from reasonlens.studies.base import Settings, Study, lazy
 from reasonlens.studies.planning.presets import PRESETS, study_config
 
 
@@ -12,18 +12,6 @@ def _config(settings: Settings) -> dict:
     from reasonlens.studies.planning.presets import preset
 
     return study_config(preset(settings.preset), settings.model, settings.seed)
-
-
-def _stages(settings: Settings):
-    from reasonlens.studies.planning.stages import stages
-
-    return stages(settings)
-
-
-def _results(settings: Settings, stages: dict, timings: dict) -> dict:
-    from reasonlens.studies.planning.results import study_results
-
-    return study_results(settings, stages, timings)
 
 
 def _report(run, results: dict, stages: dict) -> None:
@@ -40,7 +28,7 @@ STUDY = Study(
     presets=PRESETS,
     default_preset="quick",
     config=_config,
-    stages=_stages,
-    results=_results,
+    stages=lazy("reasonlens.studies.planning.stages:stages"),
+    results=lazy("reasonlens.studies.planning.results:study_results"),
     report=_report,
 )

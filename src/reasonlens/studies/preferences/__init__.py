@@ -6,7 +6,7 @@ the untrained model is the control throughout."""
 
 from __future__ import annotations
 
-from reasonlens.studies.base import Settings, Study
+from reasonlens.studies.base import Settings, Study, lazy
 from reasonlens.studies.preferences.presets import PRESETS, study_config
 
 
@@ -14,30 +14,6 @@ def _config(settings: Settings) -> dict:
     from reasonlens.studies.preferences.presets import preset
 
     return study_config(preset(settings.preset), settings.model, settings.seed)
-
-
-def _stages(settings: Settings):
-    from reasonlens.studies.preferences.stages import stages
-
-    return stages(settings)
-
-
-def _results(settings: Settings, stages: dict, timings: dict) -> dict:
-    from reasonlens.studies.preferences.results import study_results
-
-    return study_results(settings, stages, timings)
-
-
-def _report(run, results: dict, stages: dict) -> None:
-    from reasonlens.studies.preferences.report import write_preferences_report
-
-    write_preferences_report(run, results)
-
-
-def _check(settings: Settings) -> None:
-    from reasonlens.studies.preferences.checks import check_settings
-
-    check_settings(settings)
 
 
 STUDY = Study(
@@ -48,8 +24,8 @@ STUDY = Study(
     presets=PRESETS,
     default_preset="quick",
     config=_config,
-    stages=_stages,
-    results=_results,
-    report=_report,
-    check=_check,
+    stages=lazy("reasonlens.studies.preferences.stages:stages"),
+    results=lazy("reasonlens.studies.preferences.results:study_results"),
+    report=lazy("reasonlens.studies.preferences.report:write_preferences_report"),
+    check=lazy("reasonlens.studies.preferences.checks:check_settings"),
 )

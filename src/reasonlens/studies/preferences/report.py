@@ -107,8 +107,10 @@ def _logit_agreement(e: dict) -> str:
     )
 
 
-def write_preferences_report(run: RunDir, results: dict[str, Any]) -> None:
-    """report.md, report.html and summary.md."""
+def write_preferences_report(
+    run: RunDir, results: dict[str, Any], stages: dict | None = None
+) -> None:
+    """report.md, report.html and summary.md (everything is in `results`)."""
     doc = Document(f"Preferences study — {results['model']} ({results['preset']} preset)")
     e1, e2, e3 = results["experiment1"], results["experiment2"], results["experiment3"]
     inst, base = e1["instilled"], e1["base"]
