@@ -200,6 +200,9 @@ def test_a_users_chains_through_the_cli(tiny_dir, tmp_path, capsys, monkeypatch)
             "occurs in none",
         ),
         (None, ["--label", "backtracking"], "apply to --chains only"),
+        (None, ["--chains", "."], "is a directory"),
+        (None, ["--chains", ""], "--chains is empty"),
+        (lambda: "", [], "the file is empty"),
         (
             lambda: json.dumps(
                 [
@@ -303,7 +306,11 @@ def test_chosen_layers_are_probed_and_a_missing_one_is_refused(
     code, _, err = run_cli(base + ["--layers", "1", "--out", tmp_path / "one"], capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "one/results.json").read_text())["layers"] == [1]
-    for value, message in (("0,2", "layer 2 does not exist; "), ("x", "separated by commas")):
+    for value, message in (
+        ("0,2", "layer 2 does not exist; "),
+        ("x", "separated by commas"),
+        ("", "non-negative layer numbers"),
+    ):
         code, _, err = run_cli(base + ["--layers", value, "--out", tmp_path / "bad"], capsys)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "bad").exists()

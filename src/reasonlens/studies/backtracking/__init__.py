@@ -73,6 +73,8 @@ def _check(settings: Settings) -> None:
         if given:
             raise UserError(f"{' and '.join(given)} apply to --chains only: give a chains file")
         return
+    if Path(path).is_dir():
+        raise UserError(f"--chains {path} is a directory: give a chains file (.json or .jsonl)")
     if not Path(path).is_file():
         raise UserError(f"chains file not found: {path}")
     from reasonlens.models import load_tokenizer

@@ -31,8 +31,13 @@ DEFAULT_TEMPLATE = "chat"
 
 
 def chains_file(settings: Settings) -> str | None:
+    """The --chains path (None: generate chains); an empty one is a UserError."""
+    from reasonlens.errors import UserError
+
     value = settings.option("chains")
-    return None if value in (None, "") else str(value)
+    if value is not None and not str(value).strip():
+        raise UserError("--chains is empty: give the path of a chains file")
+    return None if value is None else str(value)
 
 
 def chosen_layers(settings: Settings) -> list[int] | None:
@@ -41,7 +46,7 @@ def chosen_layers(settings: Settings) -> list[int] | None:
     from reasonlens.errors import UserError
 
     value = settings.option("layers")
-    if value in (None, ""):
+    if value is None:
         return None
     try:
         layers = sorted({int(x) for x in str(value).split(",") if x.strip()})
