@@ -74,10 +74,7 @@ def _add_options(command, options) -> None:
         for o in options
     ]
     command.__signature__ = signature.replace(parameters=fixed + extra)
-    command.__annotations__ = {
-        **{k: v for k, v in command.__annotations__.items()},
-        **{o.name: o.type for o in options},
-    }
+    command.__annotations__ = {**command.__annotations__, **{o.name: o.type for o in options}}
 
 
 def register(app: typer.Typer) -> None:
