@@ -27,6 +27,7 @@ from reasonlens.tasks.backtracking import (
     read_chains,
     summarize,
     write_labels,
+    write_records,
 )
 
 if TYPE_CHECKING:
@@ -72,10 +73,6 @@ def sample_chains(
         {"id": r["id"], "maze": r["maze"], "prompt": r["prompt"], "text": text}
         for r, text in zip(records, texts, strict=True)
     ]
-
-
-def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
-    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -160,5 +157,5 @@ def write_chains(directory: Path, rows: Sequence[LabelRow], summary: dict, check
     directory.mkdir(parents=True, exist_ok=True)
     write_labels(directory / LABELS, rows)
     if checks is not None:
-        write_jsonl(directory / CHECKS, checks)
+        write_records(directory / CHECKS, checks)
     atomic_write(directory / SUMMARY, json.dumps(summary, indent=2) + "\n")

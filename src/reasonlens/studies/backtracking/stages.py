@@ -150,6 +150,7 @@ def _data_stage(p: BacktrackingPreset, settings: Settings):
     def run(directory: Path, upstream: dict) -> None:
         from reasonlens.tasks.backtracking import (
             TraceConfig,
+            check_trace,
             generate_split,
             summarize,
             to_record,
@@ -168,8 +169,6 @@ def _data_stage(p: BacktrackingPreset, settings: Settings):
             directory / "test.jsonl",
             [to_record(t, f"test-{i}", "test") for i, t in enumerate(test)],
         )
-        from reasonlens.tasks.backtracking import check_trace
-
         gold = summarize([check_trace(t.maze, t.text) for t in train])
         write_json(
             directory / "manifest.json",
@@ -208,7 +207,8 @@ def _train_stage(p: BacktrackingPreset, settings: Settings):
 def _sample_stage(p: BacktrackingPreset, settings: Settings):
     def run(directory: Path, upstream: dict) -> None:
         from reasonlens.models import load_model
-        from reasonlens.studies.backtracking.chains import SAMPLES, sample_chains, write_jsonl
+        from reasonlens.studies.backtracking.chains import SAMPLES, sample_chains
+        from reasonlens.tasks.backtracking import write_records
 
         model = load_model(str(upstream["train"]["directory"]), device=settings.device)
         samples = sample_chains(
@@ -221,7 +221,7 @@ def _sample_stage(p: BacktrackingPreset, settings: Settings):
             settings.progress,
         )
         directory.mkdir(parents=True, exist_ok=True)
-        write_jsonl(directory / SAMPLES, samples)
+        write_records(directory / SAMPLES, samples)
 
     return run
 
