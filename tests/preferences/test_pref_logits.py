@@ -63,6 +63,16 @@ def test_too_few_trials_or_no_logits_are_excluded_with_the_reason(simulated):
     assert sign_decisions(bare) == []
 
 
+def test_a_logit_difference_that_never_changes_gives_no_weights_not_rescaled_noise(simulated):
+    scenarios, _, decisions = simulated
+    name = decisions[0].scenario
+    flat = [
+        Decision(d.scenario, d.reply, d.a, d.b, -0.125) for d in decisions if d.scenario == name
+    ]
+    recovery = recover_from_logits(scenarios, flat)
+    assert recovery.learned == {} and "same on every trial" in recovery.excluded[name]
+
+
 def test_sensitivity_tells_a_model_that_reads_the_values_from_one_that_ignores_them(simulated):
     scenarios, _, decisions = simulated
     reads = value_sensitivity(scenarios, decisions)

@@ -73,6 +73,11 @@ def test_the_study_writes_results_report_and_every_stage(study):
     report = (out / "report.md").read_text()
     assert "0.843" in report and "0.10, 0.07, -0.00, 0.05" in report
     assert "untrained model (control)" in report
+    # the held-out curve: the untrained model at step 0, then the last step (6 of 6)
+    curve = [json.loads(x) for x in (out / "instil" / "validation_curve.jsonl").open()]
+    assert [p["step"] for p in curve] == [0, 6] and curve[0]["train_loss"] is None
+    assert all(p["n_trials"] == 8 for p in curve) and curve[-1]["examples"] == 24
+    assert results["experiment1"]["validation_curve"] == curve
     for png in ("learning_curves.png", "decision_curves.png", "instilled/learned_vs_target.png"):
         assert (out / "analysis" / png).is_file(), png
 

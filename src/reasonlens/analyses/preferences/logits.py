@@ -70,6 +70,12 @@ def fit_linear(scenario: Scenario, decisions: Iterable[Decision]) -> ScenarioFit
     k = len(scenario.attributes)
     if len(values) < k + 2:
         return ScenarioFit(**base, excluded=f"{len(values)} trials with logits: too few for a fit")
+    if np.ptp(values) == 0:
+        # least squares would return slopes of float noise (~1e-17), which rescaling to
+        # max |b| = 100 would turn into weights
+        return ScenarioFit(
+            **base, excluded="the logit difference is the same on every trial: no weights"
+        )
     x = np.column_stack([np.ones(len(rows)), np.asarray(rows, dtype=float)])
     if np.linalg.matrix_rank(x) < k + 1:
         return ScenarioFit(**base, excluded="collinear predictors: slopes not identified")

@@ -11,7 +11,8 @@
       native/, native_base/     the native scenarios' trials: the instilled model's own
                                 preferences (the truth of experiment 3's native test) and the
                                 untrained model's
-      learning_curves.png       training loss by step, instillation and introspection
+      learning_curves.png       training loss by step, instillation and introspection, and
+                                the held-out validation curve of instillation (see .curve)
       decision_curves.png       logit(A) - logit(B) against the target's utility difference
 
 Experiment 2 correlates the instilled model's self-reports with the weights it acts on
@@ -45,6 +46,7 @@ from reasonlens.analyses.preferences.logits import (
 )
 from reasonlens.analyses.preferences.metrics import Correlation, utility
 from reasonlens.runs import write_json
+from reasonlens.studies.preferences.curve import CURVE_FILE, read_curve
 from reasonlens.studies.preferences.data import StudyData
 from reasonlens.studies.preferences.presets import PreferencesPreset
 from reasonlens.tasks.preferences.release import Decision, Report, write_weights
@@ -262,6 +264,7 @@ def analyse_study(
         e3["native_after"] = _report_figures(native.self_reports["after"])
     out["introspection"] = e3
 
+    out["validation_curve"] = read_curve(Path(upstream["instil"]["directory"]) / CURVE_FILE)
     plot_learning_curves(upstream, directory / LEARNING_CURVES)
     plot_decision_curves(data, decide, directory / DECISION_CURVES)
     write_json(directory / "analysis.json", out)
@@ -283,9 +286,12 @@ def plot_learning_curves(upstream: dict[str, Any], path: Path) -> Path | None:
     }
     if not any(logs.values()):
         return None
-    fig = new_figure(figsize=(11, 3.6), dpi=100)
-    axes = fig.subplots(1, 2)
-    for ax, (title, records) in zip(axes, logs.items(), strict=True):
+    curve = read_curve(Path(upstream["instil"]["directory"]) / CURVE_FILE)
+    fig = new_figure(figsize=(16 if curve else 11, 3.6), dpi=100)
+    axes = fig.subplots(1, 3 if curve else 2)
+    if curve:
+        _plot_curve(axes[2], curve)
+    for ax, (title, records) in zip(axes, logs.items(), strict=False):
         points = [(r["step"], r["loss"]) for r in records if "loss" in r]
         if points:
             steps, losses = zip(*points, strict=True)
@@ -302,6 +308,24 @@ def plot_learning_curves(upstream: dict[str, Any], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _plot_curve(ax, curve: list[dict[str, Any]]) -> None:
+    """Held-out agreement and r by step, with the targets' base rate (what a model that
+    always answers the commoner letter agrees)."""
+    steps = [p["step"] for p in curve]
+    ax.plot(steps, [p["agreement"] for p in curve], marker=".", label="agreement (logit sign)")
+    r = [(p["step"], p["r_logit"]) for p in curve if p["r_logit"] is not None]
+    if r:
+        ax.plot(*zip(*r, strict=True), marker=".", label="r learned vs target (logit fit)")
+    base = max(curve[0]["target_share_a"], 1 - curve[0]["target_share_a"])
+    ax.axhline(base, color="grey", linestyle="--", linewidth=0.8, label="commoner letter")
+    ax.axhline(0, color="grey", linewidth=0.6)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_title(f"validation trials ({curve[0]['n_trials']}), step 0 = untrained", fontsize=9)
+    ax.set_xlabel("optimizer step", fontsize=8)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.grid(alpha=0.3)
 
 
 def plot_decision_curves(data: StudyData, decide: dict[str, dict], path: Path) -> Path | None:

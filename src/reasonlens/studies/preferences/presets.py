@@ -98,6 +98,9 @@ class PreferencesPreset:
     batch_size: int = 16  # read-out and report batches
     report_tokens: int = 128  # new tokens a self-report may take
     n_boot: int = 1000
+    # read the validation trials every N optimizer steps of instillation (0: never); the
+    # training loss alone cannot tell learnt values from a learnt base rate
+    curve_every: int = 25
     regression: str = "l2"
     notes: tuple[str, ...] = field(default=())
 

@@ -295,6 +295,15 @@ def findings(results: dict) -> list[str]:
                 else ""
             )
         )
+    curve = e1.get("validation_curve") or []
+    if len(curve) > 1:
+        best = max(curve[1:], key=lambda p: p["agreement"])
+        out.append(
+            f"held-out curve: validation agreement {_pct(curve[0]['agreement'])} untrained, "
+            f"{_pct(curve[-1]['agreement'])} at the last step ({curve[-1]['step']}), best "
+            f"{_pct(best['agreement'])} at step {best['step']}; always answering the commoner "
+            f"letter agrees {_pct(max(curve[0]['target_share_a'], 1 - curve[0]['target_share_a']))}"
+        )
     first, final = (results["train"]["instil"].get(k) for k in ("first_loss", "final_loss"))
     if first is not None and final is not None:
         out.append(
@@ -472,9 +481,40 @@ def _training(doc: Document, run: RunDir, results: dict) -> None:
         "The loss covers the answer (the letter, or the JSON object) and the end token only; "
         "the prompt carries no labels (a test checks it on the real tokenised examples)."
     )
+    curve = results["experiment1"].get("validation_curve") or []
+    if curve:
+        doc.paragraph(
+            "Held-out curve of instillation: the validation trials (never trained on) read "
+            "along the way, logit(A) - logit(B) at the answer position in float32; step 0 is "
+            "the untrained model. The training loss cannot tell values learnt from a base "
+            "rate learnt; this can."
+        )
+        doc.table(
+            [
+                "step",
+                "examples",
+                "train loss",
+                "agreement",
+                'share of "A"',
+                "r (logit fit)",
+                "spread within a scenario",
+            ],
+            [
+                [
+                    p["step"],
+                    p["examples"],
+                    _num(p.get("train_loss")),
+                    _pct(p["agreement"]),
+                    f"{_pct(p['share_a'])} (target {_pct(p['target_share_a'])})",
+                    _num(p.get("r_logit")),
+                    _num(p.get("within_sd")),
+                ]
+                for p in curve
+            ],
+        )
     image = run.file("analysis") / "learning_curves.png"
     if image.is_file():
-        doc.image(image, "training loss by step")
+        doc.image(image, "training loss by step; held-out curve of instillation")
 
 
 def _differences(doc: Document, results: dict) -> None:

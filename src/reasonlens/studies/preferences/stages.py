@@ -62,8 +62,13 @@ def stages(settings: Settings) -> list[Stage]:
         Stage("data", data, _data_stage(p, settings), read_data),
         Stage(
             "instil",
-            {**model, "seed": settings.seed, "recipe": p.instil.to_dict()},
-            _train_stage(p.instil, settings, "data", None),
+            {
+                **model,
+                "seed": settings.seed,
+                "recipe": p.instil.to_dict(),
+                "curve_every": p.curve_every,
+            },
+            _train_stage(p.instil, settings, "data", None, p.curve_every),
             trained,
         ),
         Stage(
@@ -134,8 +139,11 @@ def _data_stage(p: PreferencesPreset, settings: Settings):
 # training ---------------------------------------------------------------------------------
 
 
-def _train_stage(recipe: Recipe, settings: Settings, data: str, start: str | None):
-    """Fine-tune the base model (start None) or the model a stage trained (`start`)."""
+def _train_stage(
+    recipe: Recipe, settings: Settings, data: str, start: str | None, curve_every: int = 0
+):
+    """Fine-tune the base model (start None) or the model a stage trained (`start`); with
+    `curve_every`, the validation trials are read along the way (see .curve)."""
     file = "train.jsonl" if start is None else "introspect.jsonl"
 
     def run(directory: Path, upstream: dict) -> None:
@@ -143,13 +151,31 @@ def _train_stage(recipe: Recipe, settings: Settings, data: str, start: str | Non
 
         source = settings.model if start is None else str(upstream[start]["directory"])
         files = [str(upstream[data].file(file))]
+        callbacks = []
+        if curve_every and upstream[data].trials["val"]:
+            callbacks.append(_curve(settings, upstream[data], directory, curve_every))
         train(
             recipe.config(source, files, settings.seed, settings.device),
             directory,
             progress=settings.progress,
+            callbacks=callbacks,
         )
 
     return run
+
+
+def _curve(settings: Settings, data: StudyData, directory: Path, every: int):
+    from reasonlens.models import load_tokenizer
+    from reasonlens.studies.preferences.curve import CURVE_FILE, ValidationCurve
+
+    return ValidationCurve(
+        load_tokenizer(settings.model),
+        data.subset(data.instilled),
+        {n: data.targets[n] for n in data.instilled},
+        data.trials["val"],
+        directory / CURVE_FILE,
+        every,
+    )
 
 
 #: The read-out's number format, on every device: in bf16 the two letters' logits often tie

@@ -1,0 +1,61 @@
+"""The instillation curve: letter logits read from the last hidden state equal Hugging Face's,
+a point's figures are right on constructed logit differences, and the study writes the curve
+from step 0 (the untrained model) to the last step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reasonlens.analyses.preferences.metrics import utility
+from reasonlens.evaluate.choice import choice_tokens
+from reasonlens.models.prompts import tokenize
+from reasonlens.models.tiny import tiny_model
+from reasonlens.studies.preferences.curve import curve_point, letter_logits
+from reasonlens.studies.preferences.readout import decision_prompts
+from reasonlens.tasks.preferences import trials as T
+from reasonlens.tasks.preferences.catalogue import load_catalogue
+
+
+@pytest.fixture(scope="module")
+def scenarios():
+    catalogue = load_catalogue()
+    names = list(catalogue)[:4]
+    targets = {n: T.draw_targets(catalogue[n], 0) for n in names}
+    trials = [t for n in names for t in T.draw_trials(catalogue[n], targets[n], 12, 0, "test")]
+    return {n: catalogue[n] for n in names}, targets, trials
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_letter_logits_are_hfs_logits_at_the_answer_position(arch, scenarios):
+    model = tiny_model(arch, seed=2)
+    named, _, trials = scenarios
+    prompts = decision_prompts(model.tokenizer, named, trials[:7])
+    ids = choice_tokens(model.tokenizer, prompts)
+    got = letter_logits(model.hf, model.tokenizer, prompts, ids, batch_size=3)  # left-padded
+    for prompt, row in zip(prompts, got, strict=True):
+        with torch.no_grad():
+            want = model.hf(input_ids=torch.tensor([tokenize(model.tokenizer, prompt)])).logits
+        assert row == pytest.approx(want[0, -1, list(ids)].numpy(), abs=1e-4)
+
+
+def test_a_model_deciding_by_the_targets_scores_full_agreement_and_r_1(scenarios):
+    named, targets, trials = scenarios
+    exact = np.array([utility(named[t.scenario], targets[t.scenario], t.a) for t in trials]) - [
+        utility(named[t.scenario], targets[t.scenario], t.b) for t in trials
+    ]
+    point = curve_point(named, targets, trials, exact / 50)
+    assert point["agreement"] == 1.0
+    assert point["r_logit"] == pytest.approx(1.0, abs=1e-6)
+    assert point["share_a"] == point["target_share_a"]
+    flipped = curve_point(named, targets, trials, -exact / 50)
+    assert flipped["agreement"] == 0.0 and flipped["r_logit"] == pytest.approx(-1.0, abs=1e-6)
+
+
+def test_a_model_ignoring_the_values_has_no_spread_and_no_r(scenarios):
+    named, targets, trials = scenarios
+    point = curve_point(named, targets, trials, np.full(len(trials), -0.5))
+    assert point["within_sd"] == 0.0 and point["share_a"] == 0.0
+    assert point["r_logit"] is None  # every slope 0: no weights to correlate
+    assert point["agreement"] == pytest.approx(1 - point["target_share_a"])
