@@ -112,6 +112,27 @@ def test_a_scenarios_draws_do_not_depend_on_the_other_scenarios(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "c" / name).read_bytes()
 
 
+def test_mirrored_training_shows_each_trial_swapped_and_no_test_trial_is_either(tmp_path):
+    tok = tiny_tokenizer()
+    small = replace(preset("quick"), n_instilled=2, n_native=1, train_trials=30, val_trials=4)
+    small = replace(small, test_trials=200, native_trials=3, reports=1, introspect_examples=1)
+    make_data(replace(small, mirror=False), 0, tok, tmp_path / "plain")
+    make_data(replace(small, mirror=True), 0, tok, tmp_path / "mirror")
+    plain, mirror = read_data(tmp_path / "plain"), read_data(tmp_path / "mirror")
+    train = mirror.trials["train"]
+    assert train[0::2] == plain.trials["train"] and len(train) == 2 * 2 * 30
+    for t, m in zip(train[0::2], train[1::2], strict=True):
+        s, w = mirror.scenarios[t.scenario], mirror.targets[t.scenario]
+        assert (m.scenario, m.a, m.b) == (t.scenario, t.b, t.a)
+        assert m.target == target_choice(s, w, m.a, m.b) != t.target  # no ties here
+    assert sum(t.target == "A" for t in train) == len(train) // 2
+    assert mirror.trials["val"] == plain.trials["val"]
+    trained = {(t.scenario, t.a, t.b) for t in train}
+    assert not trained & {(t.scenario, t.a, t.b) for t in mirror.trials["test"]}
+    lines = (tmp_path / "mirror" / "train.jsonl").read_text().splitlines()
+    assert [json.loads(x)["completion"] for x in lines] == [t.target for t in train]
+
+
 def _placeholders(text: str) -> str:
     return re.sub(r": -?\d+(\.\d+)?", ": <value>", text)
 

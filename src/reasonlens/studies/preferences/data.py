@@ -95,8 +95,16 @@ def make_data(p: PreferencesPreset, seed: int, tokenizer, directory: Path) -> No
     for name in instilled:
         s, w = scenarios[name], targets[name]
         seen = T.draw_trials(s, w, p.train_trials + p.val_trials, seed, "train")
-        splits["train"] += seen[: p.train_trials]
-        splits["val"] += seen[p.train_trials :]
+        train = seen[: p.train_trials]
+        if p.mirror:
+            # each training trial twice, the second with its options swapped (the target
+            # flips): both letters are equally often right, so the loss falls only by
+            # reading the values; no test trial is a trained trial's mirror either
+            swapped = [T.make_trial(s, w, t.b, t.a) for t in train]
+            train = [x for pair in zip(train, swapped, strict=True) for x in pair]
+            seen = seen + swapped
+        splits["train"] += train
+        splits["val"] += seen[p.train_trials : p.train_trials + p.val_trials]
         splits["test"] += T.draw_trials(s, w, p.test_trials, seed, "test", avoid=seen)
     for name in native:
         s = scenarios[name]
