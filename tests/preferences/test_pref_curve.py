@@ -59,3 +59,16 @@ def test_a_model_ignoring_the_values_has_no_spread_and_no_r(scenarios):
     assert point["within_sd"] == 0.0 and point["share_a"] == 0.0
     assert point["r_logit"] is None  # every slope 0: no weights to correlate
     assert point["agreement"] == pytest.approx(1 - point["target_share_a"])
+
+
+def test_letter_logits_read_a_lora_wrapped_model_as_it_trains(scenarios):
+    """The paper preset instils with LoRA: the callback then gets a PeftModel."""
+    from peft import LoraConfig, get_peft_model
+
+    model = tiny_model("llama", seed=3)
+    named, _, trials = scenarios
+    prompts = decision_prompts(model.tokenizer, named, trials[:4])
+    ids = choice_tokens(model.tokenizer, prompts)
+    before = letter_logits(model.hf, model.tokenizer, prompts, ids)
+    wrapped = get_peft_model(model.hf, LoraConfig(r=2, target_modules="all-linear"))
+    assert letter_logits(wrapped, model.tokenizer, prompts, ids) == pytest.approx(before, abs=1e-5)
