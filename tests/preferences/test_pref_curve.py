@@ -72,3 +72,25 @@ def test_letter_logits_read_a_lora_wrapped_model_as_it_trains(scenarios):
     before = letter_logits(model.hf, model.tokenizer, prompts, ids)
     wrapped = get_peft_model(model.hf, LoraConfig(r=2, target_modules="all-linear"))
     assert letter_logits(wrapped, model.tokenizer, prompts, ids) == pytest.approx(before, abs=1e-5)
+
+
+def _point(step: int, agreement: float, share_a: float) -> dict:
+    return {"step": step, "agreement": agreement, "share_a": share_a, "target_share_a": 0.36}
+
+
+def test_the_report_never_calls_a_one_letter_point_the_best():
+    from reasonlens.studies.preferences.report import findings
+
+    def said(curve):
+        results = {
+            "experiment1": {"instilled": {}, "base": {}, "validation_curve": curve},
+            "train": {"instil": {}},
+        }
+        return next(x for x in findings(results) if x.startswith("held-out curve"))
+
+    # all "B" agrees at 64%, the base rate: not evidence, so not the best point
+    one_letter = [_point(0, 0.36, 1.0), _point(25, 0.64, 0.0), _point(50, 0.36, 1.0)]
+    assert "every trained point answers one letter" in said(one_letter)
+    assert "commoner letter agrees 64.0%" in said(one_letter)
+    mixed = [*one_letter, _point(75, 0.58, 0.4)]
+    assert "best 58.0% at step 75" in said(mixed)

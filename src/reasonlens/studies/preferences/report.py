@@ -297,12 +297,20 @@ def findings(results: dict) -> list[str]:
         )
     curve = e1.get("validation_curve") or []
     if len(curve) > 1:
-        best = max(curve[1:], key=lambda p: p["agreement"])
+        base_rate = max(curve[0]["target_share_a"], 1 - curve[0]["target_share_a"])
+        # a point where every decision is one letter agrees at that letter's base rate:
+        # no evidence of reading the values, so it cannot be the best point
+        mixed = [p for p in curve[1:] if 0 < p["share_a"] < 1]
+        best = max(mixed, key=lambda p: p["agreement"]) if mixed else None
         out.append(
             f"held-out curve: validation agreement {_pct(curve[0]['agreement'])} untrained, "
-            f"{_pct(curve[-1]['agreement'])} at the last step ({curve[-1]['step']}), best "
-            f"{_pct(best['agreement'])} at step {best['step']}; always answering the commoner "
-            f"letter agrees {_pct(max(curve[0]['target_share_a'], 1 - curve[0]['target_share_a']))}"
+            f"{_pct(curve[-1]['agreement'])} at the last step ({curve[-1]['step']}); "
+            + (
+                f"best {_pct(best['agreement'])} at step {best['step']}"
+                if best
+                else "every trained point answers one letter on every trial"
+            )
+            + f"; always answering the commoner letter agrees {_pct(base_rate)}"
         )
     first, final = (results["train"]["instil"].get(k) for k in ("first_loss", "final_loss"))
     if first is not None and final is not None:
