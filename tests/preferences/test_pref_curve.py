@@ -12,7 +12,8 @@ from reasonlens.analyses.preferences.metrics import utility
 from reasonlens.evaluate.choice import choice_tokens
 from reasonlens.models.prompts import tokenize
 from reasonlens.models.tiny import tiny_model
-from reasonlens.studies.preferences.curve import curve_point, letter_logits
+from reasonlens.studies.preferences.curve import curve_point
+from reasonlens.studies.preferences.curve_callback import letter_logits
 from reasonlens.studies.preferences.readout import decision_prompts
 from reasonlens.tasks.preferences import trials as T
 from reasonlens.tasks.preferences.catalogue import load_catalogue

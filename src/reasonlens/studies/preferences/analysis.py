@@ -46,7 +46,7 @@ from reasonlens.analyses.preferences.logits import (
 )
 from reasonlens.analyses.preferences.metrics import Correlation, utility
 from reasonlens.runs import write_json
-from reasonlens.studies.preferences.curve import CURVE_FILE, read_curve
+from reasonlens.studies.preferences.curve import CURVE_FILE, commoner_letter_rate, read_curve
 from reasonlens.studies.preferences.data import StudyData
 from reasonlens.studies.preferences.presets import PreferencesPreset
 from reasonlens.tasks.preferences.release import Decision, Report, write_weights
@@ -265,13 +265,15 @@ def analyse_study(
     out["introspection"] = e3
 
     out["validation_curve"] = read_curve(Path(upstream["instil"]["directory"]) / CURVE_FILE)
-    plot_learning_curves(upstream, directory / LEARNING_CURVES)
+    plot_learning_curves(upstream, out["validation_curve"], directory / LEARNING_CURVES)
     plot_decision_curves(data, decide, directory / DECISION_CURVES)
     write_json(directory / "analysis.json", out)
     return out
 
 
-def plot_learning_curves(upstream: dict[str, Any], path: Path) -> Path | None:
+def plot_learning_curves(
+    upstream: dict[str, Any], curve: list[dict[str, Any]], path: Path
+) -> Path | None:
     """Training loss (letter + end token; JSON + end token) by optimizer step."""
     from reasonlens.plots import new_figure, save_figure
     from reasonlens.train.callbacks import read_log
@@ -286,7 +288,6 @@ def plot_learning_curves(upstream: dict[str, Any], path: Path) -> Path | None:
     }
     if not any(logs.values()):
         return None
-    curve = read_curve(Path(upstream["instil"]["directory"]) / CURVE_FILE)
     fig = new_figure(figsize=(16 if curve else 11, 3.6), dpi=100)
     axes = fig.subplots(1, 3 if curve else 2)
     if curve:
@@ -318,8 +319,13 @@ def _plot_curve(ax, curve: list[dict[str, Any]]) -> None:
     r = [(p["step"], p["r_logit"]) for p in curve if p["r_logit"] is not None]
     if r:
         ax.plot(*zip(*r, strict=True), marker=".", label="r learned vs target (logit fit)")
-    base = max(curve[0]["target_share_a"], 1 - curve[0]["target_share_a"])
-    ax.axhline(base, color="grey", linestyle="--", linewidth=0.8, label="commoner letter")
+    ax.axhline(
+        commoner_letter_rate(curve[0]),
+        color="grey",
+        linestyle="--",
+        linewidth=0.8,
+        label="commoner letter",
+    )
     ax.axhline(0, color="grey", linewidth=0.6)
     ax.set_ylim(-1.05, 1.05)
     ax.set_title(f"validation trials ({curve[0]['n_trials']}), step 0 = untrained", fontsize=9)

@@ -9,6 +9,7 @@ from typing import Any
 from reasonlens.report.document import Document
 from reasonlens.report.provenance import provenance
 from reasonlens.runs import RunDir
+from reasonlens.studies.preferences.curve import commoner_letter_rate
 
 #: The paper's figures, recomputed from the original release (issue 12, spec A1-A3).
 PAPER = {
@@ -297,7 +298,7 @@ def findings(results: dict) -> list[str]:
         )
     curve = e1.get("validation_curve") or []
     if len(curve) > 1:
-        base_rate = max(curve[0]["target_share_a"], 1 - curve[0]["target_share_a"])
+        base_rate = commoner_letter_rate(curve[0])
         # a point where every decision is one letter agrees at that letter's base rate:
         # no evidence of reading the values, so it cannot be the best point
         mixed = [p for p in curve[1:] if 0 < p["share_a"] < 1]

@@ -166,7 +166,8 @@ def _train_stage(
 
 def _curve(settings: Settings, data: StudyData, directory: Path, every: int):
     from reasonlens.models import load_tokenizer
-    from reasonlens.studies.preferences.curve import CURVE_FILE, ValidationCurve
+    from reasonlens.studies.preferences.curve import CURVE_FILE
+    from reasonlens.studies.preferences.curve_callback import ValidationCurve
 
     return ValidationCurve(
         load_tokenizer(settings.model),
