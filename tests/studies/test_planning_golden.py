@@ -64,6 +64,10 @@ _TIMING_KEYS = {
     "model_load_s",
 }
 _TIMING_LINE = re.compile(r"seconds|tokens_per|_s \||timings|tokens/s|problems_per_s")
+# what describes the machine and the software rather than the study: the provenance lines
+# naming the platform and the package versions differ on every machine with the locked
+# environment, so a snapshot never holds them
+_MACHINE_LINE = re.compile(r"^- (machine|software): ")
 
 
 def _strip(value, roots: list[str]):
@@ -80,7 +84,12 @@ def _strip(value, roots: list[str]):
 def _text(text: str, roots: list[str]) -> str:
     for i, root in enumerate(roots):
         text = text.replace(root, f"<ROOT{i}>")
-    return "\n".join(line for line in text.splitlines() if not _TIMING_LINE.search(line)) + "\n"
+    kept = (
+        line
+        for line in text.splitlines()
+        if not _TIMING_LINE.search(line) and not _MACHINE_LINE.match(line)
+    )
+    return "\n".join(kept) + "\n"
 
 
 def _tensor_digests(path: Path) -> dict[str, str]:
