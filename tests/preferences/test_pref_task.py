@@ -10,13 +10,13 @@ import pytest
 from reasonlens.errors import UserError
 from reasonlens.models.tiny import tiny_tokenizer
 from reasonlens.studies.preferences.data import make_data, read_data
-from reasonlens.studies.preferences.presets import preset, replace
+from reasonlens.studies.preferences.presets import PRESETS, replace
 from reasonlens.tasks import TASKS, task_for_record
 from reasonlens.tasks.base import GoldError
 from reasonlens.train.data import IGNORE, read_pairs, tokenize_pair
 
 SMALL = replace(
-    preset("quick"),
+    PRESETS["quick"],
     n_instilled=4,
     n_native=2,
     train_trials=6,

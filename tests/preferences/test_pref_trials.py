@@ -12,7 +12,7 @@ import pytest
 from reasonlens.analyses.preferences import target_choice
 from reasonlens.models.tiny import tiny_tokenizer
 from reasonlens.studies.preferences.data import make_data, read_data
-from reasonlens.studies.preferences.presets import preset, replace
+from reasonlens.studies.preferences.presets import PRESETS, replace
 from reasonlens.studies.preferences.readout import decision_prompts
 from reasonlens.tasks.preferences import Attribute, Scenario, parse_report
 from reasonlens.tasks.preferences import trials as T
@@ -94,7 +94,7 @@ def test_trials_are_reproducible_labelled_by_the_target_rule_and_test_is_disjoin
 
 def test_a_scenarios_draws_do_not_depend_on_the_other_scenarios(tmp_path):
     tok = tiny_tokenizer()
-    small = replace(preset("quick"), n_instilled=2, n_native=1, train_trials=5, val_trials=2)
+    small = replace(PRESETS["quick"], n_instilled=2, n_native=1, train_trials=5, val_trials=2)
     small = replace(small, test_trials=4, native_trials=3, reports=1, introspect_examples=1)
     names = list(load_catalogue())
     make_data(small, 0, tok, tmp_path / "a")
@@ -114,7 +114,7 @@ def test_a_scenarios_draws_do_not_depend_on_the_other_scenarios(tmp_path):
 
 def test_mirrored_training_shows_each_trial_swapped_and_no_test_trial_is_either(tmp_path):
     tok = tiny_tokenizer()
-    small = replace(preset("quick"), n_instilled=2, n_native=1, train_trials=30, val_trials=4)
+    small = replace(PRESETS["quick"], n_instilled=2, n_native=1, train_trials=30, val_trials=4)
     small = replace(small, test_trials=200, native_trials=3, reports=1, introspect_examples=1)
     make_data(replace(small, mirror=False), 0, tok, tmp_path / "plain")
     make_data(replace(small, mirror=True), 0, tok, tmp_path / "mirror")
@@ -141,7 +141,7 @@ def _placeholders(text: str) -> str:
 def study_data(tmp_path_factory):
     """The study's data for the tiny tokenizer (no chat template: plain text)."""
     out = tmp_path_factory.mktemp("prefs-data")
-    p = replace(preset("quick"), n_instilled=4, n_native=2, train_trials=6, val_trials=2)
+    p = replace(PRESETS["quick"], n_instilled=4, n_native=2, train_trials=6, val_trials=2)
     p = replace(p, test_trials=5, native_trials=4, reports=2, introspect_examples=2)
     make_data(p, 0, tiny_tokenizer(), out)
     return read_data(out)

@@ -99,6 +99,28 @@ def fmt(value: object) -> str:
     return str(value)
 
 
+def num(value: float | None, digits: int = 3) -> str:
+    """A number with `digits` decimals, None as a dash."""
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def pct(value: float | None) -> str:
+    """A rate as a percentage with one decimal, None as a dash."""
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def interval(entry: dict | None, digits: int = 3) -> str:
+    """``value [low, high]`` from a result's estimate (``value``/``low``/``high``), the value
+    alone where it has no interval, a dash where it has no value."""
+    if not entry or entry.get("value") is None:
+        return "–"
+    if entry.get("low") is None:
+        return num(entry["value"], digits)
+    return (
+        f"{num(entry['value'], digits)} [{num(entry['low'], digits)}, {num(entry['high'], digits)}]"
+    )
+
+
 def _inline(text: str) -> str:
     """Escape, then render `code` spans and **bold** the way the Markdown shows them."""
     import re

@@ -51,6 +51,8 @@ class Stage:
     # inputs known only once the stages before it have run (e.g. the weights a training stage
     # produced), computed from their results; checked like `inputs`
     depends: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None
+    # what the stage is, for the report builder: "train" stages make the training section
+    kind: str = ""
 
     @property
     def folder(self) -> str:

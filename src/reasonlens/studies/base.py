@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reasonlens.errors import UserError, one_of
+from reasonlens.report.builder import Report
 from reasonlens.runs import RunDir, Stage, StageRunner, holding, open_staged_run, read_run
 
 
@@ -79,14 +80,21 @@ class Study:
     summary: str
     presets: Mapping[str, Preset]
     default_preset: str
-    config: Callable[[Settings], dict]
-    stages: Callable[[Settings], list[Stage]]
-    results: Callable[[Settings, dict[str, Any], dict[str, float]], dict]
-    report: Callable[[RunDir, dict, dict[str, Any]], None]
+    # the study's own settings, recorded in config.yaml after the header every study has
+    # (study, preset, model, seed) and before its options
+    design: Callable[[Any, Settings], dict]
+    # the stages, from the resolved preset
+    stages: Callable[[Any, Settings], list[Stage]]
+    # results.json beyond its header (preset, model, seed) and `timings_s`
+    results: Callable[[Any, Settings, dict[str, Any]], dict]
+    # the report's declaration (rendered by report.builder)
+    report: Callable[[RunDir, dict, dict[str, Any]], Report | None]
     # checks of the settings beyond preset, model and device (e.g. what the tokenizer must
     # do), run before anything is written; raises UserError
     check: Callable[[Settings], None] | None = None
     options: tuple[StudyOption, ...] = ()
+    # how the options are recorded in the config (default: the ones set, as given)
+    recorded_options: Callable[[Settings], dict] | None = None
 
     @property
     def kind(self) -> str:
@@ -96,6 +104,36 @@ class Study:
         if name not in self.presets:
             raise one_of(f"{self.name} preset", name, self.presets)
         return self.presets[name]
+
+    def config(self, settings: Settings) -> dict:
+        """The resolved configuration a run records: the header, the design, the options."""
+        header = {
+            "study": self.name,
+            "preset": settings.preset,
+            "model": settings.model,
+            "seed": settings.seed,
+        }
+        config = {**header, **self.design(self.preset(settings.preset), settings)}
+        if self.options:
+            config["options"] = self.options_config(settings)
+        return config
+
+    def options_config(self, settings: Settings) -> dict:
+        """The study options a run records (by default the ones set, as given)."""
+        if self.recorded_options is not None:
+            return self.recorded_options(settings)
+        return {k: v for k, v in settings.options.items() if v is not None}
+
+    def stage_list(self, settings: Settings) -> list[Stage]:
+        return self.stages(self.preset(settings.preset), settings)
+
+    def run_results(
+        self, settings: Settings, stages: dict[str, Any], timings: dict[str, float]
+    ) -> dict:
+        """results.json: the header, the study's results, the seconds each stage took."""
+        header = {"preset": settings.preset, "model": settings.model, "seed": settings.seed}
+        body = self.results(self.preset(settings.preset), settings, stages)
+        return {**header, **body, "timings_s": timings}
 
     def default_out(self, settings: Settings) -> Path:
         return Path("runs") / f"{self.name}-{settings.preset}-{Path(settings.model).name}"
@@ -124,7 +162,7 @@ def open_study(
     here, before any stage runs."""
     settings = check_settings(study, settings)
     return open_staged_run(
-        out, study.kind, study.config(settings), study.stages(settings), overwrite=overwrite
+        out, study.kind, study.config(settings), study.stage_list(settings), overwrite=overwrite
     )
 
 
@@ -149,9 +187,26 @@ def finish_study(study: Study, settings: Settings, runner: StageRunner) -> dict[
 
 
 def _finish(study: Study, settings: Settings, runner: StageRunner, stage_results: dict) -> dict:
-    results = study.results(settings, stage_results, runner.timings())
+    from reasonlens.report.builder import Provenance, write
+    from reasonlens.runs import RUN_FILE, read_json
+
+    results = study.run_results(settings, stage_results, runner.timings())
     runner.run.write_json("results.json", results)
-    study.report(runner.run, results, stage_results)
+    declared = study.report(runner.run, results, stage_results)
+    if declared is None:  # a report not yet declared to the builder writes itself
+        return results
+    training = {
+        s.name: stage_results[s.name]["results"]
+        for s in runner.stages
+        if s.kind == "train" and s.name in stage_results
+    }
+    provenance = Provenance(
+        stages=[s.folder for s in runner.stages],
+        training=training,
+        record=read_json(runner.run.file(RUN_FILE)),
+        results=results,
+    )
+    write(declared, runner.run.path, provenance)
     return results
 
 
@@ -193,6 +248,6 @@ def render_report(path: str | Path) -> tuple[Study, RunDir]:
     with holding(path):  # no other process writes the run while its report is rewritten
         run = RunDir.open(path, study.kind)
         settings = settings_of(run)
-        runner = StageRunner(run, study.stages(settings))
+        runner = StageRunner(run, study.stage_list(settings))
         _finish(study, settings, runner, runner.load_finished())
     return study, run

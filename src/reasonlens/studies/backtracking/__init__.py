@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reasonlens.studies.backtracking.presets import PRESETS
+from reasonlens.studies.backtracking.presets import PRESETS, BacktrackingPreset
 from reasonlens.studies.base import Settings, Study, StudyOption, lazy
 
 OPTIONS = (
@@ -34,21 +34,18 @@ OPTIONS = (
 )
 
 
-def _config(settings: Settings) -> dict:
-    from reasonlens.studies.backtracking.presets import preset
+def _design(p: BacktrackingPreset, settings: Settings) -> dict:
+    return {"design": p.to_dict()}
+
+
+def _options(settings: Settings) -> dict:
+    """A chains file is recorded with what it resolved to (label, template, its digest)."""
     from reasonlens.studies.backtracking.stages import chains_file, chosen_layers, external_inputs
 
     options = external_inputs(settings) if chains_file(settings) else {}
     if chosen_layers(settings) is not None:
         options["layers"] = ",".join(str(x) for x in chosen_layers(settings))
-    return {
-        "study": "backtracking",
-        "preset": settings.preset,
-        "model": settings.model,
-        "seed": settings.seed,
-        "design": preset(settings.preset).to_dict(),
-        "options": options,
-    }
+    return options
 
 
 def _check(settings: Settings) -> None:
@@ -79,7 +76,6 @@ def _check(settings: Settings) -> None:
         raise UserError(f"chains file not found: {path}")
     from reasonlens.models import load_tokenizer
     from reasonlens.studies.backtracking.chains import label_file
-    from reasonlens.studies.backtracking.presets import preset
 
     inputs = external_inputs(settings)
     label_file(
@@ -87,7 +83,7 @@ def _check(settings: Settings) -> None:
         path,
         inputs["label"],
         inputs["template"],
-        max(abs(k) for k in preset(settings.preset).lags),
+        max(abs(k) for k in PRESETS[settings.preset].lags),
     )
 
 
@@ -99,10 +95,11 @@ STUDY = Study(
     "untrained-model and lexical controls.",
     presets=PRESETS,
     default_preset="quick",
-    config=_config,
+    design=_design,
     stages=lazy("reasonlens.studies.backtracking.stages:stages"),
     results=lazy("reasonlens.studies.backtracking.report:study_results"),
-    report=lazy("reasonlens.studies.backtracking.report:write_report"),
+    report=lazy("reasonlens.studies.backtracking.report:backtracking_report"),
     check=_check,
     options=OPTIONS,
+    recorded_options=_options,
 )

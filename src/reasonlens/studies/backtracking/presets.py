@@ -7,7 +7,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from reasonlens.errors import one_of
 from reasonlens.train.recipe import TrainRecipe
 
 #: The seed's lags: -8 to +48 tokens by 4 (as ``analyses.lag_probes.DEFAULT_LAGS``).
@@ -88,12 +87,6 @@ PRESETS: dict[str, BacktrackingPreset] = {
         capture_batch=32,
     ),
 }
-
-
-def preset(name: str) -> BacktrackingPreset:
-    if name not in PRESETS:
-        raise one_of("backtracking preset", name, PRESETS)
-    return PRESETS[name]
 
 
 def probed_layers(n_model_layers: int, k: int) -> list[int]:

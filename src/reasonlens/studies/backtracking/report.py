@@ -30,20 +30,12 @@ from reasonlens.studies.backtracking.analysis import (
     SEED_CHANCE_F1,
     SEED_F1_LAG0,
 )
+from reasonlens.studies.backtracking.presets import BacktrackingPreset
 from reasonlens.studies.base import Settings
+from reasonlens.studies.kit import train_summary
 
 GENERATED_STAGES = ["data", "train", "sample", "chains", "activations", "analysis"]
 FILE_STAGES = ["chains", "activations", "analysis"]
-_TRAIN_KEYS = (
-    "examples",
-    "steps",
-    "epochs",
-    "train_seconds",
-    "first_loss",
-    "final_loss",
-    "device",
-    "precision",
-)
 
 
 def lag_verdicts(analysis: dict[str, Any]) -> list[dict[str, Any]]:
@@ -107,15 +99,12 @@ def _est(entry: dict) -> dict[str, float | None]:
     return {"value": entry["value"], "low": entry["low"], "high": entry["high"]}
 
 
-def study_results(settings: Settings, stages: dict[str, Any], timings: dict[str, float]) -> dict:
+def study_results(p: BacktrackingPreset, settings: Settings, stages: dict[str, Any]) -> dict:
     analysis = stages["analysis"]
     rows = lag_verdicts(analysis)
     beyond = [r["lag"] for r in rows if r["verdict"] in (BEYOND, UNTRAINED_TOO)]
     learned = [r["lag"] for r in rows if r["verdict"] == BEYOND]
     out: dict[str, Any] = {
-        "preset": settings.preset,
-        "model": settings.model,
-        "seed": settings.seed,
         "source": "file" if "train" not in stages else "generated",
         "chains": stages["chains"]["summary"],
         "layers": analysis["layers"],
@@ -129,11 +118,9 @@ def study_results(settings: Settings, stages: dict[str, Any], timings: dict[str,
         "n_lags_tested": len(rows),
         "sentence_start": analysis["sentence_start"],
         "probe_seconds": analysis["seconds"],
-        "timings_s": timings,
     }
     if "train" in stages:
-        t = stages["train"]["results"]
-        out["train"] = {k: t.get(k) for k in _TRAIN_KEYS}
+        out["train"] = train_summary(stages["train"])
         out["gold_traces"] = stages["data"]["manifest"]["gold_train"]
     return out
 
@@ -445,3 +432,7 @@ def _summary(results: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def backtracking_report(run: RunDir, results: dict[str, Any], stages: dict) -> None:
+    write_report(run, results, stages)

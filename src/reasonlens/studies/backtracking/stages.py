@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonlens.runs import Stage, read_json, write_json
-from reasonlens.studies.backtracking.presets import BacktrackingPreset, preset, probed_layers
+from reasonlens.studies.backtracking.presets import BacktrackingPreset, probed_layers
 from reasonlens.studies.base import Settings, trained
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,7 @@ def chosen_layers(settings: Settings) -> list[int] | None:
     return layers
 
 
-def stages(settings: Settings) -> list[Stage]:
-    p = preset(settings.preset)
+def stages(p: BacktrackingPreset, settings: Settings) -> list[Stage]:
     base = {"model_weights": settings.model_weights} if settings.model_weights else {}
     model = {"model": settings.model, **base}
     layers = chosen_layers(settings)

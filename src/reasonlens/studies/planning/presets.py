@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from reasonlens.errors import one_of
 from reasonlens.tasks.blocksworld.dataset import PAPER_TABLE1, DatasetConfig
 from reasonlens.tasks.blocksworld.dataset import PRESETS as DATA_PRESETS
 from reasonlens.train.recipe import TrainRecipe
@@ -179,18 +178,9 @@ PRESETS: dict[str, PlanningPreset] = {
 }
 
 
-def preset(name: str) -> PlanningPreset:
-    if name not in PRESETS:
-        raise one_of("preset", name, PRESETS)
-    return PRESETS[name]
-
-
-def study_config(p: PlanningPreset, model: str, seed: int) -> dict[str, Any]:
+def design(p: PlanningPreset, seed: int) -> dict[str, Any]:
+    """What a run records of the preset (beyond the header every study has)."""
     return {
-        "study": "planning",
-        "preset": p.name,
-        "model": model,
-        "seed": seed,
         "data": p.dataset(seed).to_dict(),
         "train": asdict(p.train),
         "eval_per_cell": p.eval_per_cell,

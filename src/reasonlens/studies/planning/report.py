@@ -197,3 +197,8 @@ def _short_summary(results: dict) -> str:
         )
     lines += ["", "Full report: report.md / report.html", ""]
     return "\n".join(lines)
+
+
+def planning_report(run: RunDir, results: dict[str, Any], stages: dict) -> None:
+    analyses = {k: v for k, v in stages["analyses"].items() if k != "analysis_set"}
+    write_planning_summary(run, results, analyses)

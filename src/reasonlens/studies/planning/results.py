@@ -6,21 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from reasonlens.studies.base import Settings
+from reasonlens.studies.planning.presets import PlanningPreset
 
 
-def study_results(settings: Settings, stages: dict[str, Any], timings: dict[str, float]) -> dict:
+def study_results(p: PlanningPreset, settings: Settings, stages: dict[str, Any]) -> dict:
     analyses = dict(stages["analyses"])
     return {
-        "preset": settings.preset,
-        "model": settings.model,
-        "seed": settings.seed,
         "data": stages["data"]["totals"],
         "train": stages["train"]["results"],
         "eval": {label: stages[f"eval_{label}"] for label in ("base", "finetuned")},
         "analysis_set": analyses.pop("analysis_set"),
         "analyses": {k: _headline(k, v) for k, v in analyses.items() if k != "control"},
         "control": {k: _headline(k, v) for k, v in analyses.get("control", {}).items()},
-        "timings_s": timings,
     }
 
 

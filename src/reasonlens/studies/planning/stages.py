@@ -20,7 +20,7 @@ from reasonlens.analyses.result import load_record
 from reasonlens.runs import RunDir, Stage, read_json, write_json
 from reasonlens.studies.base import Settings, trained
 from reasonlens.studies.planning import files
-from reasonlens.studies.planning.presets import PlanningPreset, preset
+from reasonlens.studies.planning.presets import PlanningPreset
 from reasonlens.tasks.blocksworld import read_examples
 from reasonlens.tasks.blocksworld.dataset import MANIFEST
 from reasonlens.tasks.blocksworld.task import BlocksworldTask
@@ -33,8 +33,7 @@ ANALYSES = ("extraction", "flow", "masking", "knockout", "probes")
 CONTROLLED = ("extraction", "flow", "masking", "knockout")  # also run on the base model
 
 
-def stages(settings: Settings) -> list[Stage]:
-    p = preset(settings.preset)
+def stages(p: PlanningPreset, settings: Settings) -> list[Stage]:
     data = p.dataset(settings.seed).to_dict()
     analysis = {
         "level": p.analysis_level,

@@ -7,13 +7,11 @@ the untrained model is the control throughout."""
 from __future__ import annotations
 
 from reasonlens.studies.base import Settings, Study, lazy
-from reasonlens.studies.preferences.presets import PRESETS, study_config
+from reasonlens.studies.preferences.presets import PRESETS, PreferencesPreset, study_design
 
 
-def _config(settings: Settings) -> dict:
-    from reasonlens.studies.preferences.presets import preset
-
-    return study_config(preset(settings.preset), settings.model, settings.seed)
+def _design(p: PreferencesPreset, settings: Settings) -> dict:
+    return study_design(p)
 
 
 STUDY = Study(
@@ -23,9 +21,9 @@ STUDY = Study(
     "regression, ask the model to report them (experiments 1-3, untrained control).",
     presets=PRESETS,
     default_preset="quick",
-    config=_config,
+    design=_design,
     stages=lazy("reasonlens.studies.preferences.stages:stages"),
     results=lazy("reasonlens.studies.preferences.results:study_results"),
-    report=lazy("reasonlens.studies.preferences.report:write_preferences_report"),
+    report=lazy("reasonlens.studies.preferences.report:preferences_report"),
     check=lazy("reasonlens.studies.preferences.checks:check_settings"),
 )

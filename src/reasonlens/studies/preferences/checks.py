@@ -12,11 +12,11 @@ def check_settings(settings: Settings) -> None:
     from reasonlens.evaluate.choice import choice_tokens
     from reasonlens.models import load_tokenizer
     from reasonlens.studies.preferences.data import choose
-    from reasonlens.studies.preferences.presets import preset
+    from reasonlens.studies.preferences.presets import PRESETS
     from reasonlens.tasks.preferences import trials as T
     from reasonlens.tasks.preferences.catalogue import load_catalogue
 
-    p = preset(settings.preset)
+    p = PRESETS[settings.preset]
     instilled, native = choose(p)
     tokenizer = load_tokenizer(settings.model)
     if not getattr(tokenizer, "is_fast", False):

@@ -7,7 +7,6 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reasonlens.errors import one_of
 from reasonlens.train.recipe import TrainRecipe
 
 if TYPE_CHECKING:
@@ -224,18 +223,9 @@ PRESETS: dict[str, PreferencesPreset] = {
 }
 
 
-def preset(name: str) -> PreferencesPreset:
-    if name not in PRESETS:
-        raise one_of("preset", name, PRESETS)
-    return PRESETS[name]
-
-
-def study_config(p: PreferencesPreset, model: str, seed: int) -> dict[str, Any]:
+def study_design(p: PreferencesPreset) -> dict[str, Any]:
+    """What a run records of the preset (beyond the header every study has)."""
     return {
-        "study": "preferences",
-        "preset": p.name,
-        "model": model,
-        "seed": seed,
         "design": p.design(),
         "instil": {**p.instil.to_dict(), "curve_every": p.curve_every},
         "introspect": p.introspect.to_dict(),

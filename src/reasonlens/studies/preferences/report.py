@@ -581,3 +581,7 @@ def _summary(results: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def preferences_report(run: RunDir, results: dict[str, Any], stages: dict) -> None:
+    write_preferences_report(run, results, stages)

@@ -12,33 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 from reasonlens.studies.base import Settings
-
-_TRAIN_KEYS = (
-    "method",
-    "examples",
-    "steps",
-    "epochs",
-    "train_seconds",
-    "tokens_per_second",
-    "completion_tokens_per_epoch",
-    "first_loss",
-    "final_loss",
-    "trainable_parameters",
-    "device",
-    "precision",
-)
+from reasonlens.studies.kit import train_summary
+from reasonlens.studies.preferences.presets import PreferencesPreset
 
 
-def study_results(settings: Settings, stages: dict[str, Any], timings: dict[str, float]) -> dict:
+def study_results(p: PreferencesPreset, settings: Settings, stages: dict[str, Any]) -> dict:
     a = stages["analysis"]
     data = stages["data"]
     manifest = data.manifest
     inst = a["instilled"]
     reports = a["reports"]
     return {
-        "preset": settings.preset,
-        "model": settings.model,
-        "seed": settings.seed,
         "r_learned_target": inst.get("r_learned_target"),
         "agreement": inst.get("agreement"),
         "share_a": inst.get("share_a"),
@@ -53,10 +37,7 @@ def study_results(settings: Settings, stages: dict[str, Any], timings: dict[str,
             "target_share_a": manifest["target_share_a"],
             "chat_template": manifest["chat_template"],
         },
-        "train": {
-            name: {k: stages[name]["results"].get(k) for k in _TRAIN_KEYS}
-            for name in ("instil", "introspect")
-        },
+        "train": {name: train_summary(stages[name]) for name in ("instil", "introspect")},
         "experiment1": {
             "instilled": inst,
             "base": a["base"],
@@ -71,5 +52,4 @@ def study_results(settings: Settings, stages: dict[str, Any], timings: dict[str,
             "base": a.get("native_base"),
             "base_vs_instilled_learned": a.get("native_base_vs_instilled"),
         },
-        "timings_s": timings,
     }

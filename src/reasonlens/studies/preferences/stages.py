@@ -25,7 +25,7 @@ from typing import Any
 from reasonlens.runs import Stage, read_json, write_json
 from reasonlens.studies.base import Settings, trained
 from reasonlens.studies.preferences.data import StudyData, make_data, read_data
-from reasonlens.studies.preferences.presets import PreferencesPreset, Recipe, preset
+from reasonlens.studies.preferences.presets import PreferencesPreset, Recipe
 from reasonlens.tasks.preferences.release import (
     read_decisions,
     read_reports,
@@ -48,8 +48,7 @@ def decides(p: PreferencesPreset, which: str) -> tuple[str, ...]:
     return ("val", "test", "native") if p.read_val else ("test", "native")
 
 
-def stages(settings: Settings) -> list[Stage]:
-    p = preset(settings.preset)
+def stages(p: PreferencesPreset, settings: Settings) -> list[Stage]:
     base = {"model_weights": settings.model_weights} if settings.model_weights else {}
     model = {"model": settings.model, **base}
     readout = {"batch_size": p.batch_size}

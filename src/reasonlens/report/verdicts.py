@@ -1,0 +1,182 @@
+"""One verdict vocabulary for every study, and the rules that give it.
+
+Every claim a report makes has the same shape: an estimate (with its interval, or the share of
+bootstrap resamples in which it holds), the same estimate on a control that cannot have the
+mechanism, and a rule. Whatever the study, the verdict is one of five words:
+
+- **agrees**: the claim holds with 95% confidence and its control does not reach it;
+- **differs**: the claim fails with 95% confidence;
+- **unclear**: neither (the interval straddles the threshold, or the control comes close);
+- **holds for the control too**: the claim holds, but so does the control, so it is no
+  evidence of what the study asks about;
+- **not measurable**: the measurement cannot decide the claim on this model (no data, too few
+  units, a degenerate read-out, controls at the ceiling), with the reason.
+
+A study may keep its own words for the reader ("beyond the text") as a label on one of these,
+so that its words and every other study's follow the same rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LEVEL = 0.95
+AGREES = "agrees"
+DIFFERS = "differs"
+UNCLEAR = "unclear"
+CONTROL_TOO = "holds for the control too"
+NOT_MEASURABLE = "not measurable"
+WORDS = (AGREES, DIFFERS, UNCLEAR, CONTROL_TOO, NOT_MEASURABLE)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One of `WORDS`, why (the figure it rests on), and the study's own label, if any."""
+
+    word: str
+    why: str = ""
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.word not in WORDS:
+            raise ValueError(f"verdict {self.word!r} is not one of {WORDS}")
+
+    def __str__(self) -> str:
+        head = self.label or self.word
+        return f"{head} ({self.why})" if self.why else head
+
+    @property
+    def decided(self) -> bool:
+        """Whether a claim was tested (counts towards the multiplicity note)."""
+        return self.word != NOT_MEASURABLE
+
+    def labelled(self, label: str) -> Verdict:
+        return Verdict(self.word, self.why, label)
+
+
+def not_measurable(reason: str) -> Verdict:
+    return Verdict(NOT_MEASURABLE, reason)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A figure with its 95% interval (None where there is none)."""
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+
+    @classmethod
+    def of(cls, entry: dict | None, key: str = "value") -> Estimate:
+        """From a result's ``{"value"|key, "low", "high"}`` (or ``ci_low``/``ci_high``)."""
+        if not entry:
+            return cls(None)
+        low = entry.get("low", entry.get("ci_low"))
+        high = entry.get("high", entry.get("ci_high"))
+        return cls(entry.get(key), low, high)
+
+    @property
+    def has_interval(self) -> bool:
+        return self.value is not None and self.low is not None and self.high is not None
+
+    def show(self, digits: int = 3) -> str:
+        if self.value is None:
+            return "–"
+        if not self.has_interval:
+            return f"{self.value:.{digits}f}"
+        return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def by_support(
+    share: float | None,
+    control_share: float | None = None,
+    control_name: str = "the control",
+) -> Verdict:
+    """A yes/no claim re-checked on bootstrap resamples: `share` is the share in which it
+    holds (the control's on the same resamples beside it)."""
+    if share is None:
+        return not_measurable("no per-unit values to resample")
+    if share <= 1.0 - LEVEL:
+        return Verdict(DIFFERS, f"holds in {share:.0%} of resamples")
+    if share < LEVEL:
+        return Verdict(UNCLEAR, f"holds in {share:.0%} of resamples")
+    if control_share is None:
+        return Verdict(AGREES, f"{share:.0%} of resamples")
+    if control_share >= 0.5:
+        return Verdict(CONTROL_TOO, f"{control_name}: {control_share:.0%} of resamples")
+    if control_share > 1.0 - LEVEL:
+        return Verdict(UNCLEAR, f"{control_name} holds in {control_share:.0%} of resamples")
+    return Verdict(AGREES, f"{share:.0%} of resamples; {control_name} {control_share:.0%}")
+
+
+def by_interval(
+    estimate: Estimate,
+    threshold: float = 0.0,
+    min_effect: float = 0.0,
+    control: Estimate | None = None,
+    versus_control: Estimate | None = None,
+    control_name: str = "the control",
+) -> Verdict:
+    """A claim that an estimate exceeds `threshold` (by at least `min_effect`): it holds when
+    its 95% interval lies above that, fails when the interval lies below the threshold.
+
+    With a control, a claim that holds must also beat it: `versus_control` is the paired
+    difference (estimate - control, on the same resamples); its interval must lie above
+    `min_effect`. When it does not, the verdict reads *holds for the control too* if the
+    control's own interval clears the threshold as well, *unclear* otherwise."""
+    if estimate.value is None:
+        return not_measurable("no estimate")
+    if not estimate.has_interval:
+        return not_measurable("no interval")
+    bar = threshold + min_effect
+    shown = estimate.show()
+    if estimate.high < threshold:
+        return Verdict(DIFFERS, f"{shown}, below {threshold:g}")
+    if estimate.low <= bar:
+        return Verdict(UNCLEAR, f"{shown} includes {bar:g}")
+    if control is None and versus_control is None:
+        return Verdict(AGREES, f"{shown}, above {bar:g}")
+    if versus_control is not None and versus_control.has_interval:
+        if versus_control.low > min_effect:
+            return Verdict(AGREES, f"beats {control_name} by {versus_control.show()}")
+    elif control is not None and control.has_interval and control.high < estimate.low:
+        return Verdict(AGREES, f"{shown} against {control_name}'s {control.show()}")
+    if control is not None and control.has_interval and control.low > bar:
+        return Verdict(CONTROL_TOO, f"{control_name}: {control.show()}")
+    return Verdict(UNCLEAR, f"not clearly above {control_name}")
+
+
+RULES = {
+    "support": (
+        "re-checked on bootstrap resamples of the analysed units: *agrees* when it holds in at "
+        f"least {LEVEL:.0%} of them and its control (on the same resamples) holds in at most "
+        f"{1 - LEVEL:.0%}; *differs* when it fails in at least {LEVEL:.0%}; *holds for the "
+        "control too* when the control holds in at least half"
+    ),
+    "interval": (
+        f"judged on {LEVEL:.0%} bootstrap intervals: *agrees* when the interval lies above the "
+        "claim's threshold (plus its minimum effect) and, where there is a control, the paired "
+        "difference from the control does too; *differs* when it lies below the threshold; "
+        "*holds for the control too* when the control clears the threshold as well"
+    ),
+}
+
+
+def explanation(rules: set[str]) -> str:
+    """What the verdicts mean, for the rules a report used."""
+    parts = [RULES[r] for r in sorted(rules) if r in RULES]
+    return (
+        "Verdicts, in one vocabulary for every study: each claim is "
+        + "; or ".join(parts)
+        + ". *unclear* is anything in between; *not measurable* means the measurement cannot "
+        "decide the claim on this model, with the reason."
+    )
+
+
+def multiplicity(n_claims: int) -> str:
+    """What testing many claims at once means for reading them."""
+    return (
+        f"{n_claims} claims are tested, each at the {LEVEL:.0%} level and with no correction "
+        f"for multiplicity: about {n_claims * (1 - LEVEL):.1f} of them could pass by chance if "
+        "none held."
+    )
