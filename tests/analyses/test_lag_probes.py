@@ -31,6 +31,7 @@ from reasonlens.analyses.lag_probes import (
     token_embedding_source,
 )
 from reasonlens.analyses.lag_probes import metrics as M
+from reasonlens.analyses.stats import resample_weights
 from reasonlens.errors import UserError
 
 LAGS = (-4, 0, 4, 8, 12)
@@ -126,7 +127,9 @@ def test_metrics_equal_scikit_learn(source, fitted):
         assert math.isclose(f1_score(y, np.ones_like(y)), 2 * p / (1 + p), rel_tol=1e-9)
         assert math.isclose(2 * p / (1 + p), got["chance_f1"].value[f, k], rel_tol=1e-5)
         # one bootstrap resample is the sample-weighted AUC with each chain's multiplicity
-        weight = M.multiplicities(len(chains), 3, fitted.test.seed)[2]
+        weight = torch.from_numpy(
+            resample_weights(len(chains), 3, fitted.test.seed, draw="torch")[2]
+        )
         rows_w = weight[where][valid].numpy()
         want = roc_auc_score(y, s, sample_weight=rows_w)
         assert math.isclose(want, got["auc"].samples[2, f, k], rel_tol=1e-5)

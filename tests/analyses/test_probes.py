@@ -18,6 +18,7 @@ from reasonlens.analyses.probes import (
     weighted_f1,
 )
 from reasonlens.analyses.probes import metrics as M
+from reasonlens.analyses.stats import resample_weights
 from reasonlens.errors import UserError
 
 N = 400
@@ -200,7 +201,7 @@ def test_vectorised_bootstrap_equals_resampling_rows():
     gen = torch.Generator().manual_seed(7)
     target = torch.randint(0, 4, (5, 30), generator=gen)
     pred = torch.randint(0, 4, (5, 30), generator=gen)
-    counts = M.multiplicities(30, 20, seed=0)
+    counts = torch.from_numpy(resample_weights(30, 20, seed=0, draw="torch"))
     boot = M.bootstrap_scores(pred, target, 4, counts)
     idx = torch.cat([torch.arange(30).repeat_interleave(c) for c in counts.long()]).view(20, 30)
     for b in range(20):

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reasonlens.analyses.stats import resample_weights
+
 # Below this many problems a verdict would be noise: the report says so instead.
 MIN_PROBLEMS = 30
 RESAMPLES = 1000
@@ -49,18 +51,13 @@ class Control:
     name: str = "the untrained model"
 
 
-def resample_weights(n: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
-    """Bootstrap multiplicities [resamples, n]: each row sums to n."""
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
-
-
 def support(claims: Callable[[np.ndarray], Claims], n: int, seed: int = 0) -> dict[str, float]:
     """For each claim, the share of bootstrap resamples in which it holds. A resample where
     the measurement is degenerate does not support the claim (it counts as not holding);
     one with no data for it at all (None) is left out."""
     held: dict[str, list[bool]] = {}
-    for weights in resample_weights(n, seed=seed):
+    # the multinomial draw: the stream these verdicts were first recorded with
+    for weights in resample_weights(n, RESAMPLES, seed, draw="multinomial"):
         for name, value in claims(weights).items():
             if value is not None:
                 held.setdefault(name, []).append(not isinstance(value, Degenerate) and bool(value))

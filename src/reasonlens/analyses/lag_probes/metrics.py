@@ -4,7 +4,8 @@ Scores are ``[P, N]`` (P probes, N token rows of the scored chains, concatenated
 ``[P, N]`` with 1/0 and -1 for "no target" (the lag runs off the chain), and ``chain[N]`` says
 which chain each row came from. A bootstrap resample draws *chains* with replacement (rows of
 one chain are not independent), so every metric is reduced to per-chain sufficient statistics
-first and a resample is a weight vector over chains:
+first and a resample is a weight vector over chains
+(:func:`reasonlens.analyses.stats.resample_weights`):
 
 - precision, recall, F1 from per-chain true/false positive and false negative counts:
   ``TP_b = w_b @ tp``;
@@ -31,13 +32,10 @@ from __future__ import annotations
 
 import torch
 
-from reasonlens.analyses.probes.metrics import interval, multiplicities
-
 __all__ = [
+    "auc_samples",
     "best_f1_threshold",
     "chain_counts",
-    "interval",
-    "multiplicities",
     "pair_matrix",
     "rates",
 ]

@@ -24,6 +24,7 @@ import torch
 
 from reasonlens.analyses.lag_probes import metrics as M
 from reasonlens.analyses.lag_probes.rows import RowReader, probe_logits, score_chains
+from reasonlens.analyses.stats import paired, percentile_interval, resample_weights
 from reasonlens.errors import UserError
 from reasonlens.runs.files import atomic_save_tensors, jsonable
 
@@ -127,7 +128,9 @@ def score_set(
     point["auc"] = torch.where(den > 0, pairs.sum((1, 2)) / den.clamp(min=1e-300), torch.nan)
     samples: dict[str, torch.Tensor] = {}
     if bootstrap:
-        weight = M.multiplicities(n_chains, bootstrap, seed).to(flat.device)
+        # whole chains, from the torch stream the recorded intervals were made with
+        weight = torch.from_numpy(resample_weights(n_chains, bootstrap, seed, draw="torch"))
+        weight = weight.to(flat.device)
         for start in range(0, bootstrap, 100):
             w = weight[start : start + 100].double()
             part = M.rates(*(w @ counts[k] for k in COUNTS))
@@ -140,7 +143,7 @@ def score_set(
         value = point[name].float().cpu().view(n_f, n_k)
         if bootstrap:
             s = samples[name].float().cpu().view(-1, n_f, n_k)
-            low, high = M.interval(s, ci)
+            low, high = percentile_interval(s, ci)
             out[name] = Estimate(value, low, high, s)
         else:
             nan = torch.full_like(value, math.nan)
@@ -286,21 +289,17 @@ def compare(
     ea, eb = a[metric], b[metric]
     out = []
     for k, lag in enumerate(a.lags):
-        diff = ea.samples[:, la[k], k] - eb.samples[:, lb[k], k]
-        low, high = M.interval(diff[:, None], level)
-        finite = diff[~torch.isnan(diff)]
+        both = paired(ea.samples[:, la[k], k], eb.samples[:, lb[k], k], level)
         out.append(
             {
                 "lag": lag,
                 "a": jsonable(float(ea.value[la[k], k])),
                 "b": jsonable(float(eb.value[lb[k], k])),
                 "diff": jsonable(float(ea.value[la[k], k] - eb.value[lb[k], k])),
-                "low": jsonable(float(low[0])),
-                "high": jsonable(float(high[0])),
-                "share_a_higher": jsonable(float((finite > 0).double().mean()))
-                if finite.numel()
-                else None,
-                "beats": bool(float(low[0]) > 0),
+                "low": jsonable(both.low),
+                "high": jsonable(both.high),
+                "share_a_higher": jsonable(both.share_a_higher),
+                "beats": both.a_higher,
             }
         )
     return out

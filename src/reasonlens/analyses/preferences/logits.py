@@ -26,6 +26,7 @@ from reasonlens.analyses.preferences.recovery import (
     recover_weights,
     rescale,
 )
+from reasonlens.analyses.stats import generator, permutations
 from reasonlens.tasks.preferences.release import Decision
 from reasonlens.tasks.preferences.scenarios import Scenario
 
@@ -120,7 +121,7 @@ def value_sensitivity(
     for d in decisions:
         if d.logit_diff is not None:
             grouped.setdefault(d.scenario, []).append(d)
-    rng = np.random.default_rng(seed)
+    rng = generator(seed)  # one stream over the scenarios in turn
     r2s, nulls, spreads = [], [], []
     for name, group in grouped.items():
         scenario = scenarios[name]
@@ -131,7 +132,7 @@ def value_sensitivity(
         if np.ptp(y) == 0:
             continue
         r2s.append(_r2(x, y))
-        nulls.append(float(np.mean([_r2(x, rng.permutation(y)) for _ in range(n_perm)])))
+        nulls.append(float(np.mean([_r2(x, p) for p in permutations(y, n_perm, rng)])))
         spreads.append(float(np.std(y)))
     if not r2s:
         return {"n_scenarios": 0, "mean_r2": None, "permuted_r2": None, "within_sd": None}

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from reasonlens.analyses.stats import percentile_interval, resample_indices
 from reasonlens.tasks.preferences.release import Decision
 from reasonlens.tasks.preferences.scenarios import N_ATTRIBUTES, Scenario
 
@@ -89,13 +90,10 @@ def pooled_correlation(
     r, p = _pearson(a.ravel(), b.ravel())
     low = high = None
     if r is not None and n_boot > 0 and len(names) >= 2:
-        rng = np.random.default_rng(seed)
-        # every resample at once (the same draws as one `integers` call per resample)
-        picks = rng.integers(0, len(names), (n_boot, len(names)))
+        picks = resample_indices(len(names), n_boot, seed)  # whole scenarios
         rs = _rows_r(a[picks].reshape(n_boot, -1), b[picks].reshape(n_boot, -1))
         if rs.size:
-            tail = (1 - level) / 2 * 100
-            low, high = (float(v) for v in np.percentile(rs, [tail, 100 - tail]))
+            low, high = (float(v) for v in percentile_interval(rs, level))
     return Correlation(r, p, low, high, len(names), a.size, level, n_boot, seed)
 
 

@@ -12,6 +12,7 @@ from reasonlens.analyses.probes import metrics as M
 from reasonlens.analyses.probes.lbfgs import HISTORY
 from reasonlens.analyses.probes.result import ProbeResult, Score
 from reasonlens.analyses.probes.train import Features, ProbeSpec, fit
+from reasonlens.analyses.stats import percentile_interval, resample_weights
 from reasonlens.errors import UserError, one_of
 
 KINDS = ("linear", "mlp")
@@ -284,7 +285,7 @@ def _result(
 ) -> ProbeResult:  # fmt: skip
     p, h = len(keys), len(heads)
     target = y_test.expand(p, -1, -1).transpose(1, 2).reshape(p * h, -1)  # [K, n_test]
-    weights = M.multiplicities(target.shape[1], bootstrap, seed + 1) if bootstrap else None
+    weights = _resamples(target.shape[1], bootstrap, seed + 1) if bootstrap else None
     groups = torch.arange(p).repeat_interleave(h)
 
     def scored(pred: torch.Tensor) -> dict[str, Score]:
@@ -342,13 +343,19 @@ def _scores(pred, target, n_classes, weights, groups, ci, p, h) -> dict[str, Sco
             low = high = nan
             mean_low = mean_high = torch.full_like(mean, float("nan"))
         else:
-            low, high = M.interval(samples[name], ci)
+            low, high = percentile_interval(samples[name], ci)
             means = M.group_nanmean(samples[name], groups)
-            mean_low, mean_high = M.interval(means, ci)
+            mean_low, mean_high = percentile_interval(means, ci)
         out[name] = Score(
             value.view(p, h), low.view(p, h), high.view(p, h), mean, mean_low, mean_high
         )
     return out
+
+
+def _resamples(n: int, resamples: int, seed: int) -> torch.Tensor:
+    """Bootstrap multiplicities of the n test rows [resamples, n] (the torch draw: the stream
+    the recorded intervals were made with)."""
+    return torch.from_numpy(resample_weights(n, resamples, seed, draw="torch"))
 
 
 def _majority(y_train: torch.Tensor, n_classes: int) -> torch.Tensor:

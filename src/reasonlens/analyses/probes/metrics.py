@@ -2,8 +2,9 @@
 
 Predictions and targets are [K, n] (K = probes x heads flattened, n = test rows); a target of -1
 means "no label" and the row is left out of that head's score. Every metric is computed from
-per-row weights, so a bootstrap resample is just a row of multiplicities: all resamples of all
-probes are scored with a few matrix products instead of a Python loop.
+per-row weights, so a bootstrap resample is just a row of multiplicities
+(:func:`reasonlens.analyses.stats.resample_weights`): all resamples of all probes are scored
+with a few matrix products instead of a Python loop.
 """
 
 from __future__ import annotations
@@ -11,13 +12,6 @@ from __future__ import annotations
 import torch
 
 METRICS = ("accuracy", "weighted_f1")
-
-
-def multiplicities(n: int, resamples: int, seed: int) -> torch.Tensor:
-    """[resamples, n] counts of each row in bootstrap resamples drawn with replacement."""
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(n, (resamples, n), generator=gen)
-    return torch.zeros(resamples, n).scatter_add_(1, idx, torch.ones(resamples, n))
 
 
 def weighted_scores(
@@ -102,10 +96,3 @@ def group_nanmean(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     total = torch.zeros(shape).index_add_(-1, groups, torch.where(finite, values, 0.0))
     count = torch.zeros(shape).index_add_(-1, groups, finite.float())
     return total / count
-
-
-def interval(samples: torch.Tensor, level: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Percentile interval over the first dim of bootstrap samples (NaN samples ignored)."""
-    q = torch.tensor([(1 - level) / 2, 1 - (1 - level) / 2], dtype=samples.dtype)
-    bounds = torch.nanquantile(samples, q, dim=0)
-    return bounds[0], bounds[1]
