@@ -28,10 +28,8 @@ in ``cache_bytes`` (all of them for small data); the rest are read again each ep
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -43,6 +41,7 @@ from reasonlens.analyses.lag_probes.rows import RowReader, Rows, probe_logits, s
 from reasonlens.analyses.lag_probes.sources import ChainSource
 from reasonlens.analyses.probes.fit import train_test_split
 from reasonlens.errors import UserError
+from reasonlens.threads import torch_threads
 
 #: The seed study's lags: -8 to +48 tokens by 4.
 DEFAULT_LAGS = tuple(range(-8, 49, 4))
@@ -140,7 +139,7 @@ def fit_lag_probes(
     split = split or split_chains(n, config.val_fraction, config.test_fraction, config.seed)
     _check_split(split, n)
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    with _threads(config.threads):
+    with torch_threads(config.threads):
         fitter = _Fitter(source, config, split, device)
         probes, history, best_epoch = fitter.train()
         opts = {"batch_tokens": config.batch_tokens, "reader": fitter.rows, "seed": config.seed}
@@ -170,19 +169,6 @@ def _check_split(split: ChainSplit, n: int) -> None:
         raise UserError("the split puts a chain on two sides")
     if min(every) < 0 or max(every) >= n:
         raise UserError(f"the split names chains outside 0..{n - 1}")
-
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Fitter:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import torch
 
@@ -14,6 +13,7 @@ from reasonlens.analyses.probes.result import ProbeResult, Score
 from reasonlens.analyses.probes.train import Features, ProbeSpec, fit
 from reasonlens.analyses.stats import percentile_interval, resample_weights
 from reasonlens.errors import UserError, one_of
+from reasonlens.threads import torch_threads
 
 KINDS = ("linear", "mlp")
 CLASS_WEIGHTS = (None, "balanced")
@@ -115,7 +115,7 @@ def fit_probes(
         raise UserError("no training row has a label")
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     chunk = chunk_size or _auto_chunk(spec, len(train), len(test), dim, y.shape[-1])
-    with _threads(threads):
+    with torch_threads(threads):
         out = _train_chunks(get, len(keys), chunk, train, test, y_train, spec, perm, control)
         return _result(out, keys, head_names, y_train, y_test, spec, metric, bootstrap, ci, seed)
 
@@ -159,7 +159,7 @@ def cross_fit_probes(
     majority = torch.full_like(pred, -1)
     train_scores: dict[str, list[torch.Tensor]] = {}
     n_train, iterations, converged = [], [], []
-    with _threads(threads):
+    with torch_threads(threads):
         for fold in order.tensor_split(folds):
             test = fold.sort().values
             train = order[~torch.isin(order, test)].sort().values
@@ -251,21 +251,6 @@ def _train_chunks(get, n_probes, chunk, train, test, y_train, spec, perm, contro
             shuffled = fit(feats, yt[:, perm], spec)
             out.add("control", shuffled.logits(f_test).argmax(-2).transpose(1, 2))
     return out
-
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    if n < 1:
-        raise UserError(f"threads must be at least 1, got {n}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Collected(dict):
