@@ -11,6 +11,8 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from reasonlens.errors import UserError
+from reasonlens.jsonl import scan_jsonl
 from reasonlens.runs.files import atomic_write
 
 #: Keys of a Trainer log record that go into train_log.jsonl (when present).
@@ -45,15 +47,7 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     """The records of a train_log.jsonl (an unfinished last line is skipped)."""
     if not path.exists():
         return []
-    records = []
-    for line in path.read_text(encoding="utf-8").split("\n"):  # JSONL: newlines only
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    return [record for _, record in scan_jsonl(path) if not isinstance(record, UserError)]
 
 
 class ProgressCallback(TrainerCallback):

@@ -15,7 +15,6 @@ after them, never the prompt, so training sees exactly the tokens evaluation see
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from reasonlens.errors import UserError, check_unicode
+from reasonlens.jsonl import parse_jsonl, read_bytes
 from reasonlens.tasks import task_for_record
 
 IGNORE = -100
@@ -64,7 +64,7 @@ def read_pairs(paths: Sequence[str | Path]) -> tuple[list[Pair], list[DataFile]]
     files: list[DataFile] = []
     for path in paths:
         path = Path(path)
-        raw = _read_bytes(path)
+        raw = read_bytes(path)
         task = task_for_record(_first_record(path, raw))
         if task is not None:
             kind = task.name
@@ -79,51 +79,16 @@ def read_pairs(paths: Sequence[str | Path]) -> tuple[list[Pair], list[DataFile]]
     return pairs, files
 
 
-def _read_bytes(path: Path) -> bytes:
-    if path.is_dir():
-        raise UserError(f"{path} is a directory, not a JSONL file")
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: not UTF-8 text (byte {raw[err.start]:#04x})") from None
-    return raw
-
-
-def _lines(text: str) -> list[str]:
-    """JSONL lines: split at `\n` only (a JSON string may hold U+2028, U+0085, ... as is)."""
-    return text.split("\n")
-
-
-def _loads(line: str, where: str, expected: str) -> object:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as err:
-        raise UserError(
-            f"{where}: invalid JSON ({err.msg} at column {err.colno}); {expected}"
-        ) from None
-    except RecursionError:
-        raise UserError(f"{where}: JSON nested too deeply; {expected}") from None
-
-
 def _first_record(path: Path, raw: bytes) -> object:
-    for n, line in enumerate(_lines(raw.decode("utf-8")), start=1):
-        if line.strip():
-            return _loads(line, f"{path}:{n}", "expected one JSON object per line")
-    return None
+    """The first record (it tells which task wrote the file), or None in an empty file."""
+    lines = parse_jsonl(raw.decode("utf-8"), path, "expected one JSON object per line")
+    return next((record for _, record in lines), None)
 
 
 def _read_generic(path: Path, text: str) -> list[Pair]:
     expected = "expected a JSON object with string fields 'prompt' and 'completion'"
     pairs = []
-    for n, line in enumerate(_lines(text), start=1):
-        if not line.strip():
-            continue
-        record = _loads(line, f"{path}:{n}", expected)
+    for n, record in parse_jsonl(text, path, expected):
         if not isinstance(record, dict):
             raise UserError(f"{path}:{n}: {expected}, got {type(record).__name__}")
         for key in ("prompt", "completion"):

@@ -14,7 +14,6 @@ The points are written during training by .curve_callback; this module reads the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 
 from reasonlens.analyses.preferences.logits import recover_from_logits
 from reasonlens.analyses.preferences.metrics import pooled_correlation
+from reasonlens.jsonl import read_jsonl
 from reasonlens.tasks.preferences import trials as T
 from reasonlens.tasks.preferences.release import Decision
 from reasonlens.tasks.preferences.scenarios import Scenario
@@ -69,4 +69,4 @@ def read_curve(path: Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path)

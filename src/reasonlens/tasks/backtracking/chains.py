@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from reasonlens.errors import UserError, check_unicode
+from reasonlens.jsonl import parse_jsonl
 
 END_SECTION = "end-section"
 #: The labels of the source data's annotation prompt (Venhoff et al.); others are kept too.
@@ -233,15 +234,7 @@ def read_chains(path: str | Path) -> list[Chain]:
         if not isinstance(data, list) or not data:
             raise UserError(f"{path}: expected a non-empty JSON list of chains")
         return _unique([parse_span_record(r, f"{path}[{i}]") for i, r in enumerate(data)], path)
-    chains = []
-    for n, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{n}: invalid JSON ({err.msg})") from None
-        chains.append(parse_span_record(rec, f"{path}:{n}"))
+    chains = [parse_span_record(rec, f"{path}:{n}") for n, rec in parse_jsonl(text, path)]
     return _unique(chains, path)
 
 

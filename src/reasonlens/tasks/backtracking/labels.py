@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reasonlens.errors import UserError
+from reasonlens.jsonl import iter_jsonl
 from reasonlens.runs.files import atomic_write
 from reasonlens.tasks.backtracking.chains import Chain, LabelledSpan
 from reasonlens.tasks.backtracking.traces import BACKTRACKING
@@ -230,19 +231,9 @@ def write_labels(path: str | Path, rows: Iterable[LabelRow]) -> Path:
 def read_labels(path: str | Path) -> list[LabelRow]:
     """Rows of a labels file; a malformed line is a UserError naming ``file:line``."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read {path}: {err}") from None
     rows = []
-    for n, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
+    for n, rec in iter_jsonl(path):
         where = f"{path}:{n}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{where}: invalid JSON ({err.msg})") from None
         if not isinstance(rec, dict):
             raise UserError(f"{where}: expected an object with id, input_ids, labels, start")
         ids, labels, start = rec.get("input_ids"), rec.get("labels"), rec.get("start", 0)

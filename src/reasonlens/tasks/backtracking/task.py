@@ -10,12 +10,12 @@ number that were needed.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from reasonlens.errors import UserError, check_unicode
+from reasonlens.jsonl import iter_jsonl
 from reasonlens.tasks.backtracking.checker import CheckedTrace, check_trace
 from reasonlens.tasks.backtracking.puzzle import Maze
 from reasonlens.tasks.backtracking.traces import BACKTRACKING, TASK
@@ -53,20 +53,10 @@ class BacktrackingTask(Task):
 
     def read(self, path: str | Path) -> list[TaskItem]:
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise UserError(f"cannot read {path}: {err}") from None
-        items = []
-        for n, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{where}: invalid JSON ({err.msg}); {self.expected}") from None
-            items.append(self.item_from_record(data, where))
+        items = [
+            self.item_from_record(data, f"{path}:{n}")
+            for n, data in iter_jsonl(path, self.expected)
+        ]
         if not items:
             raise UserError(f"{path}: no records; {self.expected}")
         return items

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from reasonlens.errors import UserError
+from reasonlens.jsonl import scan_jsonl
 from reasonlens.tasks.blocksworld.example import NO_TABLE_LIMIT, Example, example_from_record
-from reasonlens.tasks.blocksworld.files import iter_records
 from reasonlens.tasks.blocksworld.formats import parse_plan
 from reasonlens.tasks.blocksworld.planner import solve
 from reasonlens.tasks.blocksworld.state import Action, Problem, run_plan
@@ -194,7 +194,7 @@ def _issues(ex: Example, check: PlanCheck) -> list[str]:
 
 def _problem_keys(path: str | Path, slots: int | None) -> dict[tuple, int]:
     keys: dict[tuple, int] = {}
-    for n, rec in iter_records(path):
+    for n, rec in scan_jsonl(path):
         if isinstance(rec, UserError):
             continue
         try:
@@ -216,7 +216,7 @@ def validate_file(
     other = _problem_keys(against, slots) if against is not None else {}
     seen: dict[tuple, tuple[int, tuple]] = {}  # problem -> (first line, its gold plan)
     findings = []
-    for n, rec in iter_records(path):
+    for n, rec in scan_jsonl(path):
         try:
             if isinstance(rec, UserError):
                 raise rec

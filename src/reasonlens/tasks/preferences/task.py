@@ -17,11 +17,11 @@ reply that is scored as invalid.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from reasonlens.errors import UserError, check_unicode
+from reasonlens.jsonl import parse_jsonl
 from reasonlens.tasks.base import Breakdown, GoldError, Task, TaskItem
 from reasonlens.tasks.preferences.files import read_text
 from reasonlens.tasks.preferences.replies import parse_choice, parse_report
@@ -69,17 +69,8 @@ class PreferencesTask(Task):
         return isinstance(record, dict) and record.get("task") == TASK
 
     def read(self, path: str | Path) -> list[TaskItem]:
-        items = []
-        for n, line in enumerate(read_text(Path(path)).split("\n"), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{where}: invalid JSON ({err.msg}); {self.expected}") from None
-            items.append(self.item_from_record(data, where))
-        return items
+        records = parse_jsonl(read_text(Path(path)), path, self.expected)
+        return [self.item_from_record(data, f"{path}:{n}") for n, data in records]
 
     def item_from_record(self, data: object, where: str = "record") -> TaskItem:
         if not self.recognizes(data):
