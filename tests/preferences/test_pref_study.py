@@ -10,45 +10,12 @@ import pytest
 
 from reasonlens.studies import Settings, get_study, render_report, run_study
 from reasonlens.studies.preferences import presets
-from reasonlens.studies.preferences.presets import Lora, PreferencesPreset, Recipe
+from reasonlens.studies.preferences.presets import PreferencesPreset
 from reasonlens.testing import run_cli
-from reasonlens.train.recipe import TrainRecipe
-
-TINY = PreferencesPreset(
-    name="tiny",
-    description="test only",
-    n_instilled=4,
-    n_native=2,
-    instil=Recipe(TrainRecipe(method="full", epochs=1, batch_size=4, learning_rate=1e-3)),
-    introspect=Recipe(
-        TrainRecipe(method="lora", epochs=1, batch_size=4, learning_rate=1e-3), lora=Lora(4, 8)
-    ),
-    train_trials=6,
-    val_trials=2,
-    test_trials=8,
-    native_trials=8,
-    reports=2,
-    introspect_examples=2,
-    report_tokens=6,
-    n_boot=50,
-)
 
 
-def _run(out, tiny_dir):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(presets.PRESETS, "tiny", TINY)
-        settings = Settings(preset="tiny", model=tiny_dir, progress=False)
-        return run_study(get_study("preferences"), settings, out)
-
-
-@pytest.fixture(scope="module")
-def study(tiny_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("prefs-study") / "run"
-    return out, _run(out, tiny_dir)
-
-
-def test_the_study_writes_results_report_and_every_stage(study):
-    out, results = study
+def test_the_study_writes_results_report_and_every_stage(preferences_study):
+    out, results = preferences_study
     for key in ("r_learned_target", "agreement", "share_a", "n_scenarios", "r_report_learned"):
         assert key in results
     assert results == json.loads((out / "results.json").read_text())
@@ -83,9 +50,9 @@ def test_the_study_writes_results_report_and_every_stage(study):
 
 
 def test_the_decisions_are_in_the_release_layout_that_preferences_analyse_reads(
-    study, tmp_path, capsys
+    preferences_study, tmp_path, capsys
 ):
-    out, results = study
+    out, results = preferences_study
     code, stdout, stderr = run_cli(
         [
             "preferences",
@@ -114,8 +81,10 @@ def test_the_decisions_are_in_the_release_layout_that_preferences_analyse_reads(
     assert header.endswith(",logit_diff") and "A_attribute_1" in header
 
 
-def test_a_finished_run_is_read_back_not_recomputed(study, tiny_dir, monkeypatch):
-    out, results = study
+def test_a_finished_run_is_read_back_not_recomputed(
+    preferences_study, run_preferences_study, preferences_tiny_preset, monkeypatch
+):
+    out, results = preferences_study
     import reasonlens.studies.preferences.readout as readout
     import reasonlens.train
 
@@ -125,21 +94,23 @@ def test_a_finished_run_is_read_back_not_recomputed(study, tiny_dir, monkeypatch
     monkeypatch.setattr(reasonlens.train, "train", refuse)
     monkeypatch.setattr(readout, "decide", refuse)
     monkeypatch.setattr(readout, "ask_reports", refuse)
-    again = _run(out, tiny_dir)
+    again = run_preferences_study(out)
     assert {k: v for k, v in again.items() if k != "timings_s"} == {
         k: v for k, v in results.items() if k != "timings_s"
     }
     with monkeypatch.context() as mp:
-        mp.setitem(presets.PRESETS, "tiny", TINY)
+        mp.setitem(presets.PRESETS, "tiny", preferences_tiny_preset)
         render_report(out)
     assert (out / "report.md").is_file()
 
 
-def test_other_settings_in_the_same_run_are_refused(study, tiny_dir):
+def test_other_settings_in_the_same_run_are_refused(
+    preferences_study, preferences_tiny_preset, tiny_dir
+):
     from reasonlens.errors import UserError
 
-    out, _ = study
-    changed = PreferencesPreset(**{**TINY.__dict__, "train_trials": 7})
+    out, _ = preferences_study
+    changed = PreferencesPreset(**{**preferences_tiny_preset.__dict__, "train_trials": 7})
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(presets.PRESETS, "tiny", changed)
         with pytest.raises(UserError, match="stage 'data' was finished with other settings"):

@@ -72,3 +72,40 @@ def tiny_study(run_tiny_study, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-study") / "study"
     results, _ = run_tiny_study(out)
     return out, results
+
+
+@pytest.fixture(scope="session")
+def backtracking_study(tiny_dir, tmp_path_factory):
+    """(run directory, results) of the tiny backtracking study on generated chains (the
+    model's sampling replaced by the gold traces), run once per test session."""
+    from tiny_backtracking import TINY, gold_samples
+
+    from reasonlens.studies.backtracking import chains, presets
+
+    out = tmp_path_factory.mktemp("bt-study") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(presets.PRESETS, "tiny", TINY)
+        mp.setattr(chains, "sample_chains", gold_samples)
+        settings = Settings(preset="tiny", model=tiny_dir, progress=False)
+        results = run_study(get_study("backtracking"), settings, out)
+    return out, results
+
+
+@pytest.fixture(scope="session")
+def backtracking_file_study(tiny_dir, tmp_path_factory):
+    """(run directory, directory of the chains file) of the tiny backtracking study on a
+    user's 12 annotated chains, run once per test session through the CLI."""
+    from tiny_backtracking import TINY, file_run
+
+    from reasonlens.cli import main
+    from reasonlens.studies.backtracking import presets
+
+    base = tmp_path_factory.mktemp("bt-file")
+    out = base / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(presets.PRESETS, "tiny", TINY)
+        try:
+            main([str(a) for a in file_run(tiny_dir, base) + ["--out", out]])
+        except SystemExit as exit_:
+            assert exit_.code in (0, None), f"exit {exit_.code} (its stderr is above)"
+    return out, base

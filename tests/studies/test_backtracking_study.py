@@ -8,59 +8,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from tiny_backtracking import LAGS, TINY, annotated, file_run
 
-from reasonlens.studies import Settings, get_study, render_report, run_study
-from reasonlens.studies.backtracking import chains as chains_mod
+from reasonlens.studies import render_report
 from reasonlens.studies.backtracking import presets
-from reasonlens.studies.backtracking.presets import BacktrackingPreset, probed_layers
+from reasonlens.studies.backtracking.presets import probed_layers
 from reasonlens.studies.backtracking.report import lag_verdicts
 from reasonlens.testing import run_cli
-from reasonlens.train.recipe import TrainRecipe
-
-LAGS = (-4, 0, 4, 8)
-TINY = BacktrackingPreset(
-    name="tiny",
-    description="test only",
-    n_train=8,
-    n_chains=30,
-    train=TrainRecipe(method="full", epochs=1, batch_size=4, learning_rate=1e-3),
-    max_new_tokens=16,
-    sample_batch=8,
-    n_layers=2,
-    capture_batch=8,
-    lags=LAGS,
-    bootstrap=50,
-)
 
 
-def _gold_samples(model, records, *args, **kwargs):
-    """What a model that had learnt the traces would write: the gold completion, with the
-    last chain cut short of the largest lag (too short to probe) and one unreadable."""
-    out = []
-    for i, r in enumerate(records):
-        text = r["completion"]
-        if i == 0:
-            text = text[:6]
-        elif i == 1:
-            text = "Let me think about this maze in my own words."
-        out.append({"id": r["id"], "maze": r["maze"], "prompt": r["prompt"], "text": text})
-    return out
-
-
-@pytest.fixture(scope="module")
-def generated(tiny_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bt-study") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(presets.PRESETS, "tiny", TINY)
-        mp.setattr(chains_mod, "sample_chains", _gold_samples)
-        results = run_study(
-            get_study("backtracking"), Settings("tiny", tiny_dir, progress=False), out
-        )
-    return out, results
-
-
-def test_generated_chains_are_labelled_probed_and_reported(generated):
-    out, results = generated
+def test_generated_chains_are_labelled_probed_and_reported(backtracking_study):
+    out, results = backtracking_study
     assert results == json.loads((out / "results.json").read_text())
     for name in (
         "report.md",
@@ -92,10 +50,10 @@ def test_generated_chains_are_labelled_probed_and_reported(generated):
     assert results["layers"] == probed_layers(2, 2)
 
 
-def test_labels_mark_exactly_the_checkers_backtracking_sentences(generated, tiny_dir):
+def test_labels_mark_exactly_the_checkers_backtracking_sentences(backtracking_study, tiny_dir):
     from reasonlens.models import load_tokenizer
 
-    out, _ = generated
+    out, _ = backtracking_study
     tok = load_tokenizer(tiny_dir)
     samples = [json.loads(x) for x in (out / "sample/samples.jsonl").read_text().splitlines()]
     checks = [json.loads(x) for x in (out / "chains/checks.jsonl").read_text().splitlines()]
@@ -114,9 +72,9 @@ def test_labels_mark_exactly_the_checkers_backtracking_sentences(generated, tiny
         )
 
 
-def test_the_report_re_renders_from_the_files(generated, monkeypatch):
+def test_the_report_re_renders_from_the_files(backtracking_study, monkeypatch):
     monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
-    out, results = generated
+    out, results = backtracking_study
     before = (out / "report.md").read_text()
     (out / "report.md").unlink()
     render_report(out)
@@ -124,56 +82,8 @@ def test_the_report_re_renders_from_the_files(generated, monkeypatch):
     assert "seed AUC" in before and "verdict" in before
 
 
-CHAIN = (
-    "Okay, so I need to add the numbers one at a time and see where that leads me in the end. "
-    "First two plus two is four, then four plus three is seven, and seven plus one is eight. "
-    "Wait, I added the three twice, so I should go back and start again from the top here. "
-    "Two plus two is four, four plus one is five, so the answer is five and I am done now."
-)
-
-
-def _annotated(n: int) -> list[dict]:
-    first, wait, rest = CHAIN.partition("Wait")
-    wait_sentence, _, tail = (wait + rest).partition("here. ")
-    records = []
-    for i in range(n):
-        records.append(
-            {
-                "task_id": i,
-                "problem": f"Add the numbers (case {i}).",
-                "reasoning_chain": CHAIN,
-                "annotated_chain": f'["deduction"]{first.strip()}["end-section"] '
-                f'["backtracking"]{wait_sentence}here.["end-section"] '
-                f'["deduction"]{tail.strip()}["end-section"]',
-            }
-        )
-    return records
-
-
-def _file_run(tiny_dir, tmp_path) -> list:
-    """`study backtracking` on 12 annotated chains written to tmp_path (no --out)."""
-    path = tmp_path / "chains.json"
-    path.write_text(json.dumps(_annotated(12)))
-    return [
-        "study",
-        "backtracking",
-        "--preset",
-        "tiny",
-        "--model",
-        tiny_dir,
-        "--chains",
-        path,
-        "--template",
-        "raw",
-        "--quiet",
-    ]
-
-
-def test_a_users_chains_through_the_cli(tiny_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
-    out = tmp_path / "run"
-    code, _, err = run_cli(_file_run(tiny_dir, tmp_path) + ["--out", out], capsys)
-    assert code == 0, err
+def test_a_users_chains_through_the_cli(backtracking_file_study):
+    out, _ = backtracking_file_study
     results = json.loads((out / "results.json").read_text())
     assert results["source"] == "file" and results["chains"]["used"] == 12
     assert "untrained" not in results["lags"][0]["controls"]
@@ -195,7 +105,7 @@ def test_a_users_chains_through_the_cli(tiny_dir, tmp_path, capsys, monkeypatch)
             "close",
         ),
         (
-            lambda: json.dumps(_annotated(3)),
+            lambda: json.dumps(annotated(3)),
             ["--label", "uncertainty-estimation"],
             "occurs in none",
         ),
@@ -207,7 +117,7 @@ def test_a_users_chains_through_the_cli(tiny_dir, tmp_path, capsys, monkeypatch)
             lambda: json.dumps(
                 [
                     {
-                        **_annotated(1)[0],
+                        **annotated(1)[0],
                         "annotated_chain": '["backtracking"]Wait.["end-section"]',
                         "reasoning_chain": "Wait.",
                     }
@@ -302,7 +212,7 @@ def test_chosen_layers_are_probed_and_a_missing_one_is_refused(
     tiny_dir, tmp_path, capsys, monkeypatch
 ):
     monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
-    base = _file_run(tiny_dir, tmp_path)
+    base = file_run(tiny_dir, tmp_path)
     code, _, err = run_cli(base + ["--layers", "1", "--out", tmp_path / "one"], capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "one/results.json").read_text())["layers"] == [1]
