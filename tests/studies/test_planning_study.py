@@ -49,7 +49,7 @@ def test_study_runs_every_stage_and_resumes(tiny_study, run_tiny_study):
     assert "data:image/png;base64," in html and "Extraction rate" in html
     # five problems cannot support or refute a claim: the report must not pretend they do
     report = (out / "report.md").read_text()
-    assert "inconclusive (n=5)" in report
+    assert "not measurable (5 problems: a verdict needs at least 30)" in report
     assert "Beyond the paper: longer plans" in report and "| L1 | 5 of 5 | 5 |" in report
     assert "| agrees" not in report and "| differs" not in report and "| unclear" not in report
     before = (out / "results.json").read_text()

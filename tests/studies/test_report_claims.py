@@ -6,26 +6,26 @@ import torch
 from safetensors.torch import save_file
 
 from reasonlens.analyses.result import per_example_path
+from reasonlens.analyses.stats import resample_weights
+from reasonlens.report.builder import markdown
 from reasonlens.report.claims import (
     MIN_PROBLEMS,
     Control,
     Degenerate,
-    multiplicity,
-    resample_weights,
     support,
     verdict,
     verdicts,
     weighted_nanmean,
 )
-from reasonlens.report.document import Document
+from reasonlens.report.verdicts import multiplicity
 from reasonlens.studies.planning.report_analyses import extraction_section, masking_section
 
 
 def test_resamples_are_multiplicities_summing_to_n():
-    w = resample_weights(40, resamples=200, seed=3)
+    w = resample_weights(40, 200, 3, draw="multinomial")
     assert w.shape == (200, 40)
     assert (w.sum(1) == 40).all() and (w >= 0).all()
-    assert (w == resample_weights(40, resamples=200, seed=3)).all()  # seeded
+    assert (w == resample_weights(40, 200, 3, draw="multinomial")).all()  # seeded
 
 
 def test_weighted_nanmean_is_the_mean_of_the_repeated_rows():
@@ -54,16 +54,16 @@ def test_support_of_a_sure_claim_is_one_and_of_a_coin_flip_near_half():
 @pytest.mark.parametrize(
     ("n", "observed", "share", "expected"),
     [
-        (10, True, 1.0, "inconclusive (n=10)"),
+        (10, True, 1.0, "not measurable (10 problems: a verdict needs at least 30)"),
         (40, True, 0.99, "agrees (99% of resamples)"),
-        (40, False, 0.01, "differs (99% of resamples)"),
-        (40, True, 0.7, "unclear (agrees in 70% of resamples)"),
-        (40, True, None, "agrees (point estimate)"),
-        (40, None, None, "not measurable here"),
+        (40, False, 0.01, "differs (holds in 1% of resamples)"),
+        (40, True, 0.7, "unclear (holds in 70% of resamples)"),
+        (40, True, None, "agrees (point estimate: no per-problem values to resample)"),
+        (40, None, None, "not measurable (no data for it here)"),
     ],
 )
 def test_verdict_thresholds(n, observed, share, expected):
-    assert verdict(n, observed, share) == expected
+    assert str(verdict(n, observed, share)) == expected
 
 
 def _extraction_case(tmp_path, attn_hits: np.ndarray) -> str:
@@ -82,9 +82,7 @@ def _extraction_case(tmp_path, attn_hits: np.ndarray) -> str:
         "std": rates.std(0, correction=0).tolist(),
     }
     result = {"raw": raw, "logit_lens": {**raw, "projection": "lens"}, "n_examples": n}
-    doc = Document("t")
-    extraction_section(doc, result, tmp_path)
-    return doc.to_markdown(tmp_path)
+    return markdown([extraction_section(result, tmp_path)], tmp_path)
 
 
 def test_a_clear_effect_agrees_and_a_rare_one_is_unclear(tmp_path):
@@ -92,7 +90,7 @@ def test_a_clear_effect_agrees_and_a_rare_one_is_unclear(tmp_path):
     assert "agrees (100% of resamples)" in clear
     # one problem of 40 carries the whole difference: a resample often drops it
     rare = _extraction_case(tmp_path, np.eye(1, MIN_PROBLEMS + 10)[0])
-    assert "unclear (agrees in" in rare
+    assert "unclear (holds in" in rare
 
 
 def test_masking_verdicts_follow_the_per_problem_impacts(tmp_path):
@@ -103,13 +101,11 @@ def test_masking_verdicts_follow_the_per_problem_impacts(tmp_path):
         impact[:, t, t - 1] = 0.5
     save_file({"impact": impact}, str(per_example_path(tmp_path, "masking")))
     result = {"impact": impact.nanmean(0).tolist(), "n_examples": n}
-    doc = Document("t")
-    masking_section(doc, result, tmp_path)
-    text = doc.to_markdown(tmp_path)
+    text = markdown([masking_section(result, tmp_path)], tmp_path)
     # step 4 (a stack) depends on step 3, its own pick-up: agrees; step 3 (a pick-up) on step 2,
     # not on step 1 as the paper says: differs, in every resample
     assert "step 4: step 3" in text and "agrees (100% of resamples)" in text
-    assert "step 3: step 2" in text and "differs (100% of resamples)" in text
+    assert "step 3: step 2" in text and "differs (holds in 0% of resamples)" in text
 
 
 @pytest.mark.parametrize(("init_at_stacks", "expected"), [(0.1, "agrees"), (2.0, "differs")])
@@ -134,11 +130,9 @@ def test_flow_verdicts_follow_the_per_problem_flows(tmp_path, init_at_stacks, ex
         "normalized": step_normalized(torch.tensor(flow.mean(0))).tolist(),
         "n_examples": n,
     }
-    doc = Document("t")
-    flow_section(doc, result, tmp_path)
-    lines = doc.to_markdown(tmp_path).splitlines()
+    lines = markdown([flow_section(result, tmp_path)], tmp_path).splitlines()
     init_row = next(line for line in lines if line.startswith("| the init state"))
-    assert init_row.endswith(f"| {expected} (100% of resamples) |")
+    assert init_row.split(" | ")[-1].startswith(expected), init_row
     recent_row = next(line for line in lines if line.startswith("| at step 5"))
     assert "agrees (100% of resamples)" in recent_row
 
@@ -154,9 +148,9 @@ def _mean_positive(data, w):
 @pytest.mark.parametrize(
     ("control_mean", "expected"),
     [
-        (-1.0, "agrees (100% of resamples; control 0%)"),
-        (1.0, "holds for the untrained model too (control: 100% of resamples)"),
-        (0.0, "unclear: the control holds in"),
+        (-1.0, "agrees (100% of resamples; the untrained model 0%)"),
+        (1.0, "holds for the control too (the untrained model: 100% of resamples)"),
+        (0.0, "unclear (the untrained model holds in"),
     ],
 )
 def test_a_claim_agrees_only_when_its_control_fails_it(control_mean, expected):
@@ -172,14 +166,14 @@ def test_a_claim_agrees_only_when_its_control_fails_it(control_mean, expected):
         _mean_positive,
         control=Control(_mean_positive(control_data, ones), control_data),
     )
-    assert said["positive"].startswith(expected), said
+    assert str(said["positive"]).startswith(expected), said
 
 
 def test_a_degenerate_measurement_is_not_a_verdict():
     n = 40
     data = {"x": np.zeros(n)}
     said = verdicts(n, _mean_positive(data, np.ones(n)), data, _mean_positive)
-    assert said == {"positive": "not measurable: every value is 0"}
+    assert {k: str(v) for k, v in said.items()} == {"positive": "not measurable (every value is 0)"}
 
 
 def test_claims_outside_learned_ignore_the_control():
@@ -189,7 +183,7 @@ def test_claims_outside_learned_ignore_the_control():
     said = verdicts(
         n, {"positive": True}, data, _mean_positive, control=control, learned=frozenset()
     )
-    assert said["positive"] == "agrees (100% of resamples)"
+    assert str(said["positive"]) == "agrees (100% of resamples)"
 
 
 def test_the_report_says_how_many_claims_were_tested():
@@ -207,7 +201,7 @@ def _planted_flow(n: int, seed: int, recent: bool = True) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("control_recent", "expected"),
-    [(True, "holds for the untrained model too"), (False, "agrees (100% of resamples")],
+    [(True, "holds for the control too"), (False, "agrees (100% of resamples")],
 )
 def test_a_flow_claim_the_base_model_also_meets_is_not_evidence(tmp_path, control_recent, expected):
     """Recency is what an untrained model shows too: the same planted pattern on the control
@@ -228,9 +222,8 @@ def test_a_flow_claim_the_base_model_also_meets_is_not_evidence(tmp_path, contro
         )
         normalized = step_normalized(torch.tensor(flow.mean(0))).tolist()
         records[where] = {"chunks": chunks, "normalized": normalized, "n_examples": n}
-    doc = Document("t")
-    flow_section(doc, records[tmp_path], tmp_path, records[tmp_path / CONTROL])
-    lines = doc.to_markdown(tmp_path).splitlines()
+    section = flow_section(records[tmp_path], tmp_path, records[tmp_path / CONTROL])
+    lines = markdown([section], tmp_path).splitlines()
     recent_row = next(line for line in lines if line.startswith("| at step 5"))
     assert recent_row.split(" | ")[-1].startswith(expected), recent_row
 
@@ -265,9 +258,7 @@ def test_a_degenerate_raw_projection_is_named_and_the_lens_judged(tmp_path):
         "logit_lens": summary(lens_hits, "E·final_norm(h) (logit lens)"),
         "n_examples": n,
     }
-    doc = Document("t")
-    extraction_section(doc, result, tmp_path)
-    text = doc.to_markdown(tmp_path)
+    text = markdown([extraction_section(result, tmp_path)], tmp_path)
     assert "The raw projection is degenerate on this model" in text
     assert "dimension 7 (mean |h| 250.0x the median, final-norm gain -1.26)" in text
     assert "Judged on: E·final_norm(h) (logit lens)" in text
@@ -317,14 +308,15 @@ def _probe_case(tmp_path, control_reads_it: bool) -> str:
         "state_linear": {"metric": "weighted_f1", "positions": summary},
         "state_mlp": {"metric": "weighted_f1", "positions": summary},
     }
-    doc = Document("t")
-    probes_section(doc, result, tmp_path)
-    return doc.to_markdown(tmp_path)
+    return markdown([probes_section(result, tmp_path)], tmp_path)
 
 
 @pytest.mark.parametrize(
     ("control_reads_it", "expected"),
-    [(False, "agrees (100% of resamples; control 0%)"), (True, "holds for shuffled labels too")],
+    [
+        (False, "agrees (100% of resamples; shuffled labels 0%)"),
+        (True, "holds for the control too (shuffled labels"),
+    ],
 )
 def test_probe_depth_is_judged_on_resampled_problems_against_shuffled_labels(
     tmp_path, control_reads_it, expected

@@ -131,6 +131,11 @@ def glance(report: Report) -> list[Any]:
     if not claims:
         return []
     tested = sum(c.verdict.decided for _, c in claims)
+    count = (
+        multiplicity(tested)
+        if tested
+        else "No claim could be judged on this run: each says why it is not measurable."
+    )
     rows = [
         [f"{title}: {c.text}" if title else c.text, c.value, c.control, str(c.verdict)]
         for title, c in claims
@@ -139,7 +144,7 @@ def glance(report: Report) -> list[Any]:
     return [
         Table(header, rows),
         explanation(_rules([*report.headline, *report.sections])),
-        multiplicity(tested),
+        count,
         *report.notes,
     ]
 
@@ -151,7 +156,6 @@ def training_section(training: dict[str, dict]) -> Section | None:
     rows = []
     for name, t in training.items():
         loss = f"{_num(t.get('first_loss'))} -> {_num(t.get('final_loss'))}"
-        seconds = t.get("train_seconds")
         rows.append(
             [
                 name,
@@ -160,16 +164,20 @@ def training_section(training: dict[str, dict]) -> Section | None:
                 t.get("steps", "–"),
                 t.get("epochs", "–"),
                 loss,
-                "–" if seconds is None else f"{seconds:.0f}",
                 f"{t.get('device', '?')} ({t.get('precision', '?')})",
             ]
         )
-    header = ["stage", "method", "examples", "steps", "epochs", "loss", "seconds", "device"]
+    header = ["stage", "method", "examples", "steps", "epochs", "loss (first -> final)", "device"]
+    took = ", ".join(
+        f"{name} {t['train_seconds']:.0f}" for name, t in training.items() if t.get("train_seconds")
+    )
     note = (
         "Each training stage's run directory holds its full record (`results.json`, the loss "
         "curve, the resolved training config)."
     )
-    return Section("Training", (Table(header, rows), note))
+    return Section(
+        "Training", (Table(header, rows), note, *([f"Training seconds: {took}."] if took else []))
+    )
 
 
 def provenance_section(report: Report, p: Provenance) -> Section:
@@ -227,6 +235,13 @@ def write(report: Report, run_path: Path, p: Provenance) -> None:
     doc, summary = render(report, run_path, p)
     doc.write(run_path, "report")
     atomic_write(run_path / "summary.md", summary.to_markdown(run_path))
+
+
+def markdown(blocks: Sequence[Any], run_path: Path, title: str = "") -> str:
+    """Blocks rendered as Markdown on their own (a section, for reading or testing)."""
+    doc = Document(title)
+    _blocks(doc, blocks, run_path)
+    return doc.to_markdown(run_path)
 
 
 def _blocks(doc: Document, blocks: Sequence[Any], run_path: Path, level: int = 2) -> None:

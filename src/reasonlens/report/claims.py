@@ -10,10 +10,10 @@ function for the observed data (all weights 1) and every resample alike.
 A claim about something fine-tuning is meant to have created is also computed on a *control*
 that cannot have it (the base model before fine-tuning, on the same problems, resampled with
 the same weights). It agrees only when the control clearly fails it (in at most 5% of the
-resamples); a claim the control satisfies too is no evidence and reads "holds for the
-untrained model too". A measurement that is degenerate on a model (both rates near 0, no
-spread to compare) is not a claim at all: its function returns :class:`Degenerate` with the
-reason, and the verdict says "not measurable".
+resamples); a claim the control satisfies too is no evidence and reads "holds for the control
+too" (:mod:`reasonlens.report.verdicts`: one vocabulary for every study). A measurement that
+is degenerate on a model (both rates near 0, no spread to compare) is not a claim at all: its
+function returns :class:`Degenerate` with the reason, and the verdict says "not measurable".
 """
 
 from __future__ import annotations
@@ -24,11 +24,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from reasonlens.analyses.stats import resample_weights
+from reasonlens.report.verdicts import (
+    AGREES,
+    DIFFERS,
+    Verdict,
+    by_support,
+    not_measurable,
+    too_few,
+)
+from reasonlens.report.verdicts import MIN_UNITS as MIN_PROBLEMS
 
-# Below this many problems a verdict would be noise: the report says so instead.
-MIN_PROBLEMS = 30
 RESAMPLES = 1000
-LEVEL = 0.95
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ def verdicts(
     claims: Callable[[dict, np.ndarray], Claims],
     control: Control | None = None,
     learned: frozenset[str] | None = None,
-) -> dict[str, str]:
+) -> dict[str, Verdict]:
     """Claim -> verdict: `observed` on all problems, re-checked on bootstrap resamples of the
     per-problem values (`claims(per_problem, weights)`) where they are kept, and, for the
     claims in `learned` (default: all), against the same resamples of the `control`."""
@@ -101,56 +107,26 @@ def verdict(
     paper: bool = True,
     control: tuple[bool | None | Degenerate, float | None] | None = None,
     control_name: str = "the untrained model",
-) -> str:
+) -> Verdict:
     """The verdict on one claim: `observed` on all problems, `share` of resamples where it
     holds (None when there are no per-problem values to resample), and the control's
     (observed, share) for a claim about something learned."""
     if isinstance(observed, Degenerate):
-        return f"not measurable: {observed.reason}"
+        return not_measurable(observed.reason)
     if observed is None:
-        return "not measurable here"
+        return not_measurable("no data for it here")
     if n < MIN_PROBLEMS:
-        return f"inconclusive (n={n})"
-    if share is None:
-        return ("agrees" if observed == paper else "differs") + " (point estimate)"
-    agree = share if paper else 1.0 - share
-    if agree <= 1.0 - LEVEL:
-        return f"differs ({1.0 - agree:.0%} of resamples)"
-    if agree < LEVEL:
-        return f"unclear (agrees in {agree:.0%} of resamples)"
-    if control is None:
-        return f"agrees ({agree:.0%} of resamples)"
-    c_observed, c_share = control
-    if c_share is None:  # no control values to resample: its observed value decides
-        c_share = 1.0 if c_observed is (paper) else 0.0
-    c_agree = c_share if paper else 1.0 - c_share
-    if c_agree >= 0.5:
-        return f"holds for {control_name} too (control: {c_agree:.0%} of resamples)"
-    if c_agree > 1.0 - LEVEL:
-        return f"unclear: the control holds in {c_agree:.0%} of resamples"
-    return f"agrees ({agree:.0%} of resamples; control {c_agree:.0%})"
-
-
-EXPLANATION = (
-    f"Verdicts: each claim is re-checked on {RESAMPLES:,} bootstrap resamples of the analysed "
-    f"problems; *agrees* when it holds in at least {LEVEL:.0%} of them, *differs* when it fails "
-    f"in at least {LEVEL:.0%}, *unclear* otherwise. Below {MIN_PROBLEMS} problems no verdict is "
-    "given. A claim about what fine-tuning created is also computed on the base model before "
-    "fine-tuning, on the same problems and the same resamples: it *agrees* only when the base "
-    f"model fails it in at least {LEVEL:.0%} of them, and reads *holds for the untrained model "
-    "too* when the base model satisfies it as well (then it is no evidence of planning). A "
-    "measurement that is degenerate on a model (rates near 0, nothing to compare) reads *not "
-    "measurable*, with the reason."
-)
-
-
-def multiplicity(n_claims: int) -> str:
-    """What testing many claims at once means for reading them."""
-    return (
-        f"{n_claims} claims are tested, each at the {LEVEL:.0%} level and with no correction "
-        f"for multiplicity: about {n_claims * (1 - LEVEL):.1f} of them could pass by chance if "
-        "none held."
-    )
+        return not_measurable(too_few(n))
+    if share is None:  # a run written before per-problem values were kept
+        word = AGREES if observed == paper else DIFFERS
+        return Verdict(word, "point estimate: no per-problem values to resample")
+    c_agree = None
+    if control is not None:
+        c_observed, c_share = control
+        if c_share is None:  # no control values to resample: its observed value decides
+            c_share = 1.0 if c_observed is paper else 0.0
+        c_agree = c_share if paper else 1.0 - c_share
+    return by_support(share if paper else 1.0 - share, c_agree, control_name)
 
 
 def weighted_nanmean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LEVEL = 0.95
+#: Below this many units (problems, chains, scenarios) a verdict would be noise.
+MIN_UNITS = 30
 AGREES = "agrees"
 DIFFERS = "differs"
 UNCLEAR = "unclear"
@@ -56,6 +58,11 @@ class Verdict:
 
 def not_measurable(reason: str) -> Verdict:
     return Verdict(NOT_MEASURABLE, reason)
+
+
+def too_few(n: int, what: str = "problems", minimum: int = MIN_UNITS) -> str:
+    """The sample-size rule, in words."""
+    return f"{n} {what}: a verdict needs at least {minimum}"
 
 
 @dataclass(frozen=True)

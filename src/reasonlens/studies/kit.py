@@ -24,11 +24,12 @@ def base_inputs(settings: Settings) -> dict[str, str]:
     return {"model_weights": settings.model_weights} if settings.model_weights else {}
 
 
-def weights_of(*stages: str) -> Callable[[dict[str, Any]], dict[str, str]]:
-    """`Stage.depends` for a stage that reads the models these training stages made."""
+def weights_of(**stages: str) -> Callable[[dict[str, Any]], dict[str, str]]:
+    """`Stage.depends` for a stage that reads the models training stages made: each keyword
+    names the recorded key, its value the training stage (``finetuned_weights="train"``)."""
 
     def depends(upstream: dict[str, Any]) -> dict[str, str]:
-        return {f"{name}_weights": upstream[name]["model_weights"] for name in stages}
+        return {key: upstream[stage]["model_weights"] for key, stage in stages.items()}
 
     return depends
 
@@ -42,12 +43,20 @@ def model_source(role: str, settings: Settings, upstream: dict[str, Any]) -> str
     return role
 
 
-def load_role(role: str, settings: Settings, upstream: dict[str, Any], label: str | None = None):
-    """The model for `role`, loaded on the study's device; `label` names it in plots (a
-    reader knows the model's name, not the training run's directory)."""
+def load_role(
+    role: str,
+    settings: Settings,
+    upstream: dict[str, Any],
+    label: str | None = None,
+    **options: Any,
+):
+    """The model for `role`, loaded on the study's device (or `options`' ``device``, with
+    any other `load_model` option); `label` names it in plots (a reader knows the model's
+    name, not the training run's directory)."""
     from reasonlens.models import load_model
 
-    model = load_model(model_source(role, settings, upstream), device=settings.device)
+    options.setdefault("device", settings.device)
+    model = load_model(model_source(role, settings, upstream), **options)
     if label is not None:
         model.name = f"{Path(settings.model).name} ({label})"
     return model

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from reasonlens.analyses.result import load_per_example
+from reasonlens.report.builder import Claim, Figure, Section, Table
+from reasonlens.report.builder import Claims as ClaimTable
 from reasonlens.report.claims import (
     MIN_PROBLEMS,
     Claims,
@@ -21,21 +23,22 @@ from reasonlens.report.claims import (
     verdicts,
     weighted_nanmean,
 )
-from reasonlens.report.document import Document, fmt
+from reasonlens.report.document import fmt
+from reasonlens.report.verdicts import Verdict
 from reasonlens.studies.planning import files, paper
 from reasonlens.studies.planning.future_matrix import plot_future_matrix
 
 
-def _sample_size(doc: Document, n: int, what: str = "problems") -> int:
-    """Say plainly when n is too small to judge; returns n for the verdicts."""
-    if n < MIN_PROBLEMS:
-        doc.paragraph(
-            f"**Only {n} {what}**: too few to support or refute the paper's claims, so no "
-            "verdict is given; the numbers show what the analysis computes. A model that solves "
-            "more test problems (fine-tuned on more data: `--preset cpu` on a CPU, `paper` or "
-            "`full` on a GPU) gives a larger analysis set."
-        )
-    return n
+def _sample_size(n: int, what: str = "problems") -> list[str]:
+    """Say plainly when n is too small to judge."""
+    if n >= MIN_PROBLEMS:
+        return []
+    return [
+        f"**Only {n} {what}**: too few to support or refute the paper's claims, so no "
+        "verdict is given; the numbers show what the analysis computes. A model that solves "
+        "more test problems (fine-tuned on more data: `--preset cpu` on a CPU, `paper` or "
+        "`full` on a GPU) gives a larger analysis set."
+    ]
 
 
 def _array(values) -> np.ndarray:
@@ -48,7 +51,17 @@ def _nan_peak(values: np.ndarray) -> float | None:
 
 # Claims beside their control ------------------------------------------------------------------
 
-CLAIM_HEADER = ["claim", "paper (Llama-2-7b)", "fine-tuned", "before fine-tuning", "verdict"]
+
+def _claims(*rows: tuple[str, str, str, str, Verdict]) -> ClaimTable:
+    """Claims beside the paper (Llama-2-7b) and the base model before fine-tuning."""
+    return ClaimTable(
+        [
+            Claim(text, value, said, control, reference)
+            for text, reference, value, control, said in rows
+        ],
+        reference="paper (Llama-2-7b)",
+        control="before fine-tuning",
+    )
 
 
 def _judge(
@@ -60,7 +73,7 @@ def _judge(
     control: dict | None,
     control_observed: Claims | None,
     view=None,
-) -> dict[str, str]:
+) -> dict[str, Verdict]:
     """Verdicts on `observed`, each learned claim checked against the base model's values;
     `view` picks what the claims read from a per-problem file (the same for both models)."""
 
@@ -169,9 +182,7 @@ def _extraction_view(result: dict, variant: str) -> tuple[dict, dict]:
     return stats_of, _extraction_stats(mean, std, stats_of["components"])
 
 
-def extraction_section(
-    doc: Document, result: dict, directory: Path, control: dict | None = None
-) -> int:
+def extraction_section(result: dict, directory: Path, control: dict | None = None) -> Section:
     variant, degenerate = _judged_projection(result)
     judged, stats = _extraction_view(result, variant)
     comps = judged["components"]
@@ -179,15 +190,15 @@ def extraction_section(
     p_settle = next(i for i, v in enumerate(paper.EXTRACTION_LLAMA["resid_post"]) if v >= 0.5)
     p_attn = sum(paper.EXTRACTION_LLAMA["attn_out"][16:]) / 16
     p_mlp = sum(paper.EXTRACTION_LLAMA["mlp_out"][16:]) / 16
-    doc.heading("Extraction rate (§5.1)")
-    n = _sample_size(doc, result["n_examples"])
-    doc.paragraph(
+    n = result["n_examples"]
+    blocks: list = _sample_size(n)
+    blocks.append(
         f"Share of problems where argmax(E·h) equals the model's own answer at the last token "
         f"before each blank. Mean over the plan's steps; the band is the spread over steps. "
         f"{result['n_examples']} problems. Judged on: {judged['projection']}."
     )
     if degenerate:
-        doc.paragraph(degenerate)
+        blocks.append(degenerate)
     observed = _extraction_claims(stats)
     c_observed = _extraction_claims(c_stats) if c_stats else None
     said = _judge(
@@ -212,44 +223,41 @@ def extraction_section(
         return f"layer {s['settle']} of {s['layers']} ({s['settle'] / s['layers']:.2f})"
 
     low, high = SETTLE_WINDOW
-    doc.table(
-        CLAIM_HEADER,
-        [
-            [
+    raw_stats = _extraction_view(result, "raw")[1]
+    blocks += [
+        _claims(
+            (
                 "MHSA extracts the answer more than MLP (mean rate, upper half of layers)",
                 f"{p_attn:.2f} vs {p_mlp:.2f}",
                 pair(stats, "attn_upper", "mlp_upper"),
                 pair(c_stats, "attn_upper", "mlp_upper"),
                 said["mhsa"],
-            ],
-            [
+            ),
+            (
                 "the layer output settles on the answer in the middle layers (first layer with "
                 f"rate >= 0.5 at relative depth {low:.3f}-{high:.3f}, the paper's layers 15-20)",
                 f"layer {p_settle} of 32 ({p_settle / 32:.2f})",
                 where(stats),
                 where(c_stats),
                 said["settle"],
-            ],
-            [
+            ),
+            (
                 "MHSA varies less across steps than MLP (mean spread, upper half)",
                 "yes",
                 pair(stats, "attn_std", "mlp_std", 3),
                 pair(c_stats, "attn_std", "mlp_std", 3),
                 said["steady"],
-            ],
-        ],
-    )
-    raw_stats = _extraction_view(result, "raw")[1]
-    doc.paragraph(
+            ),
+        ),
         f"The raw projection's last layer: {raw_stats['last']:.2f} (paper, no norm: "
-        f"{paper.EXTRACTION_LLAMA['resid_post'][-1]:.2f})."
-    )
-    doc.image(directory / files.EXTRACTION_PNG, "Extraction rate by layer (no final norm)")
-    doc.image(
-        directory / files.EXTRACTION_LENS_PNG,
-        "Variant: logit lens with the final norm applied (not the paper's choice)",
-    )
-    return len(observed)
+        f"{paper.EXTRACTION_LLAMA['resid_post'][-1]:.2f}).",
+        Figure(str(directory / files.EXTRACTION_PNG), "Extraction rate by layer (no final norm)"),
+        Figure(
+            str(directory / files.EXTRACTION_LENS_PNG),
+            "Variant: logit lens with the final norm applied (not the paper's choice)",
+        ),
+    ]
+    return Section("Extraction rate (§5.1)", blocks)
 
 
 # Information flow -----------------------------------------------------------------------------
@@ -298,20 +306,19 @@ def _flow_resampled(chunks: list[str]):
     return claims
 
 
-def flow_section(doc: Document, result: dict, directory: Path, control: dict | None = None) -> int:
+def flow_section(result: dict, directory: Path, control: dict | None = None) -> Section:
     chunks = result["chunks"]
     norm = _array(result["normalized"])  # [steps][chunks][layers]
     c_norm = _array(control["normalized"]) if control else None
     n_steps = norm.shape[0]
     observed = _flow_claims(norm, chunks)
     c_observed = _flow_claims(c_norm, control["chunks"]) if control else None
-    doc.heading("Information flow (§5.2)")
-    n = _sample_size(doc, result["n_examples"])
-    doc.paragraph(
+    n = result["n_examples"]
+    intro = _sample_size(n) + [
         "Attention × gradient saliency |Σ_heads A ⊙ ∂L/∂A| (Wang et al. 2023), L the "
         "cross-entropy of the gold answer at the last token, averaged over each chunk's tokens; "
         f"each step's map is scaled to a maximum of 1. {result['n_examples']} problems."
-    )
+    ]
     said = _judge(n, observed, directory, "flow", _flow_resampled(chunks), control, c_observed)
     steps = [t for t in PAPER_GOAL_FLOW if t <= n_steps]
 
@@ -327,35 +334,32 @@ def flow_section(doc: Document, result: dict, directory: Path, control: dict | N
         peak = _flow_peaks(values, chunks)
         return ", ".join(fmt(peak(t, "init state") or 0.0) for t in range(values.shape[0]))
 
-    doc.table(
-        CLAIM_HEADER,
-        [
-            [
-                f"the goal state receives flow at every step (peak >= {GOAL_FLOW:.2f}, the "
-                "lowest the paper shows, at the steps it gives)",
-                ", ".join(f"{t}: {v:.2f}" for t, v in PAPER_GOAL_FLOW.items()),
-                goal(norm),
-                goal(c_norm),
-                said["goal"],
-            ],
-            [
-                "at step 5, recent history (3, 4) outweighs old history (1, 2)",
-                "0.45, 0.33 vs <= 0.15",
-                _value(observed["recent"]),
-                "–" if c_observed is None else _value(c_observed["recent"]),
-                said["recent"],
-            ],
-            [
-                "the init state matters more at step 1 than at any stack step (2, 4, 6)",
-                "0.60 at step 1, ~0 at stack steps",
-                init(norm),
-                init(c_norm),
-                said["init"],
-            ],
-        ],
+    claims = _claims(
+        (
+            f"the goal state receives flow at every step (peak >= {GOAL_FLOW:.2f}, the "
+            "lowest the paper shows, at the steps it gives)",
+            ", ".join(f"{t}: {v:.2f}" for t, v in PAPER_GOAL_FLOW.items()),
+            goal(norm),
+            goal(c_norm),
+            said["goal"],
+        ),
+        (
+            "at step 5, recent history (3, 4) outweighs old history (1, 2)",
+            "0.45, 0.33 vs <= 0.15",
+            _value(observed["recent"]),
+            "–" if c_observed is None else _value(c_observed["recent"]),
+            said["recent"],
+        ),
+        (
+            "the init state matters more at step 1 than at any stack step (2, 4, 6)",
+            "0.60 at step 1, ~0 at stack steps",
+            init(norm),
+            init(c_norm),
+            said["init"],
+        ),
     )
-    doc.image(directory / files.FLOW_PNG, "Flow from each chunk into the last token")
-    return len(observed)
+    figure = Figure(str(directory / files.FLOW_PNG), "Flow from each chunk into the last token")
+    return Section("Information flow (§5.2)", [*intro, claims, figure])
 
 
 # History intervention -------------------------------------------------------------------------
@@ -397,12 +401,8 @@ HOW = {
 
 
 def masking_section(
-    doc: Document,
-    result: dict,
-    directory: Path,
-    control: dict | None = None,
-    name: str = "masking",
-) -> int:
+    result: dict, directory: Path, control: dict | None = None, name: str = "masking"
+) -> Section:
     impact = _array(result["impact"])  # [steps][groups]
     c_impact = _array(control["impact"]) if control else None
     n_steps = impact.shape[0]
@@ -418,20 +418,20 @@ def masking_section(
         theirs = " ".join(f"{v:.2f}" for v in paper.IMPACT_LLAMA.get(t, {}).values())
         rows.append([f"step {t}", theirs or "–", cells(impact, t), cells(c_impact, t)])
     title = "History intervention (§6.2)" if name == "masking" else "History knockout"
-    doc.heading(title, 2 if name == "masking" else 3)
-    n = _sample_size(doc, result["n_examples"])
-    doc.paragraph(
+    n = result["n_examples"]
+    blocks: list = _sample_size(n)
+    blocks += [
         f"{HOW[name][0].upper()}{HOW[name][1:]}, then one history step made visible at a time; "
         "impact = "
-        f"change in p(gold answer). {result['n_examples']} problems."
-    )
-    doc.table(
-        ["step predicted", "paper: impact of steps 1..t-1", "fine-tuned", "before fine-tuning"],
-        rows,
-    )
+        f"change in p(gold answer). {result['n_examples']} problems.",
+        Table(
+            ["step predicted", "paper: impact of steps 1..t-1", "fine-tuned", "before fine-tuning"],
+            rows,
+        ),
+    ]
     mass = result.get("history_mass")
     if mass:
-        doc.paragraph(
+        blocks.append(
             "Attention the readout still pays to the hidden history's colour tokens (summed over "
             f"them, mean over heads, layers and steps, first {mass['n_examples']} problems): "
             f"{mass['hidden']:.3f} with the history hidden, against {mass['unmasked']:.3f} "
@@ -448,46 +448,43 @@ def masking_section(
             return "–"
         return ", ".join(f"step {t}: step {_argmax_row(values, t)}" for t in steps) or "–"
 
-    doc.table(
-        CLAIM_HEADER,
-        [
-            [
+    figure = files.MASKING_PNG if name == "masking" else files.KNOCKOUT_PNG
+    blocks += [
+        _claims(
+            (
                 "stack steps (4, 6) depend most on their own pick-up (t-1)",
                 "yes",
                 argmax(impact, stack),
                 argmax(c_impact, stack),
                 said["stack"],
-            ],
-            [
+            ),
+            (
                 "pick-up steps (3, 5) depend most on the previous pick-up (t-2)",
                 "yes",
                 argmax(impact, pick),
                 argmax(c_impact, pick),
                 said["pick"],
-            ],
-        ],
-    )
-    figure = files.MASKING_PNG if name == "masking" else files.KNOCKOUT_PNG
-    doc.image(directory / figure, "Impact of unmasking one history step")
-    return len(observed)
+            ),
+        ),
+        Figure(str(directory / figure), "Impact of unmasking one history step"),
+    ]
+    return Section(title, blocks)
 
 
-def knockout_section(
-    doc: Document, result: dict, directory: Path, control: dict | None = None
-) -> int:
-    return masking_section(doc, result, directory, control, name="knockout")
+def knockout_section(result: dict, directory: Path, control: dict | None = None) -> Section:
+    return masking_section(result, directory, control, name="knockout")
 
 
 # Probes ---------------------------------------------------------------------------------------
 
 
-def probes_section(doc: Document, result: dict, directory: Path, control: None = None) -> int:
+def probes_section(result: dict, directory: Path, control: None = None) -> Section:
     layers = result["layers"]
     mid = len(layers) // 2  # declared before looking: the middle probed layer
-    doc.heading("Probes (§6.1)")
     # a probe is scored on the test split only: that is the sample its claims rest on
-    n = _sample_size(doc, result["n_test"], "test problems for the probes")
-    doc.paragraph(
+    n = result["n_test"]
+    blocks: list = _sample_size(n, "test problems for the probes")
+    blocks.append(
         f"Linear (softmax(Wx)) probes at {_layer_list(layers)} and one-hidden-layer MLP "
         f"probes at {_layer_list(result.get('state_mlp', {}).get('layers', layers))} on "
         f"{result['representation']}, "
@@ -504,7 +501,6 @@ def probes_section(doc: Document, result: dict, directory: Path, control: None =
     state = result.get("state_linear")
     if state:
         positions = state["positions"]
-        doc.heading("Current block states (weighted F1, linear)", 3)
         header = ["position", *(f"L{layer}" for layer in layers), "baseline", "control"]
         rows = []
         for name, stats in positions.items():
@@ -512,7 +508,6 @@ def probes_section(doc: Document, result: dict, directory: Path, control: None =
             theirs = paper.STATE_PROBE_LLAMA.get(name)
             if theirs:
                 rows.append([f"paper {name}", *theirs[: len(layers)], "–", "–"])
-        doc.table(header, rows)
         deep = {n: s["value"][mid] for n, s in positions.items()}
         shallow = {n: s["value"][0] for n, s in positions.items()}
         early, late = _pair(deep, ("s2-act", "s2-col"), ("s6-act", "s6-col"))
@@ -537,37 +532,42 @@ def probes_section(doc: Document, result: dict, directory: Path, control: None =
             shuffled = {**data, "state_linear": data["state_control"]}
             control = Control(resampled(shuffled, np.ones(n)), shuffled, "shuffled labels")
         said = verdicts(n, observed, data, resampled, control=control, learned=frozenset({"rises"}))
-        doc.table(
-            ["claim", "paper", "this run", "verdict"],
-            [
+        claims = [
+            Claim(
+                f"accuracy rises with depth (layer {layers[0]} vs layer {layers[mid]}, "
+                "the middle probed layer, declared in advance; mean over positions)",
+                f"{_mean(shallow.values()):.2f} -> {_mean(deep.values()):.2f}",
+                said["rises"],
+                reference="yes",
+            ),
+            Claim(
+                f"step 6 states are harder than step 2 (layer {layers[mid]})",
+                "–" if early is None else f"{late:.2f} vs {early:.2f}",
+                said["harder"],
+                reference="0.71-0.76 vs 0.97",
+            ),
+            Claim(
+                f"linear ≈ nonlinear (mean F1 at layer {layers[mid]}; within 0.05, and "
+                "above the majority baseline)",
+                "–" if mlp is None else f"{lin:.2f} vs {mlp:.2f} (baseline {base:.2f})",
+                said["similar"],
+                reference="within ~0.03",
+            ),
+        ]
+        figure = directory / files.probe_png("state", "linear")
+        blocks.append(
+            Section(
+                "Current block states (weighted F1, linear)",
                 [
-                    f"accuracy rises with depth (layer {layers[0]} vs layer {layers[mid]}, "
-                    "the middle probed layer, declared in advance; mean over positions)",
-                    "yes",
-                    f"{_mean(shallow.values()):.2f} -> {_mean(deep.values()):.2f}",
-                    said["rises"],
+                    Table(header, rows),
+                    ClaimTable(claims, reference="paper", control=None),
+                    Figure(str(figure), "Block-state probes by layer (linear)"),
                 ],
-                [
-                    f"step 6 states are harder than step 2 (layer {layers[mid]})",
-                    "0.71-0.76 vs 0.97",
-                    "–" if early is None else f"{late:.2f} vs {early:.2f}",
-                    said["harder"],
-                ],
-                [
-                    f"linear ≈ nonlinear (mean F1 at layer {layers[mid]}; within 0.05, and "
-                    "above the majority baseline)",
-                    "within ~0.03",
-                    "–" if mlp is None else f"{lin:.2f} vs {mlp:.2f} (baseline {base:.2f})",
-                    said["similar"],
-                ],
-            ],
-        )
-        doc.image(
-            directory / files.probe_png("state", "linear"), "Block-state probes by layer (linear)"
+                level=3,
+            )
         )
     matrix = result.get("future_matrix_linear")
     if matrix:
-        doc.heading("Future decisions (accuracy, linear, max over layers)", 3)
         steps = sorted(int(r) for r in matrix["probe"])
         rows = []
         shuffled = matrix.get("control", {})
@@ -584,24 +584,26 @@ def probes_section(doc: Document, result: dict, directory: Path, control: None =
                     " ".join(f"{v:.2f}" for v in paper.FUTURE_MATRIX_LLAMA.get(r, {}).values()),
                 ]
             )
-        doc.table(
-            [
-                "future step",
-                "this run (from steps 1..r-1)",
-                "majority baseline",
-                "shuffled-label control (max, selected the same way)",
-                "paper",
-            ],
-            rows,
-        )
+        future: list = [
+            Table(
+                [
+                    "future step",
+                    "this run (from steps 1..r-1)",
+                    "majority baseline",
+                    "shuffled-label control (max, selected the same way)",
+                    "paper",
+                ],
+                rows,
+            )
+        ]
         far = matrix["probe"].get(str(max(steps)), {}).get("1")
         far_base = matrix["baseline"].get(str(max(steps)), {}).get("1")
         if far is not None:
-            doc.paragraph(
+            future.append(
                 f"The last step decoded from step 1's position: {far:.2f} (majority baseline "
                 f"{far_base:.2f}; paper: step 6 from step 1, 0.51, no baseline reported)."
             )
-        doc.paragraph(
+        future.append(
             "Each cell is the best of the layers and of the step's two positions (action and "
             f"colour), as in the paper, scored on {result['n_test']} problems by cross-fitting. "
             "That maximum is an optimistic estimate; the shuffled-label control's maximum over the "
@@ -614,11 +616,17 @@ def probes_section(doc: Document, result: dict, directory: Path, control: None =
             directory / files.FUTURE_MATRIX_PNG,
             "Future decisions: accuracy (majority baseline), max over layers",
         )
-        doc.image(figure, "Current step x future step, beside the paper's")
-        doc.image(
-            directory / files.probe_png("future", "linear"), "Future-decision probes by layer"
+        future += [
+            Figure(str(figure), "Current step x future step, beside the paper's"),
+            Figure(
+                str(directory / files.probe_png("future", "linear")),
+                "Future-decision probes by layer",
+            ),
+        ]
+        blocks.append(
+            Section("Future decisions (accuracy, linear, max over layers)", future, level=3)
         )
-    return 3 if state else 0
+    return Section("Probes (§6.1)", blocks)
 
 
 def _probe_resampled(positions: list[str], n_classes: int, baseline: float | None):
