@@ -123,6 +123,83 @@ def directory(files: dict[str, str] | None = None) -> Callable[[Path, str], None
     return make
 
 
+def study_run(study: str, stages, files: dict[str, str | bytes] | None = None, **config):
+    """A hand-made run directory of `study` (run.json with `config`, the preset `quick`),
+    holding `stages` as its stages.json (text or bytes as is) and `files`."""
+
+    def make(path: Path, tiny: str) -> None:
+        record = {"preset": "quick", "model": tiny, "seed": 0, "options": {}, **config}
+        path.mkdir()
+        (path / "run.json").write_text(
+            json.dumps({"kind": f"study-{study}", "config": record, "produces": {}})
+        )
+        for name, content in {"stages.json": stages, **(files or {})}.items():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                (path / name).write_bytes(content)
+            else:
+                (path / name).write_text(content)
+
+    return make
+
+
+# a finished run on a user's chains: the chains stage comes first
+FILE_CHAINS = {"chains": "c.json", "chains_sha256": "0" * 64, "label": "backtracking"}
+FINISHED = json.dumps(
+    {n: {"inputs": {}, "state": "finished"} for n in ("chains", "activations", "analysis")}
+)
+
+CHAIN = (
+    "Okay, so I need to add the numbers one at a time and see where that leads me in the end. "
+    "First two plus two is four, then four plus three is seven, and seven plus one is eight. "
+    "Wait, I added the three twice, so I should go back and start again from the top here. "
+    "Two plus two is four, four plus one is five, so the answer is five and I am done now."
+)
+
+
+def chains_file(n: int) -> str:
+    """`n` chains in the plain layout (JSON list), each with one backtracking span."""
+    start, end = CHAIN.index("Wait"), CHAIN.index("here.") + len("here.")
+    span = {"start": start, "end": end, "label": "backtracking"}
+    return json.dumps([{"id": i, "text": CHAIN, "spans": [span]} for i in range(n)])
+
+
+def backtracking(*extra: str) -> list[str]:
+    """`study backtracking` on the tiny model into OUT, with EXTRA."""
+    return ["study", "backtracking", "-m", "TINY", "-o", "OUT", *extra]
+
+
+ATTRS = [{"name": f"a{i}", "units": "u", "range": [0, 10]} for i in range(1, 6)]
+PREF_SCENARIOS = json.dumps([{"short_name": "s1", "question": "Which one?", "attributes": ATTRS}])
+PREF_TARGETS = "scenario,attr1,attr2,attr3,attr4,attr5\ns1,10,-20,30,-40,100\n"
+PREF_HEADER = (
+    "scenario,selection,"
+    + ",".join(f"A_attribute_{i}" for i in range(1, 6))
+    + ","
+    + ",".join(f"B_attribute_{i}" for i in range(1, 6))
+    + "\n"
+)
+
+
+def pref_decisions(*rows: str) -> str:
+    return PREF_HEADER + "".join(f"{r}\n" for r in rows)
+
+
+def analyse(decisions: str = "d.csv") -> list[str]:
+    return [
+        "preferences",
+        "analyse",
+        "--scenarios",
+        "s.json",
+        "--targets",
+        "t.csv",
+        "--decisions",
+        decisions,
+        "--out",
+        "OUT",
+    ]
+
+
 def trace(*extra: str) -> list[str]:
     return ["trace", "-m", "TINY", "-o", "OUT", *extra]
 
@@ -483,6 +560,56 @@ CASES = [
         "run",
         {"run": directory({"run.json": "{not json"})},
         id="report-corrupt-run-json",
+    ),
+    # --- a finished run's own files, damaged: read as carefully as user input ---
+    case(
+        ["report", "run"],
+        "run/stages.json is not valid JSON",
+        {"run": study_run("backtracking", "[1,")},
+        id="state-stages-cut",
+    ),
+    case(
+        ["report", "run"],
+        "run/stages.json holds a JSON list, expected a JSON object",
+        {"run": study_run("backtracking", "[]")},
+        id="state-stages-list",
+    ),
+    case(
+        ["report", "run"],
+        "run/stages.json: stage 'chains' holds a JSON number, expected a JSON object",
+        {"run": study_run("backtracking", '{"chains": 5}')},
+        id="state-stages-entry-number",
+    ),
+    case(
+        ["report", "run"],
+        "run/stages.json is not UTF-8",
+        {"run": study_run("backtracking", b'{"chains": "\xff"}')},
+        id="state-stages-not-utf8",
+    ),
+    case(
+        ["report", "run"],
+        "run/chains/summary.json is not valid JSON",
+        {
+            "run": study_run(
+                "backtracking",
+                FINISHED,
+                {"chains/labels.jsonl": "", "chains/summary.json": "{"},
+                options=FILE_CHAINS,
+            )
+        },
+        id="state-stage-summary-cut",
+    ),
+    case(
+        ["study", "backtracking", "-m", "TINY", "-o", "run"],
+        "run/stages.json is not valid JSON",
+        {"run": study_run("backtracking", "[1,")},
+        id="state-resume-stages-cut",
+    ),
+    case(
+        ["study", "backtracking", "-m", "TINY", "-o", "run"],
+        "run/stages.json: stage 'data' has no 'inputs' object",
+        {"run": study_run("backtracking", '{"data": {"state": "finished"}}')},
+        id="state-resume-stages-no-inputs",
     ),
 ]
 

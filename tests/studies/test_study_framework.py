@@ -59,7 +59,8 @@ def test_a_finished_stage_refuses_a_changed_setting_naming_it(
     out, _ = tiny_study
     monkeypatch.setitem(presets.PRESETS, "tiny", tiny_preset)
     settings = Settings(preset="tiny", model=tiny_dir, seed=1, progress=False)
-    with pytest.raises(UserError, match=r"stage 'data' was finished with other settings.*seed"):
+    said = r"was made with seed 0 \(you asked for seed 1\), which its finished stage 'data'"
+    with pytest.raises(UserError, match=said):
         run_study(get_study("planning"), settings, out)
 
 

@@ -6,6 +6,8 @@ from reasonlens.runs.files import (
     atomic_write,
     jsonable,
     read_json,
+    read_state,
+    read_state_lines,
     to_json,
     write_json,
 )
@@ -47,6 +49,8 @@ __all__ = [
     "open_staged_run",
     "read_json",
     "read_run",
+    "read_state",
+    "read_state_lines",
     "release",
     "reopen_or_refuse",
     "software_versions",

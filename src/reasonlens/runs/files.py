@@ -111,6 +111,79 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+#: What to do about a run whose own files are damaged (the end of every :func:`read_state`
+#: refusal unless the caller says otherwise).
+DAMAGED = (
+    "this run's files are damaged: re-run its study command with --overwrite to start it again"
+)
+
+_KINDS = ((bool, "true/false"), (dict, "object"), (list, "list"), (str, "string"))
+
+
+def json_kind(value: Any) -> str:
+    """'a JSON object', 'a JSON list', ... for a decoded JSON value."""
+    if value is None:
+        return "JSON null"
+    for kind, name in _KINDS:
+        if isinstance(value, kind):
+            return f"a JSON {name}"
+    return "a JSON number"
+
+
+def read_state(path: str | Path, expect: type | None = dict, fix: str = DAMAGED) -> Any:
+    """A JSON file a run wrote for itself (its stage record, a stage's results), read as
+    carefully as user input: a file that is missing, unreadable, not UTF-8, not JSON, or not
+    `expect` (dict: a JSON object, list: a JSON list, None: any value) is a UserError naming
+    the file, what is wrong with it and `fix`."""
+    from reasonlens.errors import UserError
+
+    path = Path(path)
+
+    def refuse(problem: str) -> UserError:
+        return UserError(f"{path} {problem}; {fix}")
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise refuse("is missing") from None
+    except OSError as err:
+        raise refuse(f"cannot be read ({err.strerror or err})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise refuse(f"is not UTF-8 (byte {err.start} is {data[err.start]:#04x})") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise refuse(f"is not valid JSON ({err.msg} at line {err.lineno})") from None
+    except RecursionError:
+        raise refuse("is not valid JSON (nested too deeply)") from None
+    if expect is not None and not isinstance(value, expect):
+        raise refuse(f"holds {json_kind(value)}, expected {json_kind(expect())}")
+    return value
+
+
+def read_state_lines(path: str | Path, fix: str = DAMAGED) -> list[dict]:
+    """A JSONL file a run wrote for itself (one object per line), read like
+    :func:`read_state` through the one JSONL reader; a bad line is named ``file:line``."""
+    from reasonlens.errors import UserError
+    from reasonlens.jsonl import iter_jsonl
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} is missing; {fix}")
+    records = []
+    try:
+        for number, record in iter_jsonl(path):
+            if not isinstance(record, dict):
+                kind = json_kind(record)
+                raise UserError(f"{path}:{number} holds {kind}, expected a JSON object")
+            records.append(record)
+    except UserError as err:
+        raise UserError(f"{err}; {fix}") from None
+    return records
+
+
 def file_sha256(path: str | Path) -> str:
     """The SHA-256 of a file's bytes, read in chunks (a run records what its inputs were)."""
     import hashlib

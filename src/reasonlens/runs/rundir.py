@@ -22,7 +22,14 @@ import yaml
 
 from reasonlens import __version__
 from reasonlens.errors import UserError
-from reasonlens.runs.files import atomic_write, jsonable, read_json, to_json, write_json
+from reasonlens.runs.files import (
+    DAMAGED,
+    atomic_write,
+    jsonable,
+    read_json,
+    to_json,
+    write_json,
+)
 from reasonlens.runs.lock import acquire, held_here, refuse_if_held, release
 from reasonlens.runs.ownership import (
     check_out,
@@ -220,6 +227,8 @@ class RunDir:
             raise UserError(f"{path} is not a reasonlens run directory (no readable {RUN_FILE})")
         if kind is not None and record["kind"] != kind:
             raise UserError(f"{path} is not a {kind} run (its kind is {record['kind']!r})")
+        if not isinstance(record.get("config"), dict):
+            raise UserError(f"{path / RUN_FILE} has no 'config' object; {DAMAGED}")
         return cls(path, record["kind"], record["config"])
 
     def file(self, name: str) -> Path:

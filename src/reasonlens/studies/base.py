@@ -214,17 +214,22 @@ def trained(directory: Path) -> dict[str, Any]:
     """A finished fine-tuning stage's result: its directory, its `results.json`, and the
     trained weights' fingerprint (the stages after it resume only on the same weights)."""
     from reasonlens.models.fingerprint import weights_fingerprint
-    from reasonlens.runs import read_json
+    from reasonlens.runs import read_state
 
     return {
         "directory": directory,
-        "results": read_json(directory / "results.json"),
+        "results": read_state(directory / "results.json"),
         "model_weights": weights_fingerprint(directory / "model"),
     }
 
 
 def settings_of(run: RunDir) -> Settings:
+    from reasonlens.runs.files import DAMAGED
+
     config = run.config
+    missing = [k for k in ("preset", "model", "seed") if k not in config]
+    if missing:
+        raise UserError(f"{run.file('run.json')}: its config has no {missing[0]!r}; {DAMAGED}")
     return Settings(
         preset=config["preset"],
         model=config["model"],

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reasonlens.errors import UserError
-from reasonlens.runs.files import atomic_write
+from reasonlens.runs.files import atomic_write, read_state_lines
 from reasonlens.tasks.backtracking import (
     BacktrackingTask,
     LabelRow,
@@ -76,8 +76,9 @@ def sample_chains(
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    lines = path.read_text(encoding="utf-8").split("\n")
-    return [json.loads(line) for line in lines if line.strip()]
+    """Records of a JSONL file the study wrote (test mazes, samples), read as carefully as
+    user input: a damaged line is a UserError naming it."""
+    return read_state_lines(path)
 
 
 def label_samples(

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from reasonlens.runs import Stage, read_json, write_json
+from reasonlens.runs import Stage, read_state, write_json
 from reasonlens.studies.backtracking.presets import BacktrackingPreset, probed_layers
 from reasonlens.studies.base import Settings, trained
 
@@ -182,7 +182,7 @@ def _data(directory: Path) -> dict[str, Any]:
 
     return {
         "directory": directory,
-        "manifest": read_json(directory / "manifest.json"),
+        "manifest": read_state(directory / "manifest.json"),
         "train_file": str(directory / "train.jsonl"),
         "test": read_jsonl(directory / "test.jsonl"),
     }
@@ -281,7 +281,7 @@ def _chains(directory: Path) -> dict[str, Any]:
     from reasonlens.studies.backtracking.chains import LABELS, SUMMARY
     from reasonlens.tasks.backtracking import read_labels
 
-    return {"rows": read_labels(directory / LABELS), "summary": read_json(directory / SUMMARY)}
+    return {"rows": read_labels(directory / LABELS), "summary": read_state(directory / SUMMARY)}
 
 
 # activations and analysis ------------------------------------------------------------------
@@ -327,7 +327,7 @@ def _capture_stage(p: BacktrackingPreset, settings: Settings, which: tuple[str, 
 def _stores(directory: Path) -> dict[str, Any]:
     from reasonlens.trace import ActivationStore
 
-    index = read_json(directory / "index.json")
+    index = read_state(directory / "index.json")
     return {
         "stores": {name: ActivationStore(directory / name) for name in index["stores"]},
         "layers": index["layers"],
@@ -372,4 +372,4 @@ def _analysis_stage(p: BacktrackingPreset, settings: Settings):
 def _analysis(directory: Path) -> dict[str, Any]:
     from reasonlens.studies.backtracking.analysis import ANALYSIS
 
-    return read_json(directory / ANALYSIS)
+    return read_state(directory / ANALYSIS)

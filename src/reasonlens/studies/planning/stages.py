@@ -11,13 +11,12 @@ side by side -> the paper's analyses on test problems the fine-tuned model solve
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from reasonlens.analyses.result import load_record
-from reasonlens.runs import RunDir, Stage, read_json, write_json
+from reasonlens.runs import RunDir, Stage, read_state, read_state_lines, write_json
 from reasonlens.studies.base import Settings, trained
 from reasonlens.studies.planning import files
 from reasonlens.studies.planning.presets import PlanningPreset
@@ -91,7 +90,7 @@ def _data_stage(p: PlanningPreset, settings: Settings):
 def _data(directory: Path) -> dict[str, Any]:
     return {
         "directory": directory,
-        "totals": read_json(directory / MANIFEST)["totals"],
+        "totals": read_state(directory / MANIFEST)["totals"],
         "train_files": sorted(str(f) for f in directory.glob("L*_train.jsonl")),
         "test_files": sorted(str(f) for f in directory.glob("L*_test.jsonl")),
     }
@@ -156,13 +155,9 @@ def _eval_stage(p: PlanningPreset, settings: Settings, label: str):
 def _evaluation(directory: Path) -> dict:
     from reasonlens.evaluate.task_eval import summarise
 
-    results = read_json(directory / "results.json")
+    results = read_state(directory / "results.json")
     cells: dict[str, list[dict]] = {}
-    # split on \n only: a model's output may hold U+2028, which splitlines would cut at
-    for line in (directory / "examples.jsonl").read_text(encoding="utf-8").split("\n"):
-        if not line.strip():
-            continue
-        record = json.loads(line)
+    for record in read_state_lines(directory / "examples.jsonl"):
         cells.setdefault(f"L{record['level']}/{record['n_blocks']}", []).append(record)
     results["by_cell"] = {
         key: summarise(records, BLOCKSWORLD.metrics) for key, records in sorted(cells.items())
@@ -237,7 +232,7 @@ def _analyses_stage(p: PlanningPreset, settings: Settings):
 
 def _analyses(directory: Path) -> dict[str, Any]:
     """Every analysis's full result, the analysis-set counts and the horizons."""
-    index = read_json(directory / files.INDEX)
+    index = read_state(directory / files.INDEX)
     out = {"analysis_set": index["analysis_set"]}
     for name in ANALYSES:
         record = load_record(directory, name)

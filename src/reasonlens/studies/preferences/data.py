@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonlens.errors import UserError
-from reasonlens.runs import read_json, write_json
+from reasonlens.runs import read_state, write_json
 from reasonlens.runs.files import atomic_write
 from reasonlens.studies.preferences.presets import PreferencesPreset
 from reasonlens.tasks.preferences import trials as T
@@ -183,6 +183,6 @@ def read_data(directory: Path) -> StudyData:
     directory = Path(directory)
     scenarios = load_scenarios(directory / "scenarios.json")
     targets = read_weights(directory / "targets.csv", scenarios)
-    raw = read_json(directory / "trials.json")
+    raw = read_state(directory / "trials.json")
     trials = {k: [T.Trial.from_dict(d) for d in raw[k]] for k in SPLITS}
-    return StudyData(directory, scenarios, targets, trials, read_json(directory / MANIFEST))
+    return StudyData(directory, scenarios, targets, trials, read_state(directory / MANIFEST))

@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from reasonlens.runs import Stage, read_json, write_json
+from reasonlens.runs import Stage, read_state, write_json
 from reasonlens.studies.base import Settings, trained
 from reasonlens.studies.preferences.data import StudyData, make_data, read_data
 from reasonlens.studies.preferences.presets import PreferencesPreset, Recipe
@@ -222,7 +222,7 @@ def _decide_stage(p: PreferencesPreset, settings: Settings, which: str):
 
 def _decisions(directory: Path) -> dict[str, Any]:
     scenarios = read_data(directory.parent / "data").scenarios
-    splits = read_json(directory / "index.json")["splits"]
+    splits = read_state(directory / "index.json")["splits"]
     return {s: read_decisions(directory / f"{s}.csv", scenarios) for s in splits}
 
 
@@ -259,7 +259,7 @@ def _reports_stage(p: PreferencesPreset, settings: Settings, which: str):
 
 def _reports(directory: Path) -> dict[str, Any]:
     scenarios = read_data(directory.parent / "data").scenarios
-    parts = read_json(directory / "index.json")["parts"]
+    parts = read_state(directory / "index.json")["parts"]
     return {s: read_reports(directory / f"{s}.csv", scenarios) for s in parts}
 
 
@@ -276,4 +276,4 @@ def _analysis_stage(p: PreferencesPreset, settings: Settings):
 
 
 def _analysis(directory: Path) -> dict[str, Any]:
-    return read_json(directory / "analysis.json")
+    return read_state(directory / "analysis.json")
