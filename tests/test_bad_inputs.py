@@ -611,6 +611,47 @@ CASES = [
         {"run": study_run("backtracking", '{"data": {"state": "finished"}}')},
         id="state-resume-stages-no-inputs",
     ),
+    # --- study backtracking: what can be checked before the first stage is checked there ---
+    case(
+        backtracking("--chains", "c.json", "--template", "raw"),
+        "c.json: 2 chains, need at least 3",
+        {"c.json": chains_file(2)},
+        id="backtracking-two-chains",
+    ),
+    case(
+        backtracking("--chains", "c.json", "--template", "raw"),
+        "c.json: 1 chain, need at least 3",
+        {"c.json": chains_file(1)},
+        id="backtracking-one-chain",
+    ),
+    case(
+        backtracking("--chains", "c.json"),
+        "c.json: expected a JSON list of chains (or JSONL, one chain a line), got an object",
+        {"c.json": json.dumps({"chains": json.loads(chains_file(3))}, indent=2)},
+        id="backtracking-chains-object",
+    ),
+    case(
+        backtracking("--chains", "c.json"),
+        "c.json: expected a JSON list of chains (or JSONL, one chain a line), got an object",
+        {"c.json": json.dumps({"chains": json.loads(chains_file(3))})},
+        id="backtracking-chains-object-one-line",
+    ),
+    case(
+        backtracking("--chains", "c.json", "--template", "raw", "--label", ""),
+        "--label is empty",
+        {"c.json": chains_file(3)},
+        id="backtracking-empty-label",
+    ),
+    case(
+        ["study", "backtracking", "-m", "nobody/no-such-model", "-o", "OUT"],
+        "'nobody/no-such-model' is not in the local Hugging Face cache",
+        id="backtracking-hub-model-offline",
+    ),
+    case(
+        ["study", "planning", "-m", "nobody/no-such-model", "-o", "OUT"],
+        "'nobody/no-such-model' is not in the local Hugging Face cache",
+        id="planning-hub-model-offline",
+    ),
 ]
 
 

@@ -336,6 +336,39 @@ def layer_count(name: str) -> int | None:
         return None
 
 
+def check_model(name: str) -> ResolvedSource:
+    """Everything about the model `name` that can be checked without loading its weights:
+    :func:`resolve_source`, its tokenizer, and for a hub id that its config can be read (with
+    HF_HUB_OFFLINE=1: that it is in the local cache). A command that runs for a while calls
+    this before writing anything, so a model that cannot load is refused at once, not when a
+    later stage reaches it."""
+    source = resolve_source(name)
+    if source.kind == "hub":
+        _check_hub(name)
+    _tokenizer(source, name)
+    return source
+
+
+def _check_hub(name: str) -> None:
+    from transformers import AutoConfig
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        from huggingface_hub import snapshot_download
+
+        try:
+            snapshot_download(name, local_files_only=True)
+        except Exception:  # noqa: BLE001 - any failure here means: not cached
+            raise UserError(
+                f"model {name!r} is not in the local Hugging Face cache, and HF_HUB_OFFLINE=1 "
+                f"forbids downloading it: download it first (huggingface-cli download {name}), "
+                f"or use a built-in ({', '.join(BUILTIN_MODELS)}) or a model directory"
+            ) from None
+    try:
+        AutoConfig.from_pretrained(name)
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"could not load model {name!r}: {_first_line(err)}") from None
+
+
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The tokenizer alone (fast: no weights are read once a built-in is converted)."""
     return _tokenizer(resolve_source(name), name)

@@ -145,11 +145,11 @@ def check_settings(study: Study, settings: Settings) -> Settings:
     import dataclasses
 
     from reasonlens.models.fingerprint import weights_fingerprint
-    from reasonlens.models.loading import pick_device, resolve_source
+    from reasonlens.models.loading import check_model, pick_device
 
     study.preset(settings.preset)
     pick_device(settings.device)  # cheap: before a model is converted
-    weights = weights_fingerprint(resolve_source(settings.model).path)
+    weights = weights_fingerprint(check_model(settings.model).path)
     if study.check is not None:
         study.check(settings)
     return dataclasses.replace(settings, model_weights=weights)

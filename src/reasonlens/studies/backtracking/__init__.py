@@ -66,7 +66,7 @@ def _check(settings: Settings) -> None:
             )
     path = chains_file(settings)
     if path is None:
-        given = [f"--{n}" for n in ("label", "template") if settings.option(n)]
+        given = [f"--{n}" for n in ("label", "template") if settings.option(n) is not None]
         if given:
             raise UserError(f"{' and '.join(given)} apply to --chains only: give a chains file")
         return

@@ -39,6 +39,8 @@ LABELS = "labels.jsonl"
 SAMPLES = "samples.jsonl"
 CHECKS = "checks.jsonl"
 SUMMARY = "summary.json"
+#: The fewest chains the lag probes can split into training, validation and test sets.
+MIN_CHAINS = 3
 
 
 def sample_chains(
@@ -129,6 +131,12 @@ def label_file(
     labelled for ``target``; any bad chain is a UserError naming it."""
     chains = read_chains(path)
     rows = label_chains(tokenizer, chains, target, template=template, min_tokens=min_tokens)
+    if len(rows) < MIN_CHAINS:
+        n = len(rows)
+        raise UserError(
+            f"{path}: {n} chain{'' if n == 1 else 's'}, need at least {MIN_CHAINS}: the probes "
+            "split the chains into training, validation and test sets; add chains to the file"
+        )
     summary = {
         "source": str(path),
         "chains": len(chains),

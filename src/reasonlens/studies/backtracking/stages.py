@@ -133,9 +133,22 @@ def external_inputs(settings: Settings) -> dict[str, Any]:
     return {
         "chains": str(path),
         "chains_sha256": settings.option("chains_sha256") or file_sha256(path),
-        "label": settings.option("label") or DEFAULT_LABEL,
-        "template": settings.option("template") or DEFAULT_TEMPLATE,
+        "label": text_option(settings, "label", DEFAULT_LABEL),
+        "template": text_option(settings, "template", DEFAULT_TEMPLATE),
     }
+
+
+def text_option(settings: Settings, name: str, default: str) -> str:
+    """--NAME as given, `default` when not given; an empty one is a UserError (it would
+    otherwise pass silently as the default)."""
+    from reasonlens.errors import UserError
+
+    value = settings.option(name)
+    if value is None:
+        return default
+    if not str(value).strip():
+        raise UserError(f"--{name} is empty: give a value, or leave --{name} out for {default!r}")
+    return str(value)
 
 
 def _finetuned(upstream: dict) -> dict[str, str]:

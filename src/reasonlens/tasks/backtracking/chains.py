@@ -234,8 +234,28 @@ def read_chains(path: str | Path) -> list[Chain]:
         if not isinstance(data, list) or not data:
             raise UserError(f"{path}: expected a non-empty JSON list of chains")
         return _unique([parse_span_record(r, f"{path}[{i}]") for i, r in enumerate(data)], path)
+    _refuse_one_object(text, path)
     chains = [parse_span_record(rec, f"{path}:{n}") for n, rec in parse_jsonl(text, path)]
     return _unique(chains, path)
+
+
+def _refuse_one_object(text: str, path: Path) -> None:
+    """A file that is one JSON object, not a chain record (one written over several lines, or
+    whose keys are no chain's, e.g. ``{"chains": [...]}``), is refused as such, not read as
+    JSONL and blamed on a line or on ``id``."""
+    if not text.lstrip().startswith("{"):
+        return
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return  # JSONL of several records (or broken JSON): read line by line
+    lines = sum(1 for line in text.split("\n") if line.strip())
+    if isinstance(data, dict) and (lines > 1 or not {"id", "text", "spans"} & set(data)):
+        keys = ", ".join(repr(k) for k in list(data)[:3]) + (", ..." if len(data) > 3 else "")
+        raise UserError(
+            f"{path}: expected a JSON list of chains (or JSONL, one chain a line), got an object "
+            f"(keys {keys or 'none'})"
+        )
 
 
 def _read_text(path: Path) -> str:
