@@ -652,6 +652,28 @@ CASES = [
         "'nobody/no-such-model' is not in the local Hugging Face cache",
         id="planning-hub-model-offline",
     ),
+    # --- preferences analyse ---
+    case(
+        analyse(),
+        "d.csv row 1 (scenario 's1'): column B_attribute_2 is 1e300, far outside the range "
+        "[0, 10] of attribute 'a2'",
+        {
+            "s.json": PREF_SCENARIOS,
+            "t.csv": PREF_TARGETS,
+            "d.csv": pref_decisions("s1,A,1,2,3,4,5,5,1e300,3,2,1"),
+        },
+        id="preferences-value-far-outside-range",
+    ),
+    case(
+        analyse(),
+        "d.csv row 2 (scenario 's1'): column A_attribute_1 is -50, far outside",
+        {
+            "s.json": PREF_SCENARIOS,
+            "t.csv": PREF_TARGETS,
+            "d.csv": pref_decisions("s1,A,1,2,3,4,5,5,4,3,2,1", "s1,B,-50,2,3,4,5,5,4,3,2,1"),
+        },
+        id="preferences-value-outside-range",
+    ),
 ]
 
 

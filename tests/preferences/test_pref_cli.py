@@ -98,6 +98,20 @@ def test_bad_input_is_one_line_and_writes_nothing(release, capsys, key, old, new
     assert not out.exists()
 
 
+def test_files_saved_with_a_byte_order_mark_read_as_without(release, capsys):
+    """A spreadsheet saves "UTF-8 CSV" with a byte-order mark in front: the first column is
+    still "scenario" (not "\\ufeffscenario", "missing column scenario"), JSON still parses."""
+    paths, out = release["paths"], release["dir"] / "plain"
+    assert run_cli(_args(paths, out, "--reports", paths["reports"]), capsys)[0] == 0
+    for key in ("scenarios", "units", "targets", "decisions", "reports"):
+        paths[key].write_bytes(b"\xef\xbb\xbf" + paths[key].read_bytes())
+    marked = release["dir"] / "marked"
+    code, _, err = run_cli(_args(paths, marked, "--reports", paths["reports"]), capsys)
+    assert code == 0, err
+    for name in ("learned_weights.csv", "fits.csv"):
+        assert (marked / name).read_text() == (out / name).read_text()
+
+
 def test_decisions_without_targets_are_refused(release, synth, capsys):
     paths, out = release["paths"], release["dir"] / "bad"
     weights = dict(list(release["weights"].items())[:-1])

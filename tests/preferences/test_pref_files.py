@@ -36,11 +36,13 @@ def test_weights_and_decisions_round_trip(release, scenarios, tmp_path):
 
 
 def test_decisions_keep_raw_replies_and_logit_diff(scenarios, tmp_path):
-    values = (1.0, 2.0, 3.0, 4.0, 5.0)
+    def values(name):  # each attribute's lowest value (values must lie in its range)
+        return tuple(a.low for a in scenarios[name].attributes)
+
     decisions = [
-        Decision("thing_0", " A\n", values, values, 2.5),
-        Decision("thing_1", "maybe", values, values, None),
-        Decision("thing_1", "", values, values, -1.0),
+        Decision("thing_0", " A\n", values("thing_0"), values("thing_0"), 2.5),
+        Decision("thing_1", "maybe", values("thing_1"), values("thing_1"), None),
+        Decision("thing_1", "", values("thing_1"), values("thing_1"), -1.0),
     ]
     path = write_decisions(tmp_path / "d.csv", decisions)
     back = read_decisions(path, scenarios)

@@ -12,9 +12,11 @@ from reasonlens.errors import UserError
 
 
 def read_text(path: Path) -> str:
-    """The UTF-8 text of `path` (a UserError if it cannot be read)."""
+    """The UTF-8 text of `path`, without the byte-order mark a spreadsheet may put in front
+    (which would otherwise become part of the first column's name); a UserError if it cannot
+    be read."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -100,6 +100,30 @@ def _number(cell: str | None, path: Path, row: int, scenario: str, column: str) 
     return value
 
 
+def _option(
+    cells: Mapping[str, str | None],
+    columns: tuple[str, ...],
+    scenario: Scenario,
+    path: Path,
+    row: int,
+) -> tuple[float, ...]:
+    """One option's five values, each within (about) its attribute's range: a value more
+    than the range's width outside it is not a value of this scenario (a unit mix-up, or a
+    row of another file) and would swamp the regression, so it is refused."""
+    values = []
+    for column, attribute in zip(columns, scenario.attributes, strict=True):
+        value = _number(cells[column], path, row, scenario.short_name, column)
+        low, high = attribute.low, attribute.high
+        if not low - attribute.span <= value <= high + attribute.span:
+            raise UserError(
+                f"{path} row {row} (scenario {scenario.short_name!r}): column {column} is "
+                f"{(cells[column] or '').strip()}, far outside the range [{low:g}, {high:g}] of "
+                f"attribute {attribute.name!r}; option values lie within it (up to rounding)"
+            )
+        values.append(value)
+    return tuple(values)
+
+
 def _known(
     scenario: str, scenarios: Mapping[str, Scenario], path: Path, row: int, source: str
 ) -> None:
@@ -167,8 +191,8 @@ def read_decisions(
     for row, cells in enumerate(rows, start=1):
         name = cells["scenario"] or ""
         _known(name, scenarios, path, row, source)
-        a = tuple(_number(cells[c], path, row, name, c) for c in A_COLUMNS)
-        b = tuple(_number(cells[c], path, row, name, c) for c in B_COLUMNS)
+        a = _option(cells, A_COLUMNS, scenarios[name], path, row)
+        b = _option(cells, B_COLUMNS, scenarios[name], path, row)
         diff = cells.get("logit_diff")
         logit = None if diff in (None, "") else _number(diff, path, row, name, "logit_diff")
         reply = cells["selection"] if cells["selection"] is not None else ""
