@@ -115,7 +115,6 @@ def analyse_chains(
         },
         "comparisons": comparisons,
         "sentence_start": sentence,
-        "lexical": lexical_verdicts(comparisons),
         "seconds": {name: fit.seconds for name, fit in fits.items()},
     }
     atomic_write(directory / ANALYSIS, json.dumps(jsonable(out), indent=1) + "\n")
@@ -158,26 +157,6 @@ def _sentence_start(main: LagProbeResult, source, rows, tokenizer, config) -> di
                 for k, (lag, f) in enumerate(zip(main.lags, best, strict=True))
             ],
         }
-    return out
-
-
-def lexical_verdicts(comparisons: dict[str, list[dict]]) -> list[dict[str, Any]]:
-    """Lag by lag: does the residual-stream probe beat *both* lexical baselines with 95%
-    confidence (the paired interval of its AUC minus theirs above 0)?"""
-    out = []
-    for k, row in enumerate(comparisons["embed"]):
-        bag = comparisons["bag"][k]
-        out.append(
-            {
-                "lag": row["lag"],
-                "auc": row["a"],
-                "embed": row["b"],
-                "bag": bag["b"],
-                "over_embed": [row["low"], row["high"]],
-                "over_bag": [bag["low"], bag["high"]],
-                "beats_lexical": bool(row["beats"] and bag["beats"]),
-            }
-        )
     return out
 
 
