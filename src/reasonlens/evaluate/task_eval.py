@@ -96,7 +96,7 @@ def evaluate_task(
         max_new_tokens = default_max_new_tokens(encoded)
     n_batches = -(-len(items) // batch_size)
     do_gen, do_tf = mode in ("generate", "both"), mode in ("teacher-forced", "both")
-    bar = Progress(progress, n_batches * (do_gen + do_tf), f"eval {model.name}", transient=True)
+    bar = Progress(progress, n_batches * (do_gen + do_tf), f"eval {model.name}")
     timings: dict[str, float | int | None] = {}
     records = [_base_record(i, it) for i, it in enumerate(items)]
     try:

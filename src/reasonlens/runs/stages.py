@@ -64,6 +64,8 @@ class StageRunner:
     run: RunDir
     stages: Sequence[Stage]
     results: dict[str, Any] = field(default_factory=dict)
+    # say on the terminal which stage runs, and when each one is done
+    announce: bool = False
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.stages]
@@ -125,22 +127,32 @@ class StageRunner:
         problem = self.conflicts()
         if problem:
             raise UserError(f"{self.run.path}: {problem}; choose another --out or pass --overwrite")
-        for stage in self.stages:
+        for i, stage in enumerate(self.stages, 1):
             directory = self.run.file(stage.folder)
             start = time.perf_counter()
+            where = f"stage {i}/{len(self.stages)} {stage.name}"
             self._check_depends(stage)
             if self.finished(stage.name):
                 log.info("stage %s: finished earlier, reading its results", stage.name)
+                self._say(f"{where}: finished earlier, read back")
                 if stage.name not in self.results:
                     self.results[stage.name] = self._read_back(stage)
             else:
                 log.info("stage %s: running", stage.name)
+                self._say(f"{where}: running")
                 self._mark(stage, "started")
                 stage.run(directory, dict(self.results))
                 self._mark(stage, "finished")
                 self.results[stage.name] = stage.load(directory)
+                self._say(f"{where}: done in {time.perf_counter() - start:.0f} s")
             self._spent(stage.name, time.perf_counter() - start)
         return self.results
+
+    def _say(self, text: str) -> None:
+        if self.announce:
+            from reasonlens.progress import say
+
+            say(text)
 
     def load_finished(self) -> dict[str, Any]:
         """Every stage's result, read back without running anything (for re-rendering a

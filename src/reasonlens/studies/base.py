@@ -178,6 +178,7 @@ def finish_study(study: Study, settings: Settings, runner: StageRunner) -> dict[
     import logging
 
     handler = runner.run.log_to_file()
+    runner.announce = settings.progress
     try:
         stage_results = runner.execute()
     finally:

@@ -41,6 +41,7 @@ from reasonlens.analyses.lag_probes.rows import RowReader, Rows, probe_logits, s
 from reasonlens.analyses.lag_probes.sources import ChainSource
 from reasonlens.analyses.probes.fit import train_test_split
 from reasonlens.errors import UserError
+from reasonlens.progress import Progress
 from reasonlens.threads import torch_threads
 
 #: The seed study's lags: -8 to +48 tokens by 4.
@@ -125,10 +126,13 @@ def fit_lag_probes(
     config: LagProbeConfig | None = None,
     *,
     split: ChainSplit | None = None,
+    progress: bool = False,
+    label: str = "lag probes",
     **overrides,
 ) -> LagProbeResult:
     """Fit every (feature set, lag) probe of ``source`` together; score them on the test
-    chains with bootstrap intervals over chains. ``overrides`` replace config fields."""
+    chains with bootstrap intervals over chains. ``overrides`` replace config fields;
+    ``progress`` shows the epochs under ``label``."""
     config = config or LagProbeConfig()
     if not isinstance(config, LagProbeConfig):
         raise TypeError(f"config must be a LagProbeConfig, not {type(config).__name__}")
@@ -141,7 +145,8 @@ def fit_lag_probes(
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with torch_threads(config.threads):
         fitter = _Fitter(source, config, split, device)
-        probes, history, best_epoch = fitter.train()
+        with Progress(progress, config.max_epochs, f"{label}: epochs") as bar:
+            probes, history, best_epoch = fitter.train(bar.advance)
         opts = {"batch_tokens": config.batch_tokens, "reader": fitter.rows, "seed": config.seed}
         val = probes.evaluate(source, split.val, bootstrap=0, **opts)
         test = probes.evaluate(source, split.test, bootstrap=config.bootstrap, ci=config.ci, **opts)
@@ -223,7 +228,7 @@ class _Fitter:
         w_neg = (n / (2 * (n - pos))).float().to(self.device)
         return w_pos, w_neg
 
-    def train(self) -> tuple[LagProbes, list[dict], torch.Tensor]:
+    def train(self, on_epoch=lambda: None) -> tuple[LagProbes, list[dict], torch.Tensor]:
         cfg, device = self.config, self.device
         n_f, n_k = len(self.source.layers), len(self.lags)
         torch.manual_seed(cfg.seed)
@@ -279,6 +284,7 @@ class _Fitter:
                     "seconds": time.perf_counter() - t0,
                 }
             )
+            on_epoch()
             if not bool((stale < cfg.patience).any()):
                 break
         probes = LagProbes(

@@ -13,6 +13,7 @@ from reasonlens.analyses.probes.result import ProbeResult, Score
 from reasonlens.analyses.probes.train import Features, ProbeSpec, fit
 from reasonlens.analyses.stats import percentile_interval, resample_weights
 from reasonlens.errors import UserError, one_of
+from reasonlens.progress import Progress
 from reasonlens.threads import torch_threads
 
 KINDS = ("linear", "mlp")
@@ -140,6 +141,8 @@ def cross_fit_probes(
     seed: int = 0,
     chunk_size: int | None = None,
     threads: int | None = None,
+    progress: bool = False,
+    label: str = "probes",
 ) -> ProbeResult:
     """`fit_probes` by cross-fitting: the rows are split into `folds` seeded folds, each fold is
     predicted by probes (and controls, and the majority baseline) trained on the others, and
@@ -159,8 +162,9 @@ def cross_fit_probes(
     majority = torch.full_like(pred, -1)
     train_scores: dict[str, list[torch.Tensor]] = {}
     n_train, iterations, converged = [], [], []
-    with torch_threads(threads):
+    with torch_threads(threads), Progress(progress, folds, f"{label}: folds") as bar:
         for fold in order.tensor_split(folds):
+            bar.advance()
             test = fold.sort().values
             train = order[~torch.isin(order, test)].sort().values
             y_train = y[:, train]

@@ -268,6 +268,8 @@ def run_probes(
                     metric=metric,
                     seed=seed,
                     threads=1,  # many small problems: one thread avoids BLAS thread thrash
+                    progress=progress,
+                    label=f"{task} probes ({kind})",
                 )
                 fitted.plot(out / files.probe_png(task, kind))
                 results[f"{task}_{kind}"] = _probe_summary(fitted, metric, probed[kind], chosen)

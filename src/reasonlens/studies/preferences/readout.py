@@ -37,7 +37,7 @@ def decide(
     if not trials:
         return []
     prompts = decision_prompts(model.tokenizer, scenarios, trials)
-    with Progress(progress, len(prompts), f"decisions: {label}", transient=True) as bar:
+    with Progress(progress, len(prompts), f"decisions: {label}") as bar:
         outs = read_choices(
             model, prompts, CHOICES, batch_size, DECISION_TOKENS, on_batch=bar.advance
         )
@@ -68,7 +68,7 @@ def ask_reports(
         T.render(tok, T.introspection_prompt(scenarios[t.scenario], t.a, t.b)) for t in trials
     ]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # less padding
-    with Progress(progress, len(prompts), f"self-reports: {label}", transient=True) as bar:
+    with Progress(progress, len(prompts), f"self-reports: {label}") as bar:
         ids = generate_tokens(
             model,
             [prompts[i] for i in order],
