@@ -17,7 +17,15 @@ from typing import Any
 
 from reasonlens.analyses.result import load_record
 from reasonlens.runs import RunDir, Stage, read_state, read_state_lines, write_json
-from reasonlens.studies.base import Settings, trained
+from reasonlens.studies.base import Settings
+from reasonlens.studies.kit import (
+    BASE,
+    base_inputs,
+    load_role,
+    model_source,
+    train_stage,
+    weights_of,
+)
 from reasonlens.studies.planning import files
 from reasonlens.studies.planning.presets import PlanningPreset
 from reasonlens.tasks.blocksworld import read_examples
@@ -42,15 +50,17 @@ def stages(p: PlanningPreset, settings: Settings) -> list[Stage]:
     }
     # the base model's weights (stages that read it resume only on the same ones); the
     # fine-tuned weights are known once training ran: the later stages depend on them
-    base = {"model_weights": settings.model_weights} if settings.model_weights else {}
+    base = base_inputs(settings)
+    finetuned = weights_of(finetuned_weights="train")
     evals = {"eval_per_cell": p.eval_per_cell, "batch_size": p.eval_batch_size}
     return [
         Stage("data", {"seed": settings.seed, "data": data}, _data_stage(p, settings), _data),
-        Stage(
+        train_stage(
             "train",
+            p.train,
+            settings,
+            lambda upstream: upstream["data"]["train_files"],
             {"model": settings.model, **base, "seed": settings.seed, "train": p.train.__dict__},
-            _train_stage(p, settings),
-            trained,
         ),
         Stage("eval_base", {**evals, **base}, _eval_stage(p, settings, "base"), _evaluation),
         Stage(
@@ -58,20 +68,16 @@ def stages(p: PlanningPreset, settings: Settings) -> list[Stage]:
             evals,
             _eval_stage(p, settings, "finetuned"),
             _evaluation,
-            depends=_finetuned_weights,
+            depends=finetuned,
         ),
         Stage(
             "analyses",
             {"seed": settings.seed, "analysis": analysis, **base},
             _analyses_stage(p, settings),
             _analyses,
-            depends=_finetuned_weights,
+            depends=finetuned,
         ),
     ]
-
-
-def _finetuned_weights(upstream: dict) -> dict[str, str]:
-    return {"finetuned_weights": upstream["train"]["model_weights"]}
 
 
 # data -------------------------------------------------------------------------------------
@@ -103,27 +109,15 @@ def _test_examples(data: dict) -> list:
 # train ------------------------------------------------------------------------------------
 
 
-def _train_stage(p: PlanningPreset, settings: Settings):
-    def run(directory: Path, upstream: dict) -> None:
-        from reasonlens.train import train
-
-        config = p.train.config(
-            settings.model, upstream["data"]["train_files"], settings.seed, settings.device
-        )
-        train(config, directory, progress=settings.progress)
-
-    return run
-
-
 # evaluate ---------------------------------------------------------------------------------
 
 
 def _eval_stage(p: PlanningPreset, settings: Settings, label: str):
     def run(directory: Path, upstream: dict) -> None:
         from reasonlens.evaluate.task_eval import evaluate_task, write_eval
-        from reasonlens.models import load_model
 
-        source = settings.model if label == "base" else str(upstream["train"]["directory"])
+        role = BASE if label == "base" else "train"
+        source = model_source(role, settings, upstream)
         test_files = upstream["data"]["test_files"]
         config = {
             "model": source,
@@ -138,7 +132,7 @@ def _eval_stage(p: PlanningPreset, settings: Settings, label: str):
         }
         eval_run = RunDir.create(directory, "eval", config)
         test = _per_cell(_test_examples(upstream["data"]), p.eval_per_cell)
-        loaded = load_model(source, device=settings.device)
+        loaded = load_role(role, settings, upstream)
         result = evaluate_task(
             loaded,
             BLOCKSWORLD,
@@ -184,7 +178,6 @@ def _per_cell(examples: list, limit: int | None) -> list:
 
 def _analyses_stage(p: PlanningPreset, settings: Settings):
     def run(directory: Path, upstream: dict) -> None:
-        from reasonlens.models import load_model
         from reasonlens.studies.planning.analyses import (
             run_all,
             run_horizons,
@@ -195,9 +188,7 @@ def _analyses_stage(p: PlanningPreset, settings: Settings):
 
         test = _test_examples(upstream["data"])
         directory.mkdir(parents=True, exist_ok=True)
-        model = load_model(str(upstream["train"]["directory"]), device=settings.device)
-        # plots name the model a reader knows, not the training run's directory
-        model.name = f"{Path(settings.model).name} (fine-tuned)"
+        model = load_role("train", settings, upstream, "fine-tuned")
         candidates = [
             ex
             for ex in test
@@ -217,8 +208,7 @@ def _analyses_stage(p: PlanningPreset, settings: Settings):
             palette = p.dataset(settings.seed).colors
             run_all(model, items, directory, p.limits, palette, settings.seed, settings.progress)
             # the control: the base model on the same problems, the same positions
-            base = load_model(settings.model, device=settings.device)
-            base.name = f"{Path(settings.model).name} (before fine-tuning)"
+            base = load_role(BASE, settings, upstream, "before fine-tuning")
             run_mechanisms(base, items, directory / files.CONTROL, p.limits, settings.progress)
             del base
             if p.horizon_levels:

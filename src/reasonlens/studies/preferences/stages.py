@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from reasonlens.runs import Stage, read_state, write_json
-from reasonlens.studies.base import Settings, trained
+from reasonlens.studies.base import Settings
+from reasonlens.studies.kit import BASE, base_inputs, load_role, train_stage, weights_of
 from reasonlens.studies.preferences.data import StudyData, make_data, read_data
-from reasonlens.studies.preferences.presets import PreferencesPreset, Recipe
+from reasonlens.studies.preferences.presets import PreferencesPreset
 from reasonlens.tasks.preferences.release import (
     read_decisions,
     read_reports,
@@ -49,8 +50,12 @@ def decides(p: PreferencesPreset, which: str) -> tuple[str, ...]:
 
 
 def stages(p: PreferencesPreset, settings: Settings) -> list[Stage]:
-    base = {"model_weights": settings.model_weights} if settings.model_weights else {}
+    base = base_inputs(settings)
     model = {"model": settings.model, **base}
+    instil, introspect = (
+        weights_of(instil_weights="instil"),
+        weights_of(introspect_weights="introspect"),
+    )
     readout = {"batch_size": p.batch_size}
     splits = {
         which: {**readout, "splits": list(decides(p, which))} for which in ("base", "instilled")
@@ -59,16 +64,18 @@ def stages(p: PreferencesPreset, settings: Settings) -> list[Stage]:
     data = {"seed": settings.seed, "design": p.design(), **model}
     return [
         Stage("data", data, _data_stage(p, settings), read_data),
-        Stage(
+        train_stage(
             "instil",
+            p.instil,
+            settings,
+            lambda upstream: [str(upstream["data"].file("train.jsonl"))],
             {
                 **model,
                 "seed": settings.seed,
                 "recipe": p.instil.to_dict(),
                 "curve_every": p.curve_every,
             },
-            _train_stage(p.instil, settings, "data", None, p.curve_every),
-            trained,
+            callbacks=_curve(p, settings),
         ),
         Stage(
             "decide_base",
@@ -81,7 +88,7 @@ def stages(p: PreferencesPreset, settings: Settings) -> list[Stage]:
             splits["instilled"],
             _decide_stage(p, settings, "instilled"),
             _decisions,
-            depends=_weights("instil"),
+            depends=instil,
         ),
         Stage("reports_base", {**reports, **base}, _reports_stage(p, settings, "base"), _reports),
         Stage(
@@ -89,37 +96,32 @@ def stages(p: PreferencesPreset, settings: Settings) -> list[Stage]:
             reports,
             _reports_stage(p, settings, "instilled"),
             _reports,
-            depends=_weights("instil"),
+            depends=instil,
         ),
-        Stage(
+        train_stage(
             "introspect",
+            p.introspect,
+            settings,
+            lambda upstream: [str(upstream["data"].file("introspect.jsonl"))],
             {"seed": settings.seed, "recipe": p.introspect.to_dict()},
-            _train_stage(p.introspect, settings, "data", "instil"),
-            trained,
-            depends=_weights("instil"),
+            start="instil",
+            depends=instil,
         ),
         Stage(
             "reports_introspected",
             reports,
             _reports_stage(p, settings, "introspected"),
             _reports,
-            depends=_weights("introspect"),
+            depends=introspect,
         ),
         Stage(
             "analysis",
             {"seed": settings.seed, "regression": p.regression, "n_boot": p.n_boot},
             _analysis_stage(p, settings),
             _analysis,
-            depends=_weights("instil", "introspect"),
+            depends=weights_of(instil_weights="instil", introspect_weights="introspect"),
         ),
     ]
-
-
-def _weights(*names: str):
-    def depends(upstream: dict) -> dict[str, str]:
-        return {f"{n}_weights": upstream[n]["model_weights"] for n in names}
-
-    return depends
 
 
 # data -------------------------------------------------------------------------------------
@@ -138,32 +140,19 @@ def _data_stage(p: PreferencesPreset, settings: Settings):
 # training ---------------------------------------------------------------------------------
 
 
-def _train_stage(
-    recipe: Recipe, settings: Settings, data: str, start: str | None, curve_every: int = 0
-):
-    """Fine-tune the base model (start None) or the model a stage trained (`start`); with
-    `curve_every`, the validation trials are read along the way (see .curve)."""
-    file = "train.jsonl" if start is None else "introspect.jsonl"
+def _curve(p: PreferencesPreset, settings: Settings):
+    """With `curve_every`, the validation trials are read along the way (see .curve)."""
 
-    def run(directory: Path, upstream: dict) -> None:
-        from reasonlens.train import train
+    def callbacks(directory: Path, upstream: dict) -> list:
+        data = upstream["data"]
+        if not p.curve_every or not data.trials["val"]:
+            return []
+        return [_validation_curve(settings, data, directory, p.curve_every)]
 
-        source = settings.model if start is None else str(upstream[start]["directory"])
-        files = [str(upstream[data].file(file))]
-        callbacks = []
-        if curve_every and upstream[data].trials["val"]:
-            callbacks.append(_curve(settings, upstream[data], directory, curve_every))
-        train(
-            recipe.config(source, files, settings.seed, settings.device),
-            directory,
-            progress=settings.progress,
-            callbacks=callbacks,
-        )
-
-    return run
+    return callbacks
 
 
-def _curve(settings: Settings, data: StudyData, directory: Path, every: int):
+def _validation_curve(settings: Settings, data: StudyData, directory: Path, every: int):
     from reasonlens.models import load_tokenizer
     from reasonlens.studies.preferences.curve import CURVE_FILE
     from reasonlens.studies.preferences.curve_callback import ValidationCurve
@@ -185,18 +174,10 @@ READOUT_DTYPE = "float32"
 
 
 def _load(settings: Settings, which: str, upstream: dict):
-    from reasonlens.models import load_model
-
     if which == "base":
-        model = load_model(settings.model, device=settings.device, dtype=READOUT_DTYPE)
-        model.name = f"{Path(settings.model).name} (untrained)"
-    else:
-        stage = "instil" if which == "instilled" else "introspect"
-        model = load_model(
-            str(upstream[stage]["directory"]), device=settings.device, dtype=READOUT_DTYPE
-        )
-        model.name = f"{Path(settings.model).name} ({which})"
-    return model
+        return load_role(BASE, settings, upstream, "untrained", dtype=READOUT_DTYPE)
+    stage = "instil" if which == "instilled" else "introspect"
+    return load_role(stage, settings, upstream, which, dtype=READOUT_DTYPE)
 
 
 # decisions --------------------------------------------------------------------------------
