@@ -22,7 +22,8 @@ from typing import Any
 
 from reasonlens.runs import Stage, read_state, write_json
 from reasonlens.studies.backtracking.presets import BacktrackingPreset, probed_layers
-from reasonlens.studies.base import Settings, trained
+from reasonlens.studies.base import Settings
+from reasonlens.studies.kit import BASE, base_inputs, load_role, train_stage, weights_of
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ def chosen_layers(settings: Settings) -> list[int] | None:
 
 
 def stages(p: BacktrackingPreset, settings: Settings) -> list[Stage]:
-    base = {"model_weights": settings.model_weights} if settings.model_weights else {}
+    base = base_inputs(settings)
+    finetuned = weights_of(finetuned_weights="train")
     model = {"model": settings.model, **base}
     layers = chosen_layers(settings)
     probes = {
@@ -94,13 +96,14 @@ def stages(p: BacktrackingPreset, settings: Settings) -> list[Stage]:
     }
     return [
         Stage("data", design, _data_stage(p, settings), _data),
-        Stage(
+        train_stage(
             "train",
+            p.train,
+            settings,
+            lambda upstream: [upstream["data"]["train_file"]],
             {**model, "seed": settings.seed, "train": p.to_dict()["train"]},
-            _train_stage(p, settings),
-            trained,
         ),
-        Stage("sample", sampling, _sample_stage(p, settings), _samples, depends=_finetuned),
+        Stage("sample", sampling, _sample_stage(p, settings), _samples, depends=finetuned),
         Stage(
             "chains",
             {"label": DEFAULT_LABEL, "min_tokens": max(abs(k) for k in p.lags)},
@@ -112,14 +115,14 @@ def stages(p: BacktrackingPreset, settings: Settings) -> list[Stage]:
             {**base, "batch_size": p.capture_batch, "layers": layers},
             _capture_stage(p, settings, ("finetuned", "base")),
             _stores,
-            depends=_finetuned,
+            depends=finetuned,
         ),
         Stage(
             "analysis",
             {**probes, **base},
             _analysis_stage(p, settings),
             _analysis,
-            depends=_finetuned,
+            depends=finetuned,
         ),
     ]
 
@@ -149,10 +152,6 @@ def text_option(settings: Settings, name: str, default: str) -> str:
     if not str(value).strip():
         raise UserError(f"--{name} is empty: give a value, or leave --{name} out for {default!r}")
     return str(value)
-
-
-def _finetuned(upstream: dict) -> dict[str, str]:
-    return {"finetuned_weights": upstream["train"]["model_weights"]}
 
 
 # data and training ---------------------------------------------------------------------
@@ -201,28 +200,15 @@ def _data(directory: Path) -> dict[str, Any]:
     }
 
 
-def _train_stage(p: BacktrackingPreset, settings: Settings):
-    def run(directory: Path, upstream: dict) -> None:
-        from reasonlens.train import train
-
-        config = p.train.config(
-            settings.model, [upstream["data"]["train_file"]], settings.seed, settings.device
-        )
-        train(config, directory, progress=settings.progress)
-
-    return run
-
-
 # chains ----------------------------------------------------------------------------------
 
 
 def _sample_stage(p: BacktrackingPreset, settings: Settings):
     def run(directory: Path, upstream: dict) -> None:
-        from reasonlens.models import load_model
         from reasonlens.studies.backtracking.chains import SAMPLES, sample_chains
         from reasonlens.tasks.backtracking import write_records
 
-        model = load_model(str(upstream["train"]["directory"]), device=settings.device)
+        model = load_role("train", settings, upstream)
         samples = sample_chains(
             model,
             upstream["data"]["test"],
@@ -305,20 +291,19 @@ def _sites(p: BacktrackingPreset, n_layers: int, settings: Settings) -> tuple[li
     return layers, [f"layers.{layer}.resid_post" for layer in layers]
 
 
-def _source(settings: Settings, which: str, upstream: dict) -> str:
-    return str(upstream["train"]["directory"]) if which == "finetuned" else settings.model
+#: the stores' names and the roles of the models they capture
+_ROLES = {"finetuned": "train", "base": BASE, "model": BASE}
 
 
 def _capture_stage(p: BacktrackingPreset, settings: Settings, which: tuple[str, ...]):
     def run(directory: Path, upstream: dict) -> None:
-        from reasonlens.models import load_model
         from reasonlens.trace import TraceInput, capture
 
         rows = upstream["chains"]["rows"]
         inputs = [TraceInput(input_ids=tuple(r.input_ids)) for r in rows]
         directory.mkdir(parents=True, exist_ok=True)
         for name in which:
-            model = load_model(_source(settings, name, upstream), device=settings.device)
+            model = load_role(_ROLES[name], settings, upstream)
             layers, sites = _sites(p, model.n_layers, settings)
             capture(
                 model,
@@ -351,7 +336,6 @@ def _stores(directory: Path) -> dict[str, Any]:
 def _analysis_stage(p: BacktrackingPreset, settings: Settings):
     def run(directory: Path, upstream: dict) -> None:
         from reasonlens.analyses.lag_probes import LagProbeConfig
-        from reasonlens.models import load_model
         from reasonlens.studies.backtracking.analysis import analyse_chains
 
         acts = upstream["activations"]
@@ -360,9 +344,7 @@ def _analysis_stage(p: BacktrackingPreset, settings: Settings):
         named = {"probes": stores[main]}
         if "base" in stores:
             named["untrained"] = stores["base"]
-        model = load_model(
-            settings.model if main == "model" else str(upstream["train"]["directory"]), device="cpu"
-        )
+        model = load_role(BASE if main == "model" else "train", settings, upstream, device="cpu")
         embedding = model.hf.get_input_embeddings().weight.detach().float().clone()
         config = LagProbeConfig(
             lags=p.lags, bootstrap=p.bootstrap, seed=settings.seed, device=settings.device
