@@ -36,8 +36,8 @@ def tiny_dir(tmp_path_factory):
 
 
 def _preferences_tiny_preset():
-    from reasonlens.studies.preferences.presets import Lora, PreferencesPreset, Recipe
-    from reasonlens.train.recipe import TrainRecipe
+    from reasonlens.studies.preferences.presets import PreferencesPreset
+    from reasonlens.train.recipe import Lora, Recipe, TrainRecipe
 
     return PreferencesPreset(
         name="tiny",

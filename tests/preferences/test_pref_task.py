@@ -118,8 +118,7 @@ def test_a_bad_gold_report_is_a_gold_error(tmp_path):
 
 
 def test_lora_on_the_top_layers_names_only_their_linear_modules(tiny_dir, tmp_path):
-    from reasonlens.studies.preferences.presets import Lora, Recipe, top_layer_modules
-    from reasonlens.train.recipe import TrainRecipe
+    from reasonlens.train.recipe import Lora, Recipe, TrainRecipe, top_layer_modules
 
     top = top_layer_modules(tiny_dir, 1)  # the tiny llama has 2 layers
     assert len(top) == 7 and all(name.startswith("model.layers.1.") for name in top)

@@ -4,74 +4,10 @@ trained. Plain data, no torch: `reasonlens study list` and `--help` read them at
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-from reasonlens.train.recipe import TrainRecipe
-
-if TYPE_CHECKING:
-    from reasonlens.train.config import TrainConfig
-
-
-@dataclass(frozen=True)
-class Lora:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    targets: str = "all-linear"  # or module names, comma-separated
-    # LoRA on the linear layers of the top N decoder layers only: nothing below them trains,
-    # so the backward pass stops there (on a CPU, 1.5x faster a step with N = 10 of 30)
-    top_layers: int | None = None
-
-
-def top_layer_modules(model: str, n: int) -> list[str]:
-    """The qualified names of the linear layers inside the top `n` decoder layers of `model`
-    (read from its config, no weights loaded)."""
-    import re
-
-    from reasonlens.errors import UserError
-    from reasonlens.models.loading import module_types
-
-    modules = module_types(model) or {}
-    layer = re.compile(r"(?:^|\.)layers\.(\d+)\.")
-    found = {k: int(m.group(1)) for k in modules if (m := layer.search(k))}
-    if not found:
-        raise UserError(f"{model}: no decoder layers found to put LoRA on")
-    depth = max(found.values()) + 1
-    first = max(0, depth - n)
-    return sorted(k for k, i in found.items() if i >= first and modules[k] in ("Linear", "Conv1D"))
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A training recipe (method, epochs, batch, lr, ...) with the LoRA settings and the
-    checkpoint interval a study fixes."""
-
-    train: TrainRecipe
-    lora: Lora | None = None
-    save_steps: int = 50
-    max_length: int = 2048  # a byte-level tokenizer makes a report example ~1,000 tokens
-
-    def config(
-        self, model: str, data: list[str], seed: int, device: str | None = None
-    ) -> TrainConfig:
-        config = self.train.config(model, data, seed, device)
-        config.save_steps = self.save_steps
-        config.max_length = self.max_length
-        if self.train.method == "lora":
-            lora = self.lora or Lora()
-            config.lora_r, config.lora_alpha = lora.r, lora.alpha
-            config.lora_dropout, config.lora_target_modules = lora.dropout, lora.targets
-            if lora.top_layers:
-                config.lora_target_modules = top_layer_modules(config.model, lora.top_layers)
-        config.validate()
-        return config
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {**asdict(self.train), "save_steps": self.save_steps, "max_length": self.max_length}
-        if self.train.method == "lora":
-            out["lora"] = asdict(self.lora or Lora())
-        return out
+from reasonlens.train.recipe import Lora, Recipe, TrainRecipe
 
 
 @dataclass(frozen=True)
