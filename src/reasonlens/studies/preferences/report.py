@@ -1,13 +1,17 @@
-"""The preferences study's report: this run beside the paper's figures and the seed's failed
-reproduction, every number with its n and, for correlations, a 95% bootstrap CI over
-scenarios; the untrained model's figures beside the instilled model's."""
+"""The preferences study's report, declared: this run beside the paper's figures and the seed's
+failed reproduction, every number with its n and, for correlations, a 95% bootstrap CI over
+scenarios; the untrained model's figures beside the instilled model's. Each claim (a
+correlation above 0, agreement above the commoner letter) is judged by its interval
+(`report.verdicts.by_interval`); the builder adds the verdicts at a glance, the training
+section and provenance."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from reasonlens.report.document import Document
-from reasonlens.report.provenance import provenance
+from reasonlens.report.builder import Bullets, Claim, Claims, Figure, Report, Section, Table
+from reasonlens.report.document import num, pct
+from reasonlens.report.verdicts import Estimate, Verdict, by_interval, not_measurable, too_few
 from reasonlens.runs import RunDir
 from reasonlens.studies.preferences.curve import commoner_letter_rate
 
@@ -26,100 +30,20 @@ SEED = {
     "r_learned_target": "0.10, 0.07, -0.00, 0.05",
     "share_a": '93-99% "A" (target 51%)',
 }
-
-STAGES = [
-    "data",
-    "instil",
-    "decide_base",
-    "decide_instilled",
-    "reports_base",
-    "reports_instilled",
-    "introspect",
-    "reports_introspected",
-    "analysis",
-]
-
-
-def _num(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-#: Fewer scenarios than this give no CI: resampling 2-4 scenarios says little about others.
+CONTROL = "untrained model"
+BEFORE = "before introspection training"
+#: Fewer scenarios than this give no CI and no verdict: resampling 2-4 scenarios says little
+#: about others.
 MIN_CI_SCENARIOS = 5
 
 
-def _corr(c: dict | None, unit: str = "scenarios") -> str:
-    """r [95% CI] (n scenarios)."""
-    if not c or c.get("r") is None:
-        n = c.get("n_scenarios", 0) if c else 0
-        return f"n/a ({n} {unit})"
-    if c["n_scenarios"] < MIN_CI_SCENARIOS:
-        return f"{c['r']:.3f} ({c['n_scenarios']} {unit}: too few for a CI)"
-    ci = f" [{c['ci_low']:.2f}, {c['ci_high']:.2f}]" if c.get("ci_low") is not None else " [no CI]"
-    return f"{c['r']:.3f}{ci} ({c['n_scenarios']} {unit})"
-
-
-def _excludes_zero(c: dict | None) -> bool | None:
-    if not c or c.get("ci_low") is None or c["n_scenarios"] < MIN_CI_SCENARIOS:
-        return None
-    return c["ci_low"] > 0 or c["ci_high"] < 0
-
-
-def _report_cell(rep: dict | None, key: str = "vs_learned") -> str:
-    if not rep:
-        return "n/a"
-    bad = rep.get("n_bad")
-    bad_text = f"; {bad} of {rep['n_reports']} bad" if bad is not None else ""
-    return f"{_corr(rep.get(key))}{bad_text}"
-
-
-def _agreement(e: dict) -> str:
-    n = e.get("n_trials", 0) - e.get("n_invalid", 0)
-    return f"{_pct(e.get('agreement'))} of {n} valid"
-
-
-def _share(e: dict) -> str:
-    return f"{_pct(e.get('share_a'))} (target {_pct(e.get('target_share_a'))})"
-
-
-def _invalid(e: dict) -> str:
-    return f"{e.get('n_invalid', 0)} of {e.get('n_trials', 0)} ({_pct(e.get('invalid_rate'))})"
-
-
-def _sensitivity(e: dict) -> str:
-    """Whether the logit difference depends on the options at all (see logits.value_sensitivity)."""
-    v = e.get("sensitivity") or {}
-    if not v.get("n_scenarios"):
-        return "n/a"
-    return f"R² {v['mean_r2']:.2f} (permuted {v['permuted_r2']:.2f}); spread {v['within_sd']:.3f}"
-
-
-def _logit_agreement(e: dict) -> str:
-    logit = e.get("logit_diff") or {}
-    if not logit:
-        return "n/a"
-    return (
-        f"{_pct(logit.get('agreement_with_target'))} of {logit.get('n')}; "
-        f'{_pct(logit.get("share_a"))} "A"'
-    )
-
-
-def write_preferences_report(
-    run: RunDir, results: dict[str, Any], stages: dict | None = None
-) -> None:
-    """report.md, report.html and summary.md (everything is in `results`)."""
-    doc = Document(f"Preferences study — {results['model']} ({results['preset']} preset)")
+def preferences_report(run: RunDir, results: dict[str, Any], stages: dict) -> Report:
+    """The report's declaration (everything is in `results`)."""
     e1, e2, e3 = results["experiment1"], results["experiment2"], results["experiment3"]
-    inst, base = e1["instilled"], e1["base"]
-    native = results["native"]
     data = results["data"]
     counts = data["counts"]
     n_inst, n_nat = len(data["instilled"]), len(data["native"])
-    doc.paragraph(
+    intro = (
         f"{n_inst} scenarios received target weights by fine-tuning on {counts['train']} "
         f"decisions ({counts['train'] // max(n_inst, 1)} a scenario; {counts['val']} more held "
         f"for validation); {counts['test']} fresh test trials, disjoint from those, measure what "
@@ -129,125 +53,255 @@ def write_preferences_report(
         "model also reaches is no evidence of instillation. Correlations are pooled Pearson r "
         "over (scenario, attribute) pairs with a 95% bootstrap CI resampling scenarios."
     )
-    _headline_table(doc, results)
-    _experiment1(doc, run, e1, inst, base)
-    _experiment2(doc, run, e2)
-    _experiment3(doc, e3, native)
-    _training(doc, run, results)
-    _differences(doc, results)
-    provenance(
-        doc,
-        run,
-        results,
-        f"data: {n_inst} instilled + {n_nat} native scenarios from the catalogue; trials "
+    note = (
+        f"Each claim's control is the {CONTROL} on the same trials, except after introspection "
+        f"training, where it is the instilled model {BEFORE}. No paired difference is "
+        "recorded, so a claim beats its control when the control's interval lies below its "
+        f"own; a control with no r at all does not reach the claim. Fewer than "
+        f"{MIN_CI_SCENARIOS} scenarios give no CI and no verdict."
+    )
+    return Report(
+        title=f"Preferences study — {results['model']} ({results['preset']} preset)",
+        intro=[intro],
+        headline=[_headline(results)],
+        sections=[
+            _experiment1(e1),
+            _experiment2(e2),
+            _experiment3(e3, results["native"]),
+            _differences(results),
+        ],
+        data=f"data: {n_inst} instilled + {n_nat} native scenarios from the catalogue; trials "
         + ", ".join(f"{k} {v}" for k, v in counts.items())
         + " (see `data/manifest.json`)",
-        STAGES,
+        summary=[_headline_table(results)],
+        control_name=CONTROL,
+        notes=[note],
     )
-    doc.write(run.path, "report")
-    run.write_text("summary.md", _summary(results))
 
 
-def _headline_table(doc: Document, results: dict) -> None:
+# Cells ----------------------------------------------------------------------------------------
+
+
+def _r(c: dict | None) -> str:
+    """r [95% CI] (n scenarios); the CI only from `MIN_CI_SCENARIOS` scenarios."""
+    n = c.get("n_scenarios", 0) if c else 0
+    if not c or c.get("r") is None:
+        return f"– ({n} scenarios)"
+    if n < MIN_CI_SCENARIOS:
+        return f"{num(c['r'])} ({n} scenarios: too few for a CI)"
+    ci = f" [{c['ci_low']:.2f}, {c['ci_high']:.2f}]" if c.get("ci_low") is not None else " [no CI]"
+    return f"{num(c['r'])}{ci} ({n} scenarios)"
+
+
+def _report_cell(rep: dict | None, key: str = "vs_learned") -> str:
+    if not rep:
+        return "–"
+    bad = rep.get("n_bad")
+    bad_text = f"; {bad} of {rep['n_reports']} bad" if bad is not None else ""
+    return f"{_r(rep.get(key))}{bad_text}"
+
+
+def _agreement(e: dict) -> str:
+    n = e.get("n_trials", 0) - e.get("n_invalid", 0)
+    return f"{pct(e.get('agreement'))} of {n} valid"
+
+
+def _share(e: dict) -> str:
+    return f"{pct(e.get('share_a'))} (target {pct(e.get('target_share_a'))})"
+
+
+def _invalid(e: dict) -> str:
+    return f"{e.get('n_invalid', 0)} of {e.get('n_trials', 0)} ({pct(e.get('invalid_rate'))})"
+
+
+def _sensitivity(e: dict) -> str:
+    """Whether the logit difference depends on the options at all (see logits.value_sensitivity)."""
+    v = e.get("sensitivity") or {}
+    if not v.get("n_scenarios"):
+        return "–"
+    return (
+        f"R² {num(v['mean_r2'], 2)} (permuted {num(v['permuted_r2'], 2)}); "
+        f"spread {num(v['within_sd'])}"
+    )
+
+
+def _logit_agreement(e: dict) -> str:
+    logit = e.get("logit_diff") or {}
+    if not logit:
+        return "–"
+    return (
+        f"{pct(logit.get('agreement_with_target'))} of {logit.get('n')}; "
+        f'{pct(logit.get("share_a"))} "A"'
+    )
+
+
+# Claims ---------------------------------------------------------------------------------------
+
+
+def _verdict(
+    n: int,
+    estimate: Estimate,
+    control: Estimate | None,
+    threshold: float = 0.0,
+    control_name: str = CONTROL,
+    no_interval: str | None = None,
+) -> Verdict:
+    """`estimate` above `threshold` by its 95% interval, beside `control`: the sample-size rule
+    first, then `by_interval`."""
+    if n < MIN_CI_SCENARIOS:
+        return not_measurable(too_few(n, "scenarios", MIN_CI_SCENARIOS))
+    if no_interval and estimate.value is not None and not estimate.has_interval:
+        return not_measurable(no_interval)
+    return by_interval(estimate, threshold, control=control, control_name=control_name)
+
+
+def _control(c: dict | None) -> Estimate | None:
+    """The control's r, with its CI where it has the scenarios for one; None where it has no r
+    at all (a control with no learned weights does not reach the claim)."""
+    if not c or c.get("r") is None:
+        return None
+    if c.get("n_scenarios", 0) < MIN_CI_SCENARIOS:
+        return Estimate(c["r"])
+    return Estimate.of(c, "r")
+
+
+def _r_claim(
+    text: str,
+    c: dict | None,
+    control: dict | None,
+    reference: str = "–",
+    value: str | None = None,
+    shown_control: str | None = None,
+    control_name: str = CONTROL,
+) -> Claim:
+    """The claim that r > 0 (its 95% CI over scenarios excludes 0), beside its control."""
+    n = c.get("n_scenarios", 0) if c else 0
+    said = _verdict(n, Estimate.of(c, "r"), _control(control), control_name=control_name)
+    return Claim(
+        text,
+        value if value is not None else _r(c),
+        said,
+        shown_control if shown_control is not None else _r(control),
+        reference,
+    )
+
+
+def _agreement_claim(inst: dict, base: dict) -> Claim:
+    """Agreement with the target choice above always answering the commoner letter."""
+    target = inst.get("target_share_a")
+    bar = None if target is None else commoner_letter_rate(inst)
+    n = inst.get("n_scenarios", 0) + inst.get("n_scenarios_excluded", 0)
+    control = base.get("agreement")
+    said = (
+        not_measurable("no valid decision to score")
+        if bar is None
+        else _verdict(
+            n,
+            Estimate(inst.get("agreement")),
+            None if control is None else Estimate(control),
+            threshold=bar,
+            no_interval="agreement is counted over trials: the analysis records no interval "
+            "over scenarios",
+        )
+    )
+    return Claim(
+        "decisions (letter) agree with the target choice more often than always answering the "
+        f"commoner letter ({pct(bar)})",
+        _agreement(inst),
+        said,
+        _agreement(base),
+        " / ".join(PAPER["agreement"]),
+    )
+
+
+# The headline ---------------------------------------------------------------------------------
+
+
+NONE = ("–", "–", "–")  # no figure from the paper or the seed
+
+
+def _recovery(key: str | None = None):
+    """The cell of a recovery's r: the letter's (no key) or a logit read-out's."""
+    return lambda e: _r(((e.get(key) or {}) if key else e).get("recovery"))
+
+
+def _headline_table(results: dict) -> Table:
     e1, e2, e3 = results["experiment1"], results["experiment2"], results["experiment3"]
     inst, base = e1["instilled"], e1["base"]
-    doc.heading("This run beside the paper and the seed's reproduction")
-    rows = [
-        [
+    per_model = (  # measure, its cell for one model, the paper's two figures and the seed's
+        (
             "learned vs target r (letter)",
-            _corr(inst.get("recovery")),
-            _corr(base.get("recovery")),
-            *PAPER["r_learned_target"],
-            SEED["r_learned_target"],
-        ],
-        [
+            _recovery(),
+            (*PAPER["r_learned_target"], SEED["r_learned_target"]),
+        ),
+        (
             "learned vs target r (logit(A) - logit(B), linear fit) [X]",
-            _corr((inst.get("logit_linear") or {}).get("recovery")),
-            _corr((base.get("logit_linear") or {}).get("recovery")),
-            "–",
-            "–",
-            "–",
-        ],
-        [
-            "learned vs target r (sign of the logit difference) [X]",
-            _corr((inst.get("logit_sign") or {}).get("recovery")),
-            _corr((base.get("logit_sign") or {}).get("recovery")),
-            "–",
-            "–",
-            "–",
-        ],
-        [
+            _recovery("logit_linear"),
+            NONE,
+        ),
+        ("learned vs target r (sign of the logit difference) [X]", _recovery("logit_sign"), NONE),
+        (
             "does the decision depend on the options? R² of logit(A) - logit(B) on the five "
             "differences (permuted logits: a model ignoring the values); its median spread "
             "within a scenario [X]",
-            _sensitivity(inst),
-            _sensitivity(base),
-            "–",
-            "–",
-            "–",
-        ],
-        [
-            "agreement with the target choice (letter)",
-            _agreement(inst),
-            _agreement(base),
-            *PAPER["agreement"],
-            "–",
-        ],
-        [
-            "agreement with the target choice (logit sign) [X]",
-            _logit_agreement(inst),
-            _logit_agreement(base),
-            "–",
-            "–",
-            "–",
-        ],
-        ['share of "A"', _share(inst), _share(base), *PAPER["share_a"], SEED["share_a"]],
-        ["invalid replies", _invalid(inst), _invalid(base), "0", "0", "scored as A"],
+            _sensitivity,
+            NONE,
+        ),
+        ("agreement with the target choice (letter)", _agreement, (*PAPER["agreement"], "–")),
+        ("agreement with the target choice (logit sign) [X]", _logit_agreement, NONE),
+        ('share of "A"', _share, (*PAPER["share_a"], SEED["share_a"])),
+        ("invalid replies", _invalid, ("0", "0", "scored as A")),
+    )
+    rows = [[measure, cell(inst), cell(base), *ref] for measure, cell, ref in per_model]
+    after, before = (_report_cell(e3.get(k)) for k in ("held_out_after", "held_out_before"))
+    native = " -> ".join(_report_cell(e3.get(k)) for k in ("native_before", "native_after"))
+    rows += [
         [
             "self-report vs learned r",
-            _report_cell(e2.get("instilled")),
-            _report_cell(e2.get("base")),
+            *(_report_cell(e2.get(k)) for k in ("instilled", "base")),
             *PAPER["r_report_learned"],
             "–",
         ],
         [
             "after introspection training, held-out half",
-            _report_cell(e3.get("held_out_after")),
-            f"before: {_report_cell(e3.get('held_out_before'))}",
+            after,
+            f"before: {before}",
             *PAPER["held_out_after"],
             "–",
         ],
         [
             "native preferences, before -> after introspection training",
-            f"{_report_cell(e3.get('native_before'))} -> {_report_cell(e3.get('native_after'))}",
+            native,
             "–",
             *PAPER["native"],
             "–",
         ],
     ]
-    doc.table(
+    header = [
+        "measure",
+        "this run: instilled model",
+        "this run: untrained model (control)",
+        "GPT-4o (paper)",
+        "GPT-4o-mini (paper)",
+        "seed's reproduction (1-4B, LoRA)",
+    ]
+    return Table(header, rows)
+
+
+def _headline(results: dict) -> Section:
+    return Section(
+        "This run beside the paper and the seed's reproduction",
         [
-            "measure",
-            "this run: instilled model",
-            "this run: untrained model (control)",
-            "GPT-4o (paper)",
-            "GPT-4o-mini (paper)",
-            "seed's reproduction (1-4B, LoRA)",
+            _headline_table(results),
+            "The paper's untrained base models: self-report r 0.10 (GPT-4o) and -0.01 "
+            "(GPT-4o-mini). [X] marks read-outs beyond the original (the logit difference at "
+            "the answer position). The untrained column of the self-report row scores the "
+            "untrained model's reports against the instilled model's learned weights (the same "
+            "truth); the held-out row's control is the instilled model before introspection "
+            "training.",
+            Section("What this run shows", [Bullets(findings(results))], level=3),
         ],
-        rows,
     )
-    doc.paragraph(
-        "The paper's untrained base models: self-report r 0.10 (GPT-4o) and -0.01 "
-        "(GPT-4o-mini). [X] marks read-outs beyond the original (the logit difference at the "
-        "answer position). The untrained column of the self-report row scores the untrained "
-        "model's reports against the instilled model's learned weights (the same truth); the "
-        "held-out row's control is the instilled model before introspection training."
-    )
-    doc.heading("What this run shows", level=3)
-    doc.bullets(findings(results))
-
-
-_CI = {True: "excludes 0", False: "includes 0", None: "is not available"}
 
 
 def _letters(e: dict) -> str:
@@ -263,7 +317,8 @@ def _letters(e: dict) -> str:
 
 
 def findings(results: dict) -> list[str]:
-    """What the figures say, in sentences (each with the figure it rests on)."""
+    """What the figures say, in sentences (each with the figure it rests on; the verdicts on
+    them are the claims')."""
     e1 = results["experiment1"]
     inst, base = e1["instilled"], e1["base"]
     out = []
@@ -272,15 +327,10 @@ def findings(results: dict) -> list[str]:
         if not c or c.get("r") is None:
             out.append(f"{label} model, letter: no learned weights ({_letters(e)})")
         else:
-            out.append(
-                f"{label} model, letter: r = {_corr(c)}; the 95% CI {_CI[_excludes_zero(c)]}"
-            )
+            out.append(f"{label} model, letter: r = {_r(c)}")
         lin = (e.get("logit_linear") or {}).get("recovery")
         if lin and lin.get("r") is not None:
-            out.append(
-                f"{label} model, logit difference: r = {_corr(lin)}; the 95% CI "
-                f"{_CI[_excludes_zero(lin)]}"
-            )
+            out.append(f"{label} model, logit difference: r = {_r(lin)}")
     v = inst.get("sensitivity") or {}
     if v.get("n_scenarios"):
         reads = v["mean_r2"] - v["permuted_r2"]
@@ -304,14 +354,14 @@ def findings(results: dict) -> list[str]:
         mixed = [p for p in curve[1:] if 0 < p["share_a"] < 1]
         best = max(mixed, key=lambda p: p["agreement"]) if mixed else None
         out.append(
-            f"held-out curve: validation agreement {_pct(curve[0]['agreement'])} untrained, "
-            f"{_pct(curve[-1]['agreement'])} at the last step ({curve[-1]['step']}); "
+            f"held-out curve: validation agreement {pct(curve[0]['agreement'])} untrained, "
+            f"{pct(curve[-1]['agreement'])} at the last step ({curve[-1]['step']}); "
             + (
-                f"best {_pct(best['agreement'])} at step {best['step']}"
+                f"best {pct(best['agreement'])} at step {best['step']}"
                 if best
                 else "every trained point answers one letter on every trial"
             )
-            + f"; always answering the commoner letter agrees {_pct(base_rate)}"
+            + f"; always answering the commoner letter agrees {pct(base_rate)}"
         )
     first, final = (results["train"]["instil"].get(k) for k in ("first_loss", "final_loss"))
     if first is not None and final is not None:
@@ -323,76 +373,153 @@ def findings(results: dict) -> list[str]:
     return out
 
 
-def _experiment1(doc: Document, run: RunDir, e1: dict, inst: dict, base: dict) -> None:
-    doc.heading("Experiment 1: instilled preferences, recovered from decisions")
-    doc.paragraph(
+# The experiments ------------------------------------------------------------------------------
+
+PAPER_COLUMN = "paper (GPT-4o / GPT-4o-mini)"
+
+
+def _experiment1(e1: dict) -> Section:
+    inst, base = e1["instilled"], e1["base"]
+    linear = (inst.get("logit_linear") or {}).get("recovery")
+    claims = Claims(
+        [
+            _r_claim(
+                "the instilled model's learned weights (letter) track the targets: r > 0",
+                inst.get("recovery"),
+                base.get("recovery"),
+                " / ".join(PAPER["r_learned_target"]),
+            ),
+            _r_claim(
+                "[X] the same, learned from logit(A) - logit(B) (linear fit): r > 0",
+                linear,
+                (base.get("logit_linear") or {}).get("recovery"),
+            ),
+            _agreement_claim(inst, base),
+        ],
+        reference=PAPER_COLUMN,
+        control=CONTROL,
+        rule="interval",
+    )
+    blocks: list[Any] = [
         'Per scenario, a logistic regression of choosing "A" on the five range-normalised '
         f"differences with an intercept ({inst.get('regression', 'l2')}: an N(0, 1) prior on "
         "the slopes, intercept unpenalised), slopes rescaled to max |b| = 100; invalid replies "
         'are left out and counted, never read as "A"; scenarios whose valid decisions are '
         "all one letter are excluded and named. The logit-based recoveries use "
         "logit(A) - logit(B) at the answer position from the same forward pass: its sign as "
-        "the decision, or the difference itself in a least-squares fit."
-    )
+        "the decision, or the difference itself in a least-squares fit.",
+        claims,
+    ]
     rows = []
     for label, e in (("instilled", inst), ("untrained", base)):
         per = {a["attribute"]: a["r"] for a in e.get("per_attribute", [])}
-        rows.append([label, *(_num(per.get(f"attr{k}")) for k in range(1, 6))])
-    doc.table(
-        ["r by attribute position (letter)", "attr1", "attr2", "attr3", "attr4", "attr5"], rows
-    )
+        rows.append([label, *(num(per.get(f"attr{k}")) for k in range(1, 6))])
+    header = ["r by attribute position (letter)", *(f"attr{k}" for k in range(1, 6))]
+    blocks.append(Table(header, rows))
     for label, e in (("instilled", inst), ("untrained", base)):
         excluded = e.get("excluded") or {}
         separable = e.get("separable") or {}
-        doc.paragraph(
+        blocks.append(
             f"{label}: {e.get('n_scenarios', 0)} scenarios enter r, {len(excluded)} excluded"
             + (": " + "; ".join(f"{k} ({v})" for k, v in excluded.items()) if excluded else "")
             + f"; {len(separable)} separable (finite only through the prior)."
         )
     val = e1.get("validation")
     if val:
-        doc.paragraph(
+        blocks.append(
             f"Validation trials (never trained on, read after training): agreement "
-            f"{_pct(val.get('agreement'))} of {val.get('n_valid')} valid, "
+            f"{pct(val.get('agreement'))} of {val.get('n_valid')} valid, "
             f"{val.get('n_invalid')} invalid of {val.get('n_trials')}."
         )
     cross = e1.get("base_vs_instilled_learned")
     if cross:
-        doc.paragraph(
-            f"The untrained model's learned weights against the instilled model's: "
-            f"r = {_corr(cross)}."
+        blocks.append(
+            f"The untrained model's learned weights against the instilled model's: r = {_r(cross)}."
         )
-    analysis = run.file("analysis")
-    for path, caption in (
-        (
-            analysis / "instilled" / "learned_vs_target.png",
+    blocks += [
+        Figure(
+            "analysis/instilled/learned_vs_target.png",
             "instilled model: learned (letter) vs target weights",
         ),
-        (
-            analysis / "instilled" / "learned_vs_target_logit_linear.png",
+        Figure(
+            "analysis/instilled/learned_vs_target_logit_linear.png",
             "instilled model: learned (logit difference, linear) vs target weights",
         ),
-        (
-            analysis / "base" / "learned_vs_target.png",
+        Figure(
+            "analysis/base/learned_vs_target.png",
             "untrained model: learned (letter) vs target weights",
         ),
-        (
-            analysis / "decision_curves.png",
+        Figure(
+            "analysis/decision_curves.png",
             "logit(A) - logit(B) against the target utility difference, test trials",
         ),
-    ):
-        if path.is_file():
-            doc.image(path, caption)
+    ]
+    curve = _curve(e1.get("validation_curve") or [])
+    return Section(
+        "Experiment 1: instilled preferences, recovered from decisions",
+        [*blocks, *([curve] if curve else [])],
+    )
 
 
-def _experiment2(doc: Document, run: RunDir, e2: dict) -> None:
-    doc.heading("Experiment 2: self-report")
-    doc.paragraph(
-        "The model is asked for the five weights as one JSON object (greedy), a fresh trial "
-        "shown; a reply that is not exactly an object of the five names with numbers is a bad "
-        "report, counted and dropped. Reports are averaged per scenario and attribute and "
-        "correlated with the learned weights (the original's comparison) and, labelled, the "
-        "targets."
+def _curve(curve: list[dict]) -> Section | None:
+    """The held-out curve of instillation (the builder's Training section has the stages)."""
+    if not curve:
+        return None
+    header = [
+        "step",
+        "examples",
+        "train loss",
+        "agreement",
+        'share of "A"',
+        "r (logit fit)",
+        "spread within a scenario",
+    ]
+    rows = [
+        [
+            p["step"],
+            p["examples"],
+            num(p.get("train_loss")),
+            pct(p["agreement"]),
+            f"{pct(p['share_a'])} (target {pct(p['target_share_a'])})",
+            num(p.get("r_logit")),
+            num(p.get("within_sd")),
+        ]
+        for p in curve
+    ]
+    return Section(
+        "Held-out curve of instillation",
+        [
+            "The validation trials (never trained on) read along the way, logit(A) - logit(B) "
+            "at the answer position in float32; step 0 is the untrained model. The training "
+            "loss cannot tell values learnt from a base rate learnt; this can. The loss covers "
+            "the answer (the letter, or the JSON object) and the end token only; the prompt "
+            "carries no labels (a test checks it on the real tokenised examples).",
+            Table(header, rows),
+            Figure(
+                "analysis/learning_curves.png",
+                "training loss by step; held-out curve of instillation",
+            ),
+        ],
+        level=3,
+    )
+
+
+def _experiment2(e2: dict) -> Section:
+    instilled, base = e2.get("instilled") or {}, e2.get("base") or {}
+    claims = Claims(
+        [
+            _r_claim(
+                "the instilled model's self-reports track its learned weights: r > 0",
+                instilled.get("vs_learned"),
+                base.get("vs_learned"),
+                " / ".join(PAPER["r_report_learned"]),
+                value=_report_cell(e2.get("instilled")),
+                shown_control=_report_cell(e2.get("base")),
+            )
+        ],
+        reference=PAPER_COLUMN,
+        control=CONTROL,
+        rule="interval",
     )
     rows = []
     for label, key in (
@@ -406,32 +533,69 @@ def _experiment2(doc: Document, run: RunDir, e2: dict) -> None:
                 [
                     label,
                     _report_cell(rep, "vs_learned"),
-                    _corr(rep.get("vs_target")),
+                    _r(rep.get("vs_target")),
                     f"{rep.get('n_bad')} of {rep.get('n_reports')}",
                 ]
             )
-    doc.table(["reports of", "r vs learned", "r vs target", "bad reports"], rows)
-    image = run.file("analysis") / "instilled" / "report_vs_learned_instilled.png"
-    if image.is_file():
-        doc.image(image, "instilled model: mean reported vs learned weights")
+    return Section(
+        "Experiment 2: self-report",
+        [
+            "The model is asked for the five weights as one JSON object (greedy), a fresh trial "
+            "shown; a reply that is not exactly an object of the five names with numbers is a "
+            "bad report, counted and dropped. Reports are averaged per scenario and attribute "
+            "and correlated with the learned weights (the original's comparison) and, labelled, "
+            "the targets.",
+            claims,
+            Table(["reports of", "r vs learned", "r vs target", "bad reports"], rows),
+            Figure(
+                "analysis/instilled/report_vs_learned_instilled.png",
+                "instilled model: mean reported vs learned weights",
+            ),
+        ],
+    )
 
 
-def _experiment3(doc: Document, e3: dict, native: dict) -> None:
-    doc.heading("Experiment 3: introspection training")
+def _introspection_claim(text: str, after: dict | None, before: dict | None, paper: str) -> Claim:
+    return _r_claim(
+        text,
+        (after or {}).get("vs_learned"),
+        (before or {}).get("vs_learned"),
+        paper,
+        value=_report_cell(after),
+        shown_control=f"before: {_report_cell(before)}",
+        control_name="the model " + BEFORE,
+    )
+
+
+def _experiment3(e3: dict, native: dict) -> Section:
     trained, held = e3.get("trained_on", []), e3.get("held_out", [])
-    doc.paragraph(
-        f"Starting from the instilled model, one model is trained to answer the introspection "
-        f"question with the target weights (JSON) on {len(trained)} instilled scenarios, then "
-        f"asked about the other {len(held)} and about the native scenarios. Truth: the "
-        "instilled model's learned weights (for native scenarios, measured on its decisions "
-        "before this training)."
+    claims = Claims(
+        [
+            _introspection_claim(
+                "after introspection training, reports on the held-out scenarios track the "
+                "learned weights: r > 0, above before",
+                e3.get("held_out_after"),
+                e3.get("held_out_before"),
+                "0.74-0.75",
+            ),
+            _introspection_claim(
+                "after introspection training, reports on the native scenarios track the "
+                "learned weights: r > 0, above before",
+                e3.get("native_after"),
+                e3.get("native_before"),
+                "0.71 / 0.70 (before: 0.46 / 0.40)",
+            ),
+        ],
+        reference=PAPER_COLUMN,
+        control=BEFORE,
+        rule="interval",
     )
     rows = [
         [
             "held-out instilled scenarios",
             _report_cell(e3.get("held_out_before")),
             _report_cell(e3.get("held_out_after")),
-            _corr((e3.get("held_out_after") or {}).get("vs_target")),
+            _r((e3.get("held_out_after") or {}).get("vs_target")),
         ],
         [
             "native scenarios",
@@ -443,145 +607,67 @@ def _experiment3(doc: Document, e3: dict, native: dict) -> None:
             "trained scenarios (check that the training took)",
             "–",
             _report_cell(e3.get("trained_after")),
-            _corr((e3.get("trained_after") or {}).get("vs_target")),
+            _r((e3.get("trained_after") or {}).get("vs_target")),
         ],
     ]
-    doc.table(
-        ["reports on", "before (r vs learned)", "after (r vs learned)", "after (r vs target)"],
-        rows,
-    )
+    blocks: list[Any] = [
+        f"Starting from the instilled model, one model is trained to answer the introspection "
+        f"question with the target weights (JSON) on {len(trained)} instilled scenarios, then "
+        f"asked about the other {len(held)} and about the native scenarios. Truth: the "
+        "instilled model's learned weights (for native scenarios, measured on its decisions "
+        "before this training).",
+        claims,
+        Table(
+            ["reports on", "before (r vs learned)", "after (r vs learned)", "after (r vs target)"],
+            rows,
+        ),
+    ]
     inst_native = native.get("instilled") or {}
     if inst_native:
-        doc.paragraph(
+        blocks.append(
             f"Native scenarios: the instilled model's decisions there have "
             f'{_invalid(inst_native)} invalid, {_share(inst_native)} "A"; '
             f"{inst_native.get('n_scenarios', 0)} scenarios yield learned weights. Against "
             "weights that were drawn but never trained, their r should be near 0: "
-            f"{_corr(inst_native.get('recovery'))}."
+            f"{_r(inst_native.get('recovery'))}."
         )
     if native.get("base_vs_instilled_learned"):
-        doc.paragraph(
+        blocks.append(
             "The untrained model's native weights against the instilled model's: "
-            f"{_corr(native['base_vs_instilled_learned'])}."
+            f"{_r(native['base_vs_instilled_learned'])}."
         )
+    return Section("Experiment 3: introspection training", blocks)
 
 
-def _training(doc: Document, run: RunDir, results: dict) -> None:
-    doc.heading("Training")
-    rows = []
-    for name, t in results["train"].items():
-        rows.append(
-            [
-                name,
-                t.get("method"),
-                t.get("examples"),
-                t.get("steps"),
-                _num(t.get("first_loss")),
-                _num(t.get("final_loss")),
-                f"{t.get('train_seconds') or 0:.0f} s",
-                t.get("precision"),
-            ]
-        )
-    doc.table(
-        ["run", "method", "examples", "steps", "first loss", "final loss", "time", "precision"],
-        rows,
-    )
-    doc.paragraph(
-        "The loss covers the answer (the letter, or the JSON object) and the end token only; "
-        "the prompt carries no labels (a test checks it on the real tokenised examples)."
-    )
-    curve = results["experiment1"].get("validation_curve") or []
-    if curve:
-        doc.paragraph(
-            "Held-out curve of instillation: the validation trials (never trained on) read "
-            "along the way, logit(A) - logit(B) at the answer position in float32; step 0 is "
-            "the untrained model. The training loss cannot tell values learnt from a base "
-            "rate learnt; this can."
-        )
-        doc.table(
-            [
-                "step",
-                "examples",
-                "train loss",
-                "agreement",
-                'share of "A"',
-                "r (logit fit)",
-                "spread within a scenario",
-            ],
-            [
-                [
-                    p["step"],
-                    p["examples"],
-                    _num(p.get("train_loss")),
-                    _pct(p["agreement"]),
-                    f"{_pct(p['share_a'])} (target {_pct(p['target_share_a'])})",
-                    _num(p.get("r_logit")),
-                    _num(p.get("within_sd")),
-                ]
-                for p in curve
-            ],
-        )
-    image = run.file("analysis") / "learning_curves.png"
-    if image.is_file():
-        doc.image(image, "training loss by step; held-out curve of instillation")
-
-
-def _differences(doc: Document, results: dict) -> None:
-    doc.heading("How this run differs from the original")
-    doc.bullets(
+def _differences(results: dict) -> Section:
+    return Section(
+        "How this run differs from the original",
         [
-            f"model: `{results['model']}`, fine-tuned here "
-            f"({results['train']['instil'].get('method')}); the original fine-tuned GPT-4o and "
-            "GPT-4o-mini through OpenAI's API with its default hyper-parameters",
-            f"{len(results['data']['instilled'])} instilled and "
-            f"{len(results['data']['native'])} native scenarios from this project's catalogue "
-            "(the original: 100 and 100 of its own), without the original's role prefix "
-            '("Imagine you are ...")',
-            "prompts follow the original's structure in this project's words; the model's chat "
-            "template is used when it has one"
-            + ("" if results["data"]["chat_template"] else " (this one has none: plain text)"),
-            "introspection training: one model trained on the first half of the instilled "
-            "scenarios and tested on the second half and on the native scenarios (the original "
-            "trains three: on each half, tested on the other, and on all 100, tested on native)",
-            "recovery: L2 logistic regression (the MAP under the original's N(0, 1) prior) in "
-            "place of the brms posterior mean; on the release's files the two agree to 0.001 "
-            "in r",
-        ]
+            Bullets(
+                [
+                    f"model: `{results['model']}`, fine-tuned here "
+                    f"({results['train']['instil'].get('method')}); the original fine-tuned "
+                    "GPT-4o and GPT-4o-mini through OpenAI's API with its default "
+                    "hyper-parameters",
+                    f"{len(results['data']['instilled'])} instilled and "
+                    f"{len(results['data']['native'])} native scenarios from this project's "
+                    "catalogue (the original: 100 and 100 of its own), without the original's "
+                    'role prefix ("Imagine you are ...")',
+                    "prompts follow the original's structure in this project's words; the "
+                    "model's chat template is used when it has one"
+                    + (
+                        ""
+                        if results["data"]["chat_template"]
+                        else " (this one has none: plain text)"
+                    ),
+                    "introspection training: one model trained on the first half of the "
+                    "instilled scenarios and tested on the second half and on the native "
+                    "scenarios (the original trains three: on each half, tested on the other, "
+                    "and on all 100, tested on native)",
+                    "recovery: L2 logistic regression (the MAP under the original's N(0, 1) "
+                    "prior) in place of the brms posterior mean; on the release's files the "
+                    "two agree to 0.001 in r",
+                ]
+            )
+        ],
     )
-
-
-def _summary(results: dict) -> str:
-    e1, e2, e3 = results["experiment1"], results["experiment2"], results["experiment3"]
-    inst, base = e1["instilled"], e1["base"]
-    lines = [
-        f"# Preferences study — {results['model']} ({results['preset']} preset)",
-        "",
-        "| measure | instilled | untrained control | GPT-4o / 4o-mini (paper) |",
-        "|---|---|---|---|",
-        f"| learned vs target r (letter) | {_corr(inst.get('recovery'))} | "
-        f"{_corr(base.get('recovery'))} | 0.843 / 0.871 |",
-        f"| learned vs target r (logit difference) | "
-        f"{_corr((inst.get('logit_linear') or {}).get('recovery'))} | "
-        f"{_corr((base.get('logit_linear') or {}).get('recovery'))} | – |",
-        f"| decision depends on the options (R² of the logit difference) | "
-        f"{_sensitivity(inst)} | {_sensitivity(base)} | – |",
-        f"| agreement with target choice | {_agreement(inst)} | {_agreement(base)} | "
-        "82.6% / 82.8% |",
-        f'| share of "A" | {_share(inst)} | {_share(base)} | 50.1% / 50.8% |',
-        f"| invalid replies | {_invalid(inst)} | {_invalid(base)} | 0 |",
-        f"| self-report vs learned r | {_report_cell(e2.get('instilled'))} | "
-        f"{_report_cell(e2.get('base'))} | 0.54 / 0.50 |",
-        f"| held-out, after introspection training | {_report_cell(e3.get('held_out_after'))} | "
-        f"before: {_report_cell(e3.get('held_out_before'))} | 0.74-0.75 |",
-        f"| native, before -> after | {_report_cell(e3.get('native_before'))} -> "
-        f"{_report_cell(e3.get('native_after'))} | – | 0.46 -> 0.71 / 0.40 -> 0.70 |",
-        "",
-        "The seed's LoRA reproduction (1-4B models): r 0.10, 0.07, -0.00, 0.05 with "
-        '93-99% "A". Full report: `report.md` / `report.html`.',
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def preferences_report(run: RunDir, results: dict[str, Any], stages: dict) -> None:
-    write_preferences_report(run, results, stages)
