@@ -13,7 +13,7 @@ from tiny_backtracking import LAGS, TINY, annotated, file_run
 from reasonlens.studies import render_report
 from reasonlens.studies.backtracking import presets
 from reasonlens.studies.backtracking.presets import probed_layers
-from reasonlens.studies.backtracking.report import lag_verdicts
+from reasonlens.studies.backtracking.report import lag_verdict, lag_verdicts
 from reasonlens.testing import run_cli
 
 
@@ -192,6 +192,7 @@ def test_a_verdict_needs_every_control_beaten():
         _analysis({"shuffled": [True, True], "embed": [True, True], "bag": [True, False]})
     )
     assert [r["verdict"] for r in rows] == ["beyond the text", "lexical"]
+    assert [lag_verdict(r).word for r in rows] == ["agrees", "holds for the control too"]
     rows = lag_verdicts(
         _analysis({"shuffled": [False, True], "embed": [True, False], "bag": [True, False]})
     )
@@ -200,6 +201,27 @@ def test_a_verdict_needs_every_control_beaten():
         _analysis({"shuffled": [True] * 2, "embed": [True] * 2, "bag": [True] * 2}, n_positive=0)
     )
     assert {r["verdict"] for r in rows} == {"not measurable"}
+    assert {lag_verdict(r).word for r in rows} == {"not measurable"}
+    rows = lag_verdicts(
+        _analysis(
+            {s: [True, True] for s in ("shuffled", "embed", "bag")} | {"untrained": [False] * 2}
+        )
+    )
+    assert {r["verdict"] for r in rows} == {"beyond the text, untrained model too"}
+    assert {lag_verdict(r).word for r in rows} == {"holds for the control too"}
+
+
+def test_no_signal_differs_only_where_the_shuffled_labels_do_as_well():
+    """Not beating the shuffled labels is *unclear* while the paired interval straddles 0 and
+    *differs* once it lies at or below 0; the label stays the study's word."""
+    row = lag_verdicts(
+        _analysis({"shuffled": [False] * 2, "embed": [True] * 2, "bag": [True] * 2})
+    )[0]
+    straddles = lag_verdict(row)
+    assert (straddles.word, straddles.label) == ("unclear", "no signal")
+    assert "shuffled labels (a): 0.000 [-0.100, 0.300]" in straddles.why
+    row["controls"]["shuffled"]["diff"] = [-0.05, 0.0]
+    assert lag_verdict(row).word == "differs"
 
 
 def test_probed_layers_are_evenly_spaced():
