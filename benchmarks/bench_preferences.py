@@ -25,11 +25,11 @@ import time
 
 import torch
 
-from reasonlens.analyses.preferences import pooled_correlation, recover_weights, utility
-from reasonlens.analyses.preferences.logits import recover_from_logits
 from reasonlens.evaluate.choice import read_choices
 from reasonlens.models import load_model
 from reasonlens.studies.preferences.readout import decision_prompts
+from reasonlens.studies.preferences.weights import pooled_correlation, recover_weights, utility
+from reasonlens.studies.preferences.weights.logits import recover_from_logits
 from reasonlens.tasks.preferences import Decision
 from reasonlens.tasks.preferences import trials as T
 from reasonlens.tasks.preferences.catalogue import load_catalogue

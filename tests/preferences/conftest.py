@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reasonlens.analyses.preferences import utility
+from reasonlens.studies.preferences.weights import utility
 from reasonlens.tasks.preferences import (
     Attribute,
     Decision,

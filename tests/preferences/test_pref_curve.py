@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from reasonlens.analyses.preferences.metrics import utility
 from reasonlens.evaluate.choice import choice_tokens
 from reasonlens.models.prompts import tokenize
 from reasonlens.models.tiny import tiny_model
@@ -17,6 +16,7 @@ from reasonlens.studies.preferences.curve_callback import letter_logits
 from reasonlens.studies.preferences.readout import decision_prompts
 from reasonlens.tasks.preferences import trials as T
 from reasonlens.tasks.preferences.catalogue import load_catalogue
+from reasonlens.tasks.preferences.scenarios import utility
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from reasonlens.analyses.preferences import pooled_correlation, utility
-from reasonlens.analyses.preferences.logits import (
+from reasonlens.studies.preferences.weights import pooled_correlation, utility
+from reasonlens.studies.preferences.weights.logits import (
     recover_from_logits,
     recover_from_sign,
     sign_decisions,

@@ -23,7 +23,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from reasonlens.analyses.preferences import (
+from reasonlens.studies.preferences.weights import (
     analyse_preferences,
     load_inputs,
     pooled_correlation,

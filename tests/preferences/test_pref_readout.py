@@ -9,13 +9,13 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from reasonlens.analyses.preferences import choice_agreement
 from reasonlens.errors import UserError
 from reasonlens.evaluate.choice import choice_tokens, read_choices
 from reasonlens.evaluate.generation import generate
 from reasonlens.models.prompts import tokenize
 from reasonlens.models.tiny import SPECIALS, tiny_model
 from reasonlens.studies.preferences.readout import decide, decision_prompts
+from reasonlens.studies.preferences.weights import choice_agreement
 from reasonlens.tasks.preferences import trials as T
 from reasonlens.tasks.preferences.catalogue import load_catalogue
 

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from reasonlens.analyses.preferences import (
+from reasonlens.errors import UserError
+from reasonlens.studies.preferences.weights import (
     choice_agreement,
     differences,
     fit_scenario,
@@ -18,7 +19,6 @@ from reasonlens.analyses.preferences import (
     separation,
     target_choice,
 )
-from reasonlens.errors import UserError
 from reasonlens.tasks.preferences import Attribute, Decision, Scenario
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from reasonlens.analyses.preferences import mean_reports, self_report
+from reasonlens.studies.preferences.weights import mean_reports, self_report
 from reasonlens.tasks.preferences import Report, load_scenarios, read_reports, write_reports
 
 

@@ -9,11 +9,11 @@ import re
 import numpy as np
 import pytest
 
-from reasonlens.analyses.preferences import target_choice
 from reasonlens.models.tiny import tiny_tokenizer
 from reasonlens.studies.preferences.data import make_data, read_data
 from reasonlens.studies.preferences.presets import PRESETS, replace
 from reasonlens.studies.preferences.readout import decision_prompts
+from reasonlens.studies.preferences.weights import target_choice
 from reasonlens.tasks.preferences import Attribute, Scenario, parse_report
 from reasonlens.tasks.preferences import trials as T
 from reasonlens.tasks.preferences.catalogue import load_catalogue

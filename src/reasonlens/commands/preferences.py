@@ -73,10 +73,14 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from reasonlens.analyses.preferences import REGRESSIONS, analyse_preferences, load_inputs
-        from reasonlens.analyses.preferences.analysis import write_analysis
         from reasonlens.errors import UserError, one_of
         from reasonlens.runs import RunDir, check_out, reopen_or_refuse
+        from reasonlens.studies.preferences.weights import (
+            REGRESSIONS,
+            analyse_preferences,
+            load_inputs,
+        )
+        from reasonlens.studies.preferences.weights.analysis import write_analysis
 
         check_out(out)  # a bad --out fails first, before anything is read or written
         if regression not in REGRESSIONS:

@@ -29,7 +29,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reasonlens.analyses.preferences import (
+from reasonlens.runs import write_json
+from reasonlens.studies.preferences.curve import CURVE_FILE, commoner_letter_rate, read_curve
+from reasonlens.studies.preferences.data import StudyData
+from reasonlens.studies.preferences.presets import PreferencesPreset
+from reasonlens.studies.preferences.weights import (
     Inputs,
     PreferenceAnalysis,
     analyse_preferences,
@@ -38,18 +42,15 @@ from reasonlens.analyses.preferences import (
     pooled_correlation,
     self_report,
 )
-from reasonlens.analyses.preferences.analysis import plot_learned_vs_target, write_analysis
-from reasonlens.analyses.preferences.logits import (
+from reasonlens.studies.preferences.weights.analysis import plot_learned_vs_target, write_analysis
+from reasonlens.studies.preferences.weights.logits import (
     recover_from_logits,
     recover_from_sign,
     value_sensitivity,
 )
-from reasonlens.analyses.preferences.metrics import Correlation, utility
-from reasonlens.runs import write_json
-from reasonlens.studies.preferences.curve import CURVE_FILE, commoner_letter_rate, read_curve
-from reasonlens.studies.preferences.data import StudyData
-from reasonlens.studies.preferences.presets import PreferencesPreset
+from reasonlens.studies.preferences.weights.metrics import Correlation
 from reasonlens.tasks.preferences.release import Decision, Report, write_weights
+from reasonlens.tasks.preferences.scenarios import utility
 
 LEARNING_CURVES = "learning_curves.png"
 DECISION_CURVES = "decision_curves.png"
@@ -85,7 +86,7 @@ def _decisions_summary(analysis: PreferenceAnalysis) -> dict[str, Any]:
 def _logit_recoveries(
     scenarios, targets, decisions: list[Decision], p: PreferencesPreset, seed: int, out: Path
 ) -> dict[str, Any]:
-    """The two logit-based recoveries (see analyses.preferences.logits), with their files."""
+    """The two logit-based recoveries (see weights.logits), with their files."""
     results: dict[str, Any] = {"sensitivity": value_sensitivity(scenarios, decisions, seed=seed)}
     for label, recovery in (
         ("logit_linear", recover_from_logits(scenarios, decisions)),

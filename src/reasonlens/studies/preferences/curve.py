@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from reasonlens.analyses.preferences.logits import recover_from_logits
-from reasonlens.analyses.preferences.metrics import pooled_correlation
 from reasonlens.jsonl import read_jsonl
+from reasonlens.studies.preferences.weights.logits import recover_from_logits
+from reasonlens.studies.preferences.weights.metrics import pooled_correlation
 from reasonlens.tasks.preferences import trials as T
 from reasonlens.tasks.preferences.release import Decision
 from reasonlens.tasks.preferences.scenarios import Scenario

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -293,3 +293,18 @@ def write_scenarios_json(path: str | Path, scenarios: Iterable[Scenario]) -> Pat
     text = json.dumps([s.to_dict() for s in scenarios], indent=1, ensure_ascii=False) + "\n"
     atomic_write(path, text)
     return Path(path)
+
+
+def utility(scenario: Scenario, weights: Sequence[float], values: Sequence[float]) -> float:
+    """U = sum_i w_i (x_i - min_i) / (max_i - min_i), summed in attribute order."""
+    total = 0.0
+    for w, x, attr in zip(weights, values, scenario.attributes, strict=True):
+        total += w * ((x - attr.low) / attr.span)
+    return total
+
+
+def target_choice(
+    scenario: Scenario, weights: Sequence[float], a: Sequence[float], b: Sequence[float]
+) -> str:
+    """ "A" iff U_A > U_B under `weights`, else "B" (ties go to B)."""
+    return "A" if utility(scenario, weights, a) > utility(scenario, weights, b) else "B"

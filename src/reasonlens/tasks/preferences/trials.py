@@ -7,7 +7,7 @@
   R < 1 to |floor(log10 R)| + 1 decimals, R < 5 to 1 decimal, else to 0 decimals (shown like
   "67.0", as the original's Python floats print).
 - **Trials** (:func:`draw_trials`): two options of a scenario; the target choice is the
-  original's rule (:func:`~reasonlens.analyses.preferences.metrics.target_choice`). Training and
+  original's rule (:func:`~reasonlens.tasks.preferences.scenarios.target_choice`). Training and
   validation trials come from one stream, test trials from another, and a test trial equal to
   a training or validation trial of its scenario is drawn again, so the test set is disjoint.
 - **Prompts** (:func:`decision_prompt`, :func:`introspection_prompt`): the original's
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from reasonlens.tasks.preferences.scenarios import Attribute, Scenario
+from reasonlens.tasks.preferences.scenarios import Attribute, Scenario, target_choice
 
 if TYPE_CHECKING:
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase
@@ -148,7 +148,6 @@ class Trial:
 
 
 def make_trial(scenario: Scenario, weights: Sequence[float], a, b) -> Trial:
-    from reasonlens.analyses.preferences.metrics import target_choice
 
     return Trial(scenario.short_name, tuple(a), tuple(b), target_choice(scenario, weights, a, b))
 

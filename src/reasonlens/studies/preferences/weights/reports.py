@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from reasonlens.analyses.preferences.metrics import N_BOOT, Correlation, pooled_correlation
+from reasonlens.studies.preferences.weights.metrics import N_BOOT, Correlation, pooled_correlation
 from reasonlens.tasks.preferences.release import Report, Weights
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from reasonlens.analyses.stats import percentile_interval, resample_indices
 from reasonlens.tasks.preferences.release import Decision
-from reasonlens.tasks.preferences.scenarios import N_ATTRIBUTES, Scenario
+from reasonlens.tasks.preferences.scenarios import N_ATTRIBUTES, Scenario, target_choice
 
 #: Bootstrap resamples by default.
 N_BOOT = 1000
@@ -107,21 +107,6 @@ def per_attribute_correlation(
         r, p = _pearson(a[:, k], b[:, k])
         out.append({"attribute": f"attr{k + 1}", "r": r, "p": p, "n_scenarios": len(names)})
     return out
-
-
-def utility(scenario: Scenario, weights: Sequence[float], values: Sequence[float]) -> float:
-    """U = sum_i w_i (x_i - min_i) / (max_i - min_i), summed in attribute order."""
-    total = 0.0
-    for w, x, attr in zip(weights, values, scenario.attributes, strict=True):
-        total += w * ((x - attr.low) / attr.span)
-    return total
-
-
-def target_choice(
-    scenario: Scenario, weights: Sequence[float], a: Sequence[float], b: Sequence[float]
-) -> str:
-    """ "A" iff U_A > U_B under `weights`, else "B" (ties go to B)."""
-    return "A" if utility(scenario, weights, a) > utility(scenario, weights, b) else "B"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ A model's decision is also read as d = logit(A) - logit(B) at the answer positio
 decisions layout's ``logit_diff``). Two recoveries use it, each labelled in reports:
 
 - ``"logit-sign"``: the decision is "A" when d > 0, else "B", and the usual logistic
-  regression (:func:`~reasonlens.analyses.preferences.recovery.recover_weights`) runs on it.
+  regression (:func:`~reasonlens.studies.preferences.weights.recovery.recover_weights`) runs on it.
   Every trial has a decision, even when the reply was not a valid letter.
 - ``"logit-linear"``: per scenario, least squares of d on the five range-normalised differences
   (A_i - B_i) / (max_i - min_i) with an intercept. The slopes are the weights the model's
@@ -19,14 +19,14 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from reasonlens.analyses.preferences.recovery import (
+from reasonlens.analyses.stats import generator, permutations
+from reasonlens.studies.preferences.weights.recovery import (
     Recovery,
     ScenarioFit,
     differences,
     recover_weights,
     rescale,
 )
-from reasonlens.analyses.stats import generator, permutations
 from reasonlens.tasks.preferences.release import Decision
 from reasonlens.tasks.preferences.scenarios import Scenario
 

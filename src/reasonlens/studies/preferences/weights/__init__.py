@@ -7,7 +7,7 @@ A study that makes its own decisions calls :func:`recover_weights` (or
 :func:`analyse_preferences` on :class:`Inputs` for everything) and :func:`self_report`.
 """
 
-from reasonlens.analyses.preferences.analysis import (
+from reasonlens.studies.preferences.weights.analysis import (
     Inputs,
     PreferenceAnalysis,
     analyse_preferences,
@@ -15,16 +15,14 @@ from reasonlens.analyses.preferences.analysis import (
     summary_markdown,
     write_analysis,
 )
-from reasonlens.analyses.preferences.metrics import (
+from reasonlens.studies.preferences.weights.metrics import (
     Agreement,
     Correlation,
     choice_agreement,
     per_attribute_correlation,
     pooled_correlation,
-    target_choice,
-    utility,
 )
-from reasonlens.analyses.preferences.recovery import (
+from reasonlens.studies.preferences.weights.recovery import (
     REGRESSIONS,
     Recovery,
     ScenarioFit,
@@ -34,8 +32,9 @@ from reasonlens.analyses.preferences.recovery import (
     rescale,
     separation,
 )
-from reasonlens.analyses.preferences.reports import SelfReport, mean_reports, self_report
+from reasonlens.studies.preferences.weights.reports import SelfReport, mean_reports, self_report
 from reasonlens.tasks.preferences.replies import parse_choice, parse_report
+from reasonlens.tasks.preferences.scenarios import target_choice, utility
 
 __all__ = [
     "REGRESSIONS",

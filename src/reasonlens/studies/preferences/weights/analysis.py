@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reasonlens.analyses.preferences.metrics import (
+from reasonlens.errors import UserError, one_of
+from reasonlens.studies.preferences.weights.metrics import (
     N_BOOT,
     Agreement,
     Correlation,
@@ -29,9 +30,8 @@ from reasonlens.analyses.preferences.metrics import (
     per_attribute_correlation,
     pooled_correlation,
 )
-from reasonlens.analyses.preferences.recovery import REGRESSIONS, Recovery, recover_weights
-from reasonlens.analyses.preferences.reports import SelfReport, self_report
-from reasonlens.errors import UserError, one_of
+from reasonlens.studies.preferences.weights.recovery import REGRESSIONS, Recovery, recover_weights
+from reasonlens.studies.preferences.weights.reports import SelfReport, self_report
 from reasonlens.tasks.preferences.release import (
     Decision,
     Report,
@@ -165,7 +165,7 @@ def _logit_summary(
 ) -> dict[str, Any] | None:
     """For decisions that carry logit(A) - logit(B): how often its sign (> 0 reads as "A")
     agrees with the reply and with the target choice."""
-    from reasonlens.analyses.preferences.metrics import target_choice
+    from reasonlens.tasks.preferences.scenarios import target_choice
 
     with_logit = [d for d in decisions if d.logit_diff is not None]
     if not with_logit:
