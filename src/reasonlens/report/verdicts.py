@@ -44,7 +44,8 @@ class Verdict:
             raise ValueError(f"verdict {self.word!r} is not one of {WORDS}")
 
     def __str__(self) -> str:
-        head = self.label or self.word
+        """The word (after the study's label, where it has one) and why."""
+        head = f"{self.label}: {self.word}" if self.label else self.word
         return f"{head} ({self.why})" if self.why else head
 
     @property

@@ -88,7 +88,7 @@ class Study:
     # results.json beyond its header (preset, model, seed) and `timings_s`
     results: Callable[[Any, Settings, dict[str, Any]], dict]
     # the report's declaration (rendered by report.builder)
-    report: Callable[[RunDir, dict, dict[str, Any]], Report | None]
+    report: Callable[[RunDir, dict, dict[str, Any]], Report]
     # checks of the settings beyond preset, model and device (e.g. what the tokenizer must
     # do), run before anything is written; raises UserError
     check: Callable[[Settings], None] | None = None
@@ -194,8 +194,6 @@ def _finish(study: Study, settings: Settings, runner: StageRunner, stage_results
     results = study.run_results(settings, stage_results, runner.timings())
     runner.run.write_json("results.json", results)
     declared = study.report(runner.run, results, stage_results)
-    if declared is None:  # a report not yet declared to the builder writes itself
-        return results
     training = {
         s.name: stage_results[s.name]["results"]
         for s in runner.stages

@@ -156,24 +156,18 @@ def analyse_study(
     out: dict[str, Any] = {}
 
     # experiment 1: recovery on fresh trials, instilled model and its untrained control
-    inst, out["instilled"] = _experiment1(
-        data,
-        decide["instilled"]["test"],
-        reports["instilled"]["instilled"],
-        "instilled",
-        p,
-        seed,
-        directory / "instilled",
-    )
-    base, out["base"] = _experiment1(
-        data,
-        decide["base"]["test"],
-        reports["base"]["instilled"],
-        "base",
-        p,
-        seed,
-        directory / "base",
-    )
+    fitted = {}
+    for which in ("instilled", "base"):
+        fitted[which], out[which] = _experiment1(
+            data,
+            decide[which]["test"],
+            reports[which]["instilled"],
+            which,
+            p,
+            seed,
+            directory / which,
+        )
+    inst, base = fitted["instilled"], fitted["base"]
     instilled = data.subset(data.instilled)
     val = decide["instilled"].get("val", [])
     if val:
