@@ -95,3 +95,59 @@ def test_the_report_never_calls_a_one_letter_point_the_best():
     assert "commoner letter agrees 64.0%" in said(one_letter)
     mixed = [*one_letter, _point(75, 0.58, 0.4)]
     assert "best 58.0% at step 75" in said(mixed)
+
+
+def test_a_points_null_is_the_spread_of_r_from_shuffled_logits(scenarios):
+    """A logit difference that ignores the options still gets an r from 6-parameter fits: the
+    null's spread is about 1/sqrt(pairs - 1), and an r that follows the targets clears it."""
+    named, targets, trials = scenarios  # 4 scenarios x 12 trials: 20 pairs
+    noise = np.random.default_rng(0).normal(size=len(trials))
+    point = curve_point(named, targets, trials, noise)
+    assert 0.15 < point["r_null_sd"] < 0.32 and point["n_scenarios"] == 4
+    assert point["r_null_q95"] > 0.2
+    exact = np.array([utility(named[t.scenario], targets[t.scenario], t.a) for t in trials]) - [
+        utility(named[t.scenario], targets[t.scenario], t.b) for t in trials
+    ]
+    signal = curve_point(named, targets, trials, exact / 50 + 0.1 * noise)
+    assert signal["r_logit"] > signal["r_null_q95"]
+    flat = curve_point(named, targets, trials, np.zeros(len(trials)))
+    assert flat["r_null_sd"] is None  # nothing to shuffle
+
+
+def _mixed_precision(hf):
+    """What accelerate does to a model trained in bf16: its forward wrapped in autocast."""
+    hf._original_forward = hf.forward
+
+    def forward(*args, **kwargs):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return hf._original_forward(*args, **kwargs)
+
+    hf.forward = forward
+    return hf
+
+
+def test_the_curve_reads_in_float32_under_bf16_training(scenarios):
+    """Under the Trainer's bf16 autocast the hidden state would be bf16; the read bypasses it,
+    and bf16 weights (a LoRA base) are read in float32, then restored, still trainable."""
+    named, _, trials = scenarios
+    model = tiny_model("llama", seed=4)
+    prompts = decision_prompts(model.tokenizer, named, trials[:6])
+    ids = choice_tokens(model.tokenizer, prompts)
+    exact = letter_logits(model.hf, model.tokenizer, prompts, ids)
+    wrapped = _mixed_precision(model.hf)
+    with torch.no_grad():
+        enc = torch.tensor([tokenize(model.tokenizer, prompts[0])])
+        bf16 = wrapped(input_ids=enc).logits[0, -1, list(ids)].float().numpy()
+    assert np.abs(bf16 - exact[0]).max() > 1e-4  # the wrapper does change the numbers
+    assert letter_logits(wrapped, model.tokenizer, prompts, ids) == pytest.approx(exact, abs=1e-5)
+
+    narrow = tiny_model("llama", seed=4).hf.to(torch.bfloat16)
+    param = next(narrow.parameters())
+    widened = letter_logits(narrow, model.tokenizer, prompts, ids)
+    reference = tiny_model("llama", seed=4).hf.to(torch.bfloat16).float()
+    assert widened == pytest.approx(letter_logits(reference, model.tokenizer, prompts, ids))
+    assert all(p.dtype == torch.bfloat16 for p in narrow.parameters())
+    assert next(narrow.parameters()) is param  # the same parameters: an optimizer keeps them
+    narrow.train()
+    narrow(input_ids=enc).logits.float().sum().backward()  # ordinary tensors again
+    assert param.grad is not None

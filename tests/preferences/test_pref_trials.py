@@ -133,6 +133,36 @@ def test_mirrored_training_shows_each_trial_swapped_and_no_test_trial_is_either(
     assert [json.loads(x)["completion"] for x in lines] == [t.target for t in train]
 
 
+@pytest.mark.parametrize("mirror", [False, True])
+def test_no_test_trial_is_the_mirror_of_a_seen_trial_whether_or_not_mirrors_are_trained(
+    tmp_path, monkeypatch, mirror
+):
+    """The test draws avoid every training and validation trial and each one's mirror (the
+    same options in the other order) with `mirror` off too: a model that learnt a trial learnt
+    its mirror's answer as well."""
+    import reasonlens.studies.preferences.data as data_module
+
+    avoided: dict[str, set] = {}
+    draw = T.draw_trials
+
+    def recording(scenario, weights, n, seed, stream, avoid=()):
+        avoid = list(avoid)
+        if stream == "test":
+            avoided[scenario.short_name] = {(t.a, t.b) for t in avoid}
+        return draw(scenario, weights, n, seed, stream, avoid=avoid)
+
+    monkeypatch.setattr(data_module.T, "draw_trials", recording)
+    small = replace(PRESETS["quick"], n_instilled=2, n_native=1, train_trials=8, val_trials=3)
+    small = replace(small, test_trials=5, native_trials=3, reports=1, introspect_examples=1)
+    make_data(replace(small, mirror=mirror), 0, tiny_tokenizer(), tmp_path)
+    data = read_data(tmp_path)
+    for t in data.trials["train"] + data.trials["val"]:
+        assert {(t.a, t.b), (t.b, t.a)} <= avoided[t.scenario]
+    seen = {(t.scenario, t.a, t.b) for t in data.trials["train"] + data.trials["val"]}
+    for t in data.trials["test"]:
+        assert (t.scenario, t.a, t.b) not in seen and (t.scenario, t.b, t.a) not in seen
+
+
 def _placeholders(text: str) -> str:
     return re.sub(r": -?\d+(\.\d+)?", ": <value>", text)
 

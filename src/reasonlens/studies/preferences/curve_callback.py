@@ -2,13 +2,17 @@
 letters' logits in float32 from one forward pass a batch. Apart from .curve so that reading a
 finished curve (the analysis, the report) needs no torch.
 
-The letters' logits are computed in float32 from the last hidden state, whatever the model's
-training precision: in bf16 the logit difference moves in steps of 1/8 at the letters' usual
-magnitude, coarser than the whole spread of a model that barely reads the values.
+The whole forward runs in float32 (:data:`READ_PRECISION`, recorded in every point), whatever
+the model's training precision: under bf16 autocast (the Trainer's mixed precision wraps the
+model's forward) the hidden state is bf16, which moves the untrained model's logit difference by
+up to 0.07, as much as its whole spread across trials. Autocast is switched off and the
+mixed-precision wrapper bypassed for the read; weights held in bf16 (a LoRA base) are widened to
+float32 for it and narrowed back, which is exact (every bf16 number is a float32 number).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,32 +28,57 @@ from reasonlens.studies.preferences.curve import curve_point, read_curve
 from reasonlens.tasks.preferences import trials as T
 from reasonlens.tasks.preferences.scenarios import Scenario
 
+#: The precision of the curve's whole forward pass.
+READ_PRECISION = "float32"
 
-@torch.inference_mode()
+
+@contextlib.contextmanager
+def float32_forward(hf):
+    """`hf`'s forward in float32 throughout, inside: autocast off, the mixed-precision wrapper
+    (accelerate's, which re-enters autocast) bypassed, and floating weights and buffers that are
+    not float32 widened to float32, then restored to their own dtype (the same tensors, so an
+    optimizer's references hold). Yields the forward to call. Enter it outside inference mode
+    (the restored weights must be ordinary tensors that training can use again)."""
+    narrow = [t for t in (*hf.parameters(), *hf.buffers()) if t.is_floating_point()]
+    narrow = [(t, t.dtype) for t in narrow if t.dtype != torch.float32]
+    for t, _ in narrow:
+        t.data = t.data.float()
+    forward = hf.__dict__.get("_original_forward", hf.forward)
+    device = next(hf.parameters()).device.type
+    try:
+        with torch.autocast(device_type=device, enabled=False):
+            yield forward
+    finally:
+        for t, dtype in narrow:
+            t.data = t.data.to(dtype)
+
+
 def letter_logits(
     hf, tokenizer, prompts: Sequence[str], token_ids: Sequence[int], batch_size: int = 16
 ) -> np.ndarray:
-    """(prompts x choices) float32 logits of `token_ids` at each prompt's answer position, from
-    one forward pass per batch (left-padded, no generation)."""
+    """(prompts x choices) logits of `token_ids` at each prompt's answer position, from one
+    float32 forward pass per batch (left-padded, no generation; see :func:`float32_forward`)."""
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
     encoded = [tokenize(tokenizer, p) for p in prompts]
     head = hf.get_output_embeddings()
-    rows = head.weight[list(token_ids)].float()
-    bias = head.bias[list(token_ids)].float() if getattr(head, "bias", None) is not None else 0
     cap = getattr(getattr(hf, "config", None), "final_logit_softcapping", None)
-    device = rows.device
+    device = head.weight.device
     out = []
-    for start in range(0, len(encoded), batch_size):
-        batch = pad_batch(encoded[start : start + batch_size], pad_id, "left")
-        hidden = hf(
-            **{k: v.to(device) for k, v in batch.items()}, output_hidden_states=True
-        ).hidden_states[-1][:, -1]
-        logits = hidden.float() @ rows.T + bias
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        out.append(logits.cpu().numpy())
+    # widen outside inference mode: the weights go back to training afterwards
+    with float32_forward(hf) as forward, torch.inference_mode():
+        rows = head.weight[list(token_ids)]
+        bias = head.bias[list(token_ids)] if getattr(head, "bias", None) is not None else 0
+        for start in range(0, len(encoded), batch_size):
+            batch = pad_batch(encoded[start : start + batch_size], pad_id, "left")
+            hidden = forward(
+                **{k: v.to(device) for k, v in batch.items()}, output_hidden_states=True
+            ).hidden_states[-1][:, -1]
+            logits = hidden @ rows.T + bias
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            out.append(logits.cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(token_ids)), dtype=np.float32)
 
 
@@ -105,6 +134,7 @@ class ValidationCurve(TrainerCallback):
             * args.per_device_train_batch_size
             * args.gradient_accumulation_steps,
             "train_loss": float(np.mean(losses)) if losses else None,
+            "precision": READ_PRECISION,
             **point,
         }
         self.rows.append(row)

@@ -96,16 +96,19 @@ def make_data(p: PreferencesPreset, seed: int, tokenizer, directory: Path) -> No
         s, w = scenarios[name], targets[name]
         seen = T.draw_trials(s, w, p.train_trials + p.val_trials, seed, "train")
         train = seen[: p.train_trials]
+        val = seen[p.train_trials :]
         if p.mirror:
             # each training trial twice, the second with its options swapped (the target
             # flips): both letters are equally often right, so the loss falls only by
-            # reading the values; no test trial is a trained trial's mirror either
+            # reading the values
             swapped = [T.make_trial(s, w, t.b, t.a) for t in train]
             train = [x for pair in zip(train, swapped, strict=True) for x in pair]
-            seen = seen + swapped
         splits["train"] += train
-        splits["val"] += seen[p.train_trials : p.train_trials + p.val_trials]
-        splits["test"] += T.draw_trials(s, w, p.test_trials, seed, "test", avoid=seen)
+        splits["val"] += val
+        # no test trial is a trained or validation trial, nor one of their mirrors (the same
+        # options in the other order), whether or not the mirrors were trained on
+        mirrors = [T.make_trial(s, w, t.b, t.a) for t in seen]
+        splits["test"] += T.draw_trials(s, w, p.test_trials, seed, "test", avoid=seen + mirrors)
     for name in native:
         s = scenarios[name]
         splits["native"] += T.draw_trials(s, targets[name], p.native_trials, seed, "native")
