@@ -20,6 +20,8 @@ from reasonlens.studies.preferences.weights import (
     target_choice,
 )
 from reasonlens.tasks.preferences import Attribute, Decision, Scenario
+from reasonlens.tasks.preferences import trials as T
+from reasonlens.tasks.preferences.catalogue import load_catalogue
 
 
 def _by_name(scenarios):
@@ -160,3 +162,49 @@ def test_pooled_r_bootstrap_is_seeded_and_degenerate_inputs_give_none():
     assert pooled_correlation(x, flat).r is None
     assert pooled_correlation(x, {}).r is None
     assert not math.isnan(one.p)
+
+
+def test_paired_correlation_compares_two_models_on_the_same_scenarios_and_resamples():
+    from reasonlens.studies.preferences.weights import paired_correlation
+
+    rng = np.random.default_rng(0)
+    names = [f"s{i}" for i in range(12)]
+    targets = {n: tuple(rng.uniform(-100, 100, 5)) for n in names}
+    good = {n: tuple(np.add(targets[n], rng.normal(0, 30, 5))) for n in names}
+    noise = {n: tuple(rng.uniform(-100, 100, 5)) for n in names[:10]}  # two have no fit
+    out = paired_correlation(good, noise, targets, n_boot=500, seed=1)
+    assert out["n_scenarios"] == 10  # only the scenarios both models have weights for
+    assert out["difference"] == pytest.approx(out["r"] - out["control_r"])
+    assert out["low"] > 0 and out["share_higher"] == 1.0 and out["n_resamples"] == 500
+    assert out["r_low"] < out["r"] < out["r_high"]
+    same = paired_correlation(good, good, targets, n_boot=200, seed=1)
+    assert (same["difference"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+    assert same["share_higher"] == 0.0
+    assert paired_correlation(good, {}, targets)["r"] is None
+
+
+def test_sign_agreement_beats_the_commoner_letter_only_when_the_sign_follows_the_targets():
+    from reasonlens.studies.preferences.weights import sign_agreement
+    from reasonlens.tasks.preferences.scenarios import utility
+
+    catalogue = load_catalogue()
+    names = list(catalogue)[:8]
+    targets = {n: T.draw_targets(catalogue[n], 0) for n in names}
+    trials = [t for n in names for t in T.draw_trials(catalogue[n], targets[n], 30, 0, "test")]
+    scen = {n: catalogue[n] for n in names}
+
+    def decisions(read):
+        return [Decision(t.scenario, "", t.a, t.b, read(t)) for t in trials]
+
+    def margin(t):
+        s, w = scen[t.scenario], targets[t.scenario]
+        return utility(s, w, t.a) - utility(s, w, t.b)
+
+    follows = sign_agreement(scen, targets, decisions(margin), n_boot=300, seed=0)
+    assert follows["agreement"] == 1.0 and follows["n"] == len(trials)
+    assert follows["versus_commoner_low"] > 0 and follows["share_above_commoner"] == 1.0
+    always_a = sign_agreement(scen, targets, decisions(lambda t: 1.0), n_boot=300, seed=0)
+    share_a = np.mean([t.target == "A" for t in trials])
+    assert always_a["agreement"] == pytest.approx(share_a)
+    assert always_a["commoner"] == pytest.approx(max(share_a, 1 - share_a))
+    assert always_a["versus_commoner_high"] <= 0 + 1e-12

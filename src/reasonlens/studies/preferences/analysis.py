@@ -38,9 +38,11 @@ from reasonlens.studies.preferences.weights import (
     PreferenceAnalysis,
     analyse_preferences,
     choice_agreement,
+    paired_correlation,
     per_attribute_correlation,
     pooled_correlation,
     self_report,
+    sign_agreement,
 )
 from reasonlens.studies.preferences.weights.analysis import plot_learned_vs_target, write_analysis
 from reasonlens.studies.preferences.weights.logits import (
@@ -84,15 +86,27 @@ def _decisions_summary(analysis: PreferenceAnalysis) -> dict[str, Any]:
 
 
 def _logit_recoveries(
-    scenarios, targets, decisions: list[Decision], p: PreferencesPreset, seed: int, out: Path
+    scenarios,
+    targets,
+    decisions: list[Decision],
+    p: PreferencesPreset,
+    seed: int,
+    out: Path,
+    learned_by: dict[str, dict] | None = None,
 ) -> dict[str, Any]:
-    """The two logit-based recoveries (see weights.logits), with their files."""
-    results: dict[str, Any] = {"sensitivity": value_sensitivity(scenarios, decisions, seed=seed)}
+    """The two logit-based recoveries (see weights.logits), with their files; each read-out's
+    learned weights go into `learned_by` (for the paired comparison with the control)."""
+    results: dict[str, Any] = {
+        "sensitivity": value_sensitivity(scenarios, decisions, seed=seed),
+        "sign_agreement": sign_agreement(scenarios, targets, decisions, p.n_boot, seed),
+    }
     for label, recovery in (
         ("logit_linear", recover_from_logits(scenarios, decisions)),
         ("logit_sign", recover_from_sign(scenarios, decisions, p.regression)),
     ):
         learned = recovery.learned
+        if learned_by is not None:
+            learned_by[label] = learned
         used = {n: targets[n] for n in learned}
         r = pooled_correlation(learned, used, p.n_boot, seed)
         per_attribute = per_attribute_correlation(learned, used)
@@ -117,16 +131,32 @@ def _logit_recoveries(
     return results
 
 
+#: The read-outs whose recovery is compared with the control's, pairwise (see `paired`).
+READOUTS = ("letter", "logit_linear", "logit_sign")
+
+
 def _experiment1(
     data: StudyData, decisions: list[Decision], reports: list[Report], label: str, p, seed, out
-) -> tuple[PreferenceAnalysis, dict[str, Any]]:
+) -> tuple[PreferenceAnalysis, dict[str, Any], dict[str, dict]]:
+    """One model's experiment 1, and its learned weights by read-out."""
     scenarios = data.subset(data.instilled)
     inputs = Inputs(scenarios, data.targets, decisions, {label: reports} if reports else {})
     analysis = analyse_preferences(inputs, p.regression, p.n_boot, seed)
     write_analysis(analysis, out)
     summary = _decisions_summary(analysis)
-    summary |= _logit_recoveries(scenarios, data.targets, decisions, p, seed, out)
-    return analysis, summary
+    learned_by = {"letter": analysis.learned}
+    summary |= _logit_recoveries(scenarios, data.targets, decisions, p, seed, out, learned_by)
+    return analysis, summary, learned_by
+
+
+def primary_readout(summary: dict[str, Any]) -> str:
+    """The read-out a model's instillation verdict rests on: the letter, unless the model's
+    valid letters are one-sided (every one "A" or every one "B", or no scenario with both),
+    when the letter's regression has nothing to fit and the logit difference's linear fit
+    (which every trial feeds) is the measure."""
+    share = summary.get("share_a")
+    one_sided = share is None or share in (0.0, 1.0) or not summary.get("n_scenarios")
+    return "logit_linear" if one_sided else "letter"
 
 
 def _report_figures(report) -> dict[str, Any]:
@@ -156,9 +186,9 @@ def analyse_study(
     out: dict[str, Any] = {}
 
     # experiment 1: recovery on fresh trials, instilled model and its untrained control
-    fitted = {}
+    fitted, learned_by = {}, {}
     for which in ("instilled", "base"):
-        fitted[which], out[which] = _experiment1(
+        fitted[which], out[which], learned_by[which] = _experiment1(
             data,
             decide[which]["test"],
             reports[which]["instilled"],
@@ -168,6 +198,14 @@ def analyse_study(
             directory / which,
         )
     inst, base = fitted["instilled"], fitted["base"]
+    # instilled against untrained on the same scenarios and the same bootstrap resamples
+    out["paired"] = {
+        key: paired_correlation(
+            learned_by["instilled"][key], learned_by["base"][key], data.targets, n_boot, seed
+        )
+        for key in READOUTS
+    }
+    out["primary_readout"] = primary_readout(out["instilled"])
     instilled = data.subset(data.instilled)
     val = decide["instilled"].get("val", [])
     if val:

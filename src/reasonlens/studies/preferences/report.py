@@ -55,10 +55,14 @@ def preferences_report(run: RunDir, results: dict[str, Any], stages: dict) -> Re
     )
     note = (
         f"Each claim's control is the {CONTROL} on the same trials, except after introspection "
-        f"training, where it is the instilled model {BEFORE}. No paired difference is "
-        "recorded, so a claim beats its control when the control's interval lies below its "
-        f"own; a control with no r at all does not reach the claim. Fewer than "
-        f"{MIN_CI_SCENARIOS} scenarios give no CI and no verdict."
+        f"training, where it is the instilled model {BEFORE}. In experiment 1 the instilled "
+        "and untrained models' r are compared pairwise: on the scenarios both have weights "
+        "for and the same bootstrap resamples of them, a claim beats its control when the "
+        "interval of the difference lies above 0 (the share of resamples in which it is "
+        "higher is shown beside it). Elsewhere no paired difference is recorded, so a claim "
+        "beats its control when the control's interval lies below its own; a control with no "
+        f"r at all does not reach the claim. Fewer than {MIN_CI_SCENARIOS} scenarios give no "
+        "CI and no verdict."
     )
     return Report(
         title=f"Preferences study — {results['model']} ({results['preset']} preset)",
@@ -145,14 +149,42 @@ def _verdict(
     threshold: float = 0.0,
     control_name: str = CONTROL,
     no_interval: str | None = None,
+    versus_control: Estimate | None = None,
 ) -> Verdict:
-    """`estimate` above `threshold` by its 95% interval, beside `control`: the sample-size rule
-    first, then `by_interval`."""
+    """`estimate` above `threshold` by its 95% interval, beside `control` (and, where there is
+    one, the paired difference from it): the sample-size rule first, then `by_interval`."""
     if n < MIN_CI_SCENARIOS:
         return not_measurable(too_few(n, "scenarios", MIN_CI_SCENARIOS))
     if no_interval and estimate.value is not None and not estimate.has_interval:
         return not_measurable(no_interval)
-    return by_interval(estimate, threshold, control=control, control_name=control_name)
+    return by_interval(
+        estimate,
+        threshold,
+        control=control,
+        versus_control=versus_control,
+        control_name=control_name,
+    )
+
+
+def _versus(paired: dict | None) -> Estimate | None:
+    """The paired difference (instilled minus untrained r on the same resamples), where the
+    pairing had the scenarios for an interval."""
+    if not paired or paired.get("low") is None:
+        return None
+    if paired.get("n_scenarios", 0) < MIN_CI_SCENARIOS:
+        return None
+    return Estimate(paired["difference"], paired["low"], paired["high"])
+
+
+def _paired_cell(paired: dict | None) -> str:
+    """The paired difference, its interval and the share of resamples in which it is > 0."""
+    v = _versus(paired)
+    if v is None:
+        return "–"
+    return (
+        f"{v.show(3)}; higher in {pct(paired.get('share_higher'))} of "
+        f"{paired.get('n_resamples')} resamples ({paired['n_scenarios']} scenarios)"
+    )
 
 
 def _control(c: dict | None) -> Estimate | None:
@@ -173,10 +205,20 @@ def _r_claim(
     value: str | None = None,
     shown_control: str | None = None,
     control_name: str = CONTROL,
+    paired: dict | None = None,
 ) -> Claim:
-    """The claim that r > 0 (its 95% CI over scenarios excludes 0), beside its control."""
+    """The claim that r > 0 (its 95% CI over scenarios excludes 0), beside its control (and
+    the paired difference from it, where there is one: then that decides)."""
     n = c.get("n_scenarios", 0) if c else 0
-    said = _verdict(n, Estimate.of(c, "r"), _control(control), control_name=control_name)
+    said = _verdict(
+        n,
+        Estimate.of(c, "r"),
+        _control(control),
+        control_name=control_name,
+        versus_control=_versus(paired),
+    )
+    if paired is not None and shown_control is None:
+        shown_control = f"{_r(control)}; paired difference {_paired_cell(paired)}"
     return Claim(
         text,
         value if value is not None else _r(c),
@@ -378,23 +420,98 @@ def findings(results: dict) -> list[str]:
 PAPER_COLUMN = "paper (GPT-4o / GPT-4o-mini)"
 
 
+#: Each read-out's name in the report.
+READOUT_NAMES = {
+    "letter": "the letter",
+    "logit_linear": "logit(A) - logit(B), linear fit",
+    "logit_sign": "the sign of logit(A) - logit(B)",
+}
+
+
+def _primary(e1: dict) -> str:
+    return e1.get("primary_readout") or "letter"
+
+
+def _primary_note(e1: dict) -> str:
+    """Which read-out the instillation verdict rests on, and why."""
+    primary = _primary(e1)
+    if primary == "letter":
+        return (
+            "Primary read-out: the letter (the original's), whose valid decisions include both "
+            "letters; the logit read-outs [X] are shown beside it."
+        )
+    return (
+        "Primary read-out: logit(A) - logit(B) at the answer position, linear fit [X]. The "
+        "instilled model's letters are one-sided (" + _letters(e1["instilled"]) + "), so the "
+        "letter's regression has nothing to fit; the logit difference is read on every trial "
+        "and still says how the options move the decision. The letter's claim is kept beside "
+        "it, labelled."
+    )
+
+
+def _sign_claim(inst: dict, base: dict) -> Claim:
+    """The sign of the logit difference agrees with the target choice more often than the
+    commoner letter's share, by the paired interval over scenarios."""
+    s, b = inst.get("sign_agreement") or {}, base.get("sign_agreement") or {}
+
+    def cell(x: dict) -> str:
+        if x.get("agreement") is None:
+            return "–"
+        agree = Estimate(x["agreement"], x.get("agreement_low"), x.get("agreement_high"))
+        common = Estimate(x["commoner"], x.get("commoner_low"), x.get("commoner_high"))
+        return (
+            f"{agree.show(3)} of {x['n']} trials vs the commoner letter's share "
+            f"{common.show(3)} ({x['n_scenarios']} scenarios)"
+        )
+
+    def diff(x: dict) -> Estimate:
+        return Estimate(
+            x.get("versus_commoner"), x.get("versus_commoner_low"), x.get("versus_commoner_high")
+        )
+
+    n = s.get("n_scenarios", 0)
+    said = _verdict(n, diff(s), diff(b) if b.get("agreement") is not None else None)
+    share = s.get("share_above_commoner")
+    value = cell(s) + (f"; above it in {pct(share)} of resamples" if share is not None else "")
+    return Claim(
+        "[X] the sign of logit(A) - logit(B) agrees with the target choice more often than the "
+        "commoner letter's share of the same trials (paired interval of the difference over "
+        "scenarios)",
+        value,
+        said,
+        cell(b),
+        " / ".join(PAPER["agreement"]),
+    )
+
+
 def _experiment1(e1: dict) -> Section:
     inst, base = e1["instilled"], e1["base"]
     linear = (inst.get("logit_linear") or {}).get("recovery")
+    paired = e1.get("paired") or {}
+    primary = _primary(e1)
+
+    def tag(key: str) -> str:
+        return " (primary read-out)" if key == primary else ""
+
     claims = Claims(
         [
             _r_claim(
-                "the instilled model's learned weights (letter) track the targets: r > 0",
+                "the instilled model's learned weights (letter) track the targets: r > 0"
+                + tag("letter"),
                 inst.get("recovery"),
                 base.get("recovery"),
                 " / ".join(PAPER["r_learned_target"]),
+                paired=paired.get("letter"),
             ),
             _r_claim(
-                "[X] the same, learned from logit(A) - logit(B) (linear fit): r > 0",
+                "[X] the same, learned from logit(A) - logit(B) (linear fit): r > 0"
+                + tag("logit_linear"),
                 linear,
                 (base.get("logit_linear") or {}).get("recovery"),
+                paired=paired.get("logit_linear"),
             ),
             _agreement_claim(inst, base),
+            _sign_claim(inst, base),
         ],
         reference=PAPER_COLUMN,
         control=CONTROL,
@@ -408,6 +525,7 @@ def _experiment1(e1: dict) -> Section:
         "all one letter are excluded and named. The logit-based recoveries use "
         "logit(A) - logit(B) at the answer position from the same forward pass: its sign as "
         "the decision, or the difference itself in a least-squares fit.",
+        _primary_note(e1),
         claims,
     ]
     rows = []
@@ -472,6 +590,7 @@ def _curve(curve: list[dict]) -> Section | None:
         "agreement",
         'share of "A"',
         "r (logit fit)",
+        "null r: SD, 95th percentile",
         "spread within a scenario",
     ]
     rows = [
@@ -482,18 +601,28 @@ def _curve(curve: list[dict]) -> Section | None:
             pct(p["agreement"]),
             f"{pct(p['share_a'])} (target {pct(p['target_share_a'])})",
             num(p.get("r_logit")),
+            (
+                f"{num(p['r_null_sd'])}, {num(p['r_null_q95'])}"
+                if p.get("r_null_sd") is not None
+                else "–"
+            ),
             num(p.get("within_sd")),
         ]
         for p in curve
     ]
+    precision = curve[-1].get("precision", "float32 from the last hidden state (bf16 forward)")
     return Section(
         "Held-out curve of instillation",
         [
             "The validation trials (never trained on) read along the way, logit(A) - logit(B) "
-            "at the answer position in float32; step 0 is the untrained model. The training "
-            "loss cannot tell values learnt from a base rate learnt; this can. The loss covers "
-            "the answer (the letter, or the JSON object) and the end token only; the prompt "
-            "carries no labels (a test checks it on the real tokenised examples).",
+            f"at the answer position (whole forward in {precision}); step 0 is the untrained "
+            "model. The training loss cannot tell values learnt from a base rate learnt; this "
+            "can. The loss covers the answer (the letter, or the JSON object) and the end "
+            "token only; the prompt carries no labels (a test checks it on the real tokenised "
+            "examples). The null r is the same fit with each scenario's logit differences "
+            "shuffled among its trials: its spread is set by the number of (scenario, "
+            "attribute) pairs (about 1/sqrt(5 x scenarios - 1)), so an r is read as an effect "
+            "only above its 95th percentile, and a single step's r is one draw.",
             Table(header, rows),
             Figure(
                 "analysis/learning_curves.png",

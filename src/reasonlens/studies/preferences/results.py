@@ -41,6 +41,9 @@ def study_results(p: PreferencesPreset, settings: Settings, stages: dict[str, An
         "experiment1": {
             "instilled": inst,
             "base": a["base"],
+            # instilled vs untrained on the same scenarios and resamples, by read-out
+            "paired": a.get("paired", {}),
+            "primary_readout": a.get("primary_readout", "letter"),
             "validation": a.get("validation"),
             "validation_curve": a.get("validation_curve", []),
             "base_vs_instilled_learned": a.get("base_vs_instilled_learned"),

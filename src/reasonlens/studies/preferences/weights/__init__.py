@@ -19,8 +19,10 @@ from reasonlens.studies.preferences.weights.metrics import (
     Agreement,
     Correlation,
     choice_agreement,
+    paired_correlation,
     per_attribute_correlation,
     pooled_correlation,
+    sign_agreement,
 )
 from reasonlens.studies.preferences.weights.recovery import (
     REGRESSIONS,
@@ -54,7 +56,9 @@ __all__ = [
     "parse_choice",
     "parse_report",
     "per_attribute_correlation",
+    "paired_correlation",
     "pooled_correlation",
+    "sign_agreement",
     "recover_weights",
     "rescale",
     "self_report",

@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from reasonlens.analyses.stats import percentile_interval, resample_indices
+from reasonlens.analyses.stats import (
+    paired,
+    percentile_interval,
+    resample_indices,
+    resample_weights,
+)
 from reasonlens.tasks.preferences.release import Decision
 from reasonlens.tasks.preferences.scenarios import N_ATTRIBUTES, Scenario, target_choice
 
@@ -95,6 +100,61 @@ def pooled_correlation(
         if rs.size:
             low, high = (float(v) for v in percentile_interval(rs, level))
     return Correlation(r, p, low, high, len(names), a.size, level, n_boot, seed)
+
+
+def _rows_r_nan(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r of each row pair, NaN where a side is constant (rows stay aligned)."""
+    dx = x - x.mean(axis=1, keepdims=True)
+    dy = y - y.mean(axis=1, keepdims=True)
+    denom = np.sqrt(np.einsum("ij,ij->i", dx, dx) * np.einsum("ij,ij->i", dy, dy))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, np.einsum("ij,ij->i", dx, dy) / denom, np.nan)
+
+
+def paired_correlation(
+    x: Mapping[str, Sequence[float]],
+    control: Mapping[str, Sequence[float]],
+    y: Mapping[str, Sequence[float]],
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """r(x, y) against r(control, y) on the *same* scenarios (those in all three) and the same
+    bootstrap resamples of them (analyses.stats.paired): the interval of the difference and the
+    share of resamples in which x's r is higher. Each r's own interval comes from the same
+    resamples. Pairing removes the resampling noise the two share; two separate intervals, each
+    on the scenarios its own model kept, would count it twice."""
+    names = [n for n in x if n in control and n in y]
+    base: dict[str, Any] = {"n_scenarios": len(names), "n_boot": n_boot, "seed": seed}
+    empty = {"r": None, "control_r": None, "difference": None, "low": None, "high": None}
+    if len(names) < 2:
+        return {**base, **empty, "share_higher": None, "n_resamples": 0}
+    a = np.array([list(x[n]) for n in names], dtype=float)
+    b = np.array([list(control[n]) for n in names], dtype=float)
+    t = np.array([list(y[n]) for n in names], dtype=float)
+    r_a, _ = _pearson(a.ravel(), t.ravel())
+    r_b, _ = _pearson(b.ravel(), t.ravel())
+    if r_a is None or r_b is None or n_boot <= 0:
+        return {**base, **empty, "r": r_a, "control_r": r_b, "share_higher": None, "n_resamples": 0}
+    picks = resample_indices(len(names), n_boot, seed)  # whole scenarios, both models at once
+    rs_a = _rows_r_nan(a[picks].reshape(n_boot, -1), t[picks].reshape(n_boot, -1))
+    rs_b = _rows_r_nan(b[picks].reshape(n_boot, -1), t[picks].reshape(n_boot, -1))
+    diff = paired(rs_a, rs_b, level)
+    intervals = {}
+    for key, rs in (("r", rs_a), ("control_r", rs_b)):
+        low, high = percentile_interval(rs, level)
+        intervals[f"{key}_low"], intervals[f"{key}_high"] = float(low), float(high)
+    return {
+        **base,
+        "r": r_a,
+        "control_r": r_b,
+        **intervals,
+        "difference": r_a - r_b,
+        "low": diff.low,
+        "high": diff.high,
+        "share_higher": diff.share_a_higher,
+        "n_resamples": diff.n,
+    }
 
 
 def per_attribute_correlation(
@@ -176,3 +236,50 @@ def choice_agreement(
         n_a += choice == "A"
         target_a += target == "A"
     return Agreement(n, invalid, agree, n_a, target_a, len(seen))
+
+
+def sign_agreement(
+    scenarios: Mapping[str, Scenario],
+    targets: Mapping[str, Sequence[float]],
+    decisions: Iterable[Decision],
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """How often the sign of logit(A) - logit(B) is the target choice (every trial with a logit
+    difference has one, valid letter or not), beside the commoner letter's share on the same
+    trials (what always answering it agrees), each with a bootstrap interval over scenarios,
+    and their paired difference on the same resamples: a sign that follows the targets beats
+    the commoner letter in the difference's interval, a base rate does not."""
+    counts: dict[str, list[int]] = {}  # scenario -> [trials, agree, target A]
+    for d in decisions:
+        if d.logit_diff is None:
+            continue
+        target = target_choice(scenarios[d.scenario], targets[d.scenario], d.a, d.b)
+        row = counts.setdefault(d.scenario, [0, 0, 0])
+        row[0] += 1
+        row[1] += ("A" if d.logit_diff > 0 else "B") == target
+        row[2] += target == "A"
+    out: dict[str, Any] = {"n_scenarios": len(counts), "n_boot": n_boot, "seed": seed}
+    if not counts:
+        return {**out, "n": 0, "agreement": None, "commoner": None}
+    c = np.array(list(counts.values()), dtype=float)  # [scenarios, 3]
+    n, agree, share_a = c[:, 0].sum(), c[:, 1].sum() / c[:, 0].sum(), c[:, 2].sum() / c[:, 0].sum()
+    out |= {"n": int(n), "agreement": float(agree), "commoner": float(max(share_a, 1 - share_a))}
+    if n_boot <= 0 or len(counts) < 2:
+        return out
+    w = resample_weights(len(counts), n_boot, seed)  # [resamples, scenarios]
+    total = w @ c[:, 0]
+    agree_b = (w @ c[:, 1]) / total
+    share_b = (w @ c[:, 2]) / total
+    commoner_b = np.maximum(share_b, 1 - share_b)
+    diff = paired(agree_b, commoner_b, level)
+    for key, samples in (("agreement", agree_b), ("commoner", commoner_b)):
+        low, high = percentile_interval(samples, level)
+        out[f"{key}_low"], out[f"{key}_high"] = float(low), float(high)
+    return out | {
+        "versus_commoner": float(agree - max(share_a, 1 - share_a)),
+        "versus_commoner_low": diff.low,
+        "versus_commoner_high": diff.high,
+        "share_above_commoner": diff.share_a_higher,
+    }
