@@ -34,7 +34,11 @@ def register(app: typer.Typer) -> None:
         model: str = _opt(
             "--model", "-m", help="Built-in, HF id, model directory or .gguf.", default_of="model"
         ),
-        method: str = _opt("--method", help="lora or full.", default_of="method"),
+        method: str = _opt(
+            "--method",
+            help="lora or full (SFT), or grpo (RL on a task's verifier).",
+            default_of="method",
+        ),
         lora_r: int = _opt("--lora-r", help="LoRA rank.", default_of="lora_r", min=1),
         lora_alpha: int = _opt("--lora-alpha", help="LoRA alpha.", default_of="lora_alpha", min=1),
         lora_dropout: float = _opt(
@@ -97,15 +101,50 @@ def register(app: typer.Typer) -> None:
             help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.",
             default_of="dtype",
         ),
+        task: str = _opt(
+            "--task", help="GRPO: the data's task (default: the one its records belong to)."
+        ),
+        reward: str = _opt(
+            "--reward",
+            help="GRPO: a task's reward (blocksworld, maze) or module:function.",
+        ),
+        weights: str = _opt("--weights", help="GRPO: lora or full.", default_of="weights"),
+        prompts_per_step: int = _opt(
+            "--prompts-per-step", help="GRPO: prompts a step.", default_of="prompts_per_step"
+        ),
+        num_generations: int = _opt(
+            "--num-generations",
+            help="GRPO: completions per prompt (the group).",
+            default_of="num_generations",
+        ),
+        max_completion_length: int = _opt(
+            "--max-completion-length",
+            help="GRPO: tokens sampled per completion.",
+            default_of="max_completion_length",
+        ),
+        temperature: float = _opt(
+            "--temperature", help="GRPO: sampling temperature.", default_of="temperature"
+        ),
+        beta: float = _opt(
+            "--beta", help="GRPO: KL coefficient (0: no KL to the start model).", default_of="beta"
+        ),
+        epsilon: float = _opt("--epsilon", help="GRPO: clipping range.", default_of="epsilon"),
+        loss_type: str = _opt(
+            "--loss-type", help="GRPO: dapo, grpo, dr_grpo or bnpo.", default_of="loss_type"
+        ),
+        scale_rewards: str = _opt(
+            "--scale-rewards", help="GRPO: group, batch or none.", default_of="scale_rewards"
+        ),
         overwrite: bool = typer.Option(
             False, "--overwrite", help="Replace a different run in --out."
         ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Fine-tune a model (LoRA or full) on prompt/completion data; loss on the completion only.
+        --method grpo: reinforcement learning on a task's prompts, rewarded by its verifier.
 
-        OUT gets: config.yaml, checkpoints/, train_log.jsonl, loss.png, results.json, summary.md,
-        and model/ (a full checkpoint; LoRA also keeps adapter/).
+        OUT gets: config.yaml, checkpoints/, train_log.jsonl, loss.png (GRPO: reward.png),
+        results.json, summary.md, and model/ (a full checkpoint; LoRA also keeps adapter/).
 
         Re-running the same command resumes from the last checkpoint. See docs/training.md.
         """
@@ -122,8 +161,21 @@ def register(app: typer.Typer) -> None:
             overrides["data"] = [str(p) for p in overrides["data"]]
         cfg = build_config(config, overrides)
         check_lora_targets(cfg)  # an unknown module name fails here, not deep inside peft
+        if cfg.method == "grpo":
+            from reasonlens.train.grpo import check_grpo
+
+            check_grpo(cfg)  # the data's task, its verifier and the reward, before any write
         result = train(cfg, out, overwrite=overwrite, progress=not quiet)
         r = result.results
+        if cfg.method == "grpo":
+            first, last = r.get("reward_first_fifth"), r.get("reward_last_fifth")
+            shown = "n/a" if first is None else f"{first:.3f} -> {last:.3f}"
+            Console(stderr=True).print(
+                f"{r['steps']} GRPO steps, reward {shown} (first -> last fifth), "
+                f"zero-variance groups {r.get('zero_variance_share') or 0:.0%} -> "
+                f"{result.model_dir}"
+            )
+            return
         loss = "n/a" if r.get("final_loss") is None else f"{r['final_loss']:.4f}"
         Console(stderr=True).print(
             f"{r['steps']} steps, final loss {loss}, padding {r['padding_fraction']:.1%}, "

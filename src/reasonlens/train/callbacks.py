@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ class JsonlLogCallback(TrainerCallback):
     On resume, lines past the checkpoint's step are dropped first: those steps are redone.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keys: Mapping[str, str] | None = None) -> None:
         self.path = path
+        # the Trainer's log key -> the key in the file (default: LOG_KEYS, as they are)
+        self.keys = dict(keys) if keys is not None else {k: k for k in LOG_KEYS}
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero and self.path.exists():
@@ -37,7 +40,9 @@ class JsonlLogCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
         record: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0, 4)}
-        record.update({k: float(logs[k]) for k in LOG_KEYS if k in logs})
+        record.update(
+            {ours: float(logs[k]) for k, ours in self.keys.items() if logs.get(k) is not None}
+        )
         record["time"] = round(time.time(), 3)
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -70,7 +75,10 @@ class ProgressCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.bar is not None and logs and "loss" in logs:
-            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['learning_rate']:.2e}")
+            shown = {"loss": f"{logs['loss']:.4f}", "lr": f"{logs['learning_rate']:.2e}"}
+            if logs.get("reward") is not None:  # GRPO
+                shown = {"reward": f"{logs['reward']:.3f}", **shown}
+            self.bar.set_postfix(**shown)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar is not None:

@@ -19,7 +19,11 @@ import yaml
 from reasonlens.errors import UserError, one_of, suggest
 from reasonlens.models import DEFAULT_MODEL
 
-METHODS = ("lora", "full")
+METHODS = ("lora", "full", "grpo")
+#: What GRPO trains: a LoRA adapter (merged into model/ at the end) or every weight.
+GRPO_WEIGHTS = ("lora", "full")
+GRPO_LOSSES = ("dapo", "grpo", "dr_grpo", "bnpo")
+GRPO_SCALES = ("group", "batch", "none")
 SCHEDULES = (
     "linear",
     "cosine",
@@ -33,6 +37,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 _DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 #: Learning rates used when none is given: the paper's for full fine-tuning, a usual one for LoRA.
 DEFAULT_LEARNING_RATE = {"full": 5e-5, "lora": 2e-4}
+#: GRPO's: TRL's default for every weight; LoRA moves less per step, so ten times more.
+DEFAULT_GRPO_LEARNING_RATE = {"full": 1e-6, "lora": 1e-5}
 
 
 @dataclass
@@ -63,6 +69,18 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     device: str = "auto"
     dtype: str = "auto"
+    # --- GRPO only (--method grpo); an SFT run records none of these ---
+    task: str | None = None  # None: the task that recognises the data's first record
+    reward: str | None = None  # a task's declared reward (None: the task's own) or module:function
+    weights: str = "lora"  # what GRPO trains: lora or full
+    prompts_per_step: int = 4  # prompts per optimizer step (each sampled num_generations times)
+    num_generations: int = 8  # the group: completions per prompt
+    max_completion_length: int = 256  # tokens sampled per completion
+    temperature: float = 1.0
+    beta: float = 0.001  # KL coefficient (0: no reference model, so no KL is logged)
+    epsilon: float = 0.2  # PPO clipping
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -84,8 +102,13 @@ class TrainConfig:
             self.model = str(model_path.resolve())
         if self.method not in METHODS:
             raise one_of("method", self.method, METHODS)
+        if self.method == "grpo":
+            self._validate_grpo()
         if self.learning_rate is None:
-            self.learning_rate = DEFAULT_LEARNING_RATE[self.method]
+            if self.method == "grpo":
+                self.learning_rate = DEFAULT_GRPO_LEARNING_RATE[self.weights]
+            else:
+                self.learning_rate = DEFAULT_LEARNING_RATE[self.method]
         if self.lr_scheduler not in SCHEDULES:
             raise one_of("lr_scheduler", self.lr_scheduler, SCHEDULES)
         self.dtype = _DTYPE_ALIASES.get(self.dtype, self.dtype)
@@ -126,9 +149,57 @@ class TrainConfig:
         if self.weight_decay < 0 or self.max_grad_norm < 0:
             raise UserError("weight_decay and max_grad_norm must not be negative")
 
+    def _validate_grpo(self) -> None:
+        if self.weights not in GRPO_WEIGHTS:
+            raise one_of("weights", self.weights, GRPO_WEIGHTS)
+        if self.loss_type not in GRPO_LOSSES:
+            raise one_of("loss_type", self.loss_type, GRPO_LOSSES)
+        if self.scale_rewards not in GRPO_SCALES:
+            raise one_of("scale_rewards", self.scale_rewards, GRPO_SCALES)
+        for name in ("num_generations", "max_completion_length", "prompts_per_step"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise UserError(f"{name} must be a whole number, got {value!r}")
+        if self.num_generations < 2:
+            raise UserError(
+                f"num_generations (the group size) must be at least 2, got {self.num_generations}: "
+                "GRPO learns from the differences between completions of one prompt"
+            )
+        if self.max_completion_length < 1:
+            raise UserError(
+                f"max_completion_length must be at least 1 token, got {self.max_completion_length}"
+            )
+        if self.prompts_per_step < 1:
+            raise UserError(f"prompts_per_step must be at least 1, got {self.prompts_per_step}")
+        if not (isinstance(self.temperature, int | float) and self.temperature > 0):
+            raise UserError(f"temperature must be above 0 (GRPO samples), got {self.temperature!r}")
+        if not (isinstance(self.beta, int | float) and self.beta >= 0):
+            raise UserError(f"beta (the KL coefficient) must be 0 or more, got {self.beta!r}")
+        if not (isinstance(self.epsilon, int | float) and self.epsilon > 0):
+            raise UserError(f"epsilon (the clipping range) must be above 0, got {self.epsilon!r}")
+        per_step = self.prompts_per_step * self.num_generations
+        if isinstance(self.batch_size, int) and self.batch_size > 0 and per_step % self.batch_size:
+            raise UserError(
+                f"batch_size {self.batch_size} must divide the completions of a step "
+                f"({self.prompts_per_step} prompts x {self.num_generations} = {per_step})"
+            )
+        if self.task == "maze":
+            self.task = "backtracking"  # the maze search task's registered name
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.method == "lora" or (self.method == "grpo" and self.weights == "lora")
+
+    @property
+    def completions_per_step(self) -> int:
+        return self.prompts_per_step * self.num_generations
+
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config, as recorded in the run directory."""
-        return dataclasses.asdict(self)
+        """The resolved config, as recorded in the run directory: an SFT run's has no GRPO
+        option (so runs made before GRPO existed resume), a GRPO run's no SFT-only one."""
+        out = dataclasses.asdict(self)
+        drop = SFT_ONLY_FIELDS if self.method == "grpo" else GRPO_FIELDS
+        return {k: v for k, v in out.items() if k not in drop}
 
 
 def _positive(config: TrainConfig, *names: str) -> None:
@@ -143,6 +214,26 @@ _TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 FLOAT_FIELDS = tuple(name for name, kind in _TYPES.items() if kind.startswith("float"))
 #: Options that only LoRA reads: given with --method full they would be ignored.
 LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+#: Options only GRPO reads, and options only supervised fine-tuning reads.
+GRPO_FIELDS = (
+    "task",
+    "reward",
+    "weights",
+    "prompts_per_step",
+    "num_generations",
+    "max_completion_length",
+    "temperature",
+    "beta",
+    "epsilon",
+    "loss_type",
+    "scale_rewards",
+)
+SFT_ONLY_FIELDS = ("gradient_accumulation", "max_length")
+_SFT_ONLY_WHY = {
+    "gradient_accumulation": "GRPO accumulates the completions of one step "
+    "(--prompts-per-step x --num-generations) in micro-batches of --batch-size",
+    "max_length": "GRPO samples its completions: their length is --max-completion-length",
+}
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -204,7 +295,7 @@ def check_lora_targets(config: TrainConfig) -> None:
     from reasonlens.models.loading import module_types
 
     targets = config.lora_target_modules
-    if config.method != "lora" or targets == "all-linear":
+    if not config.uses_lora or targets == "all-linear":
         return
     modules = module_types(config.model)
     if modules is None:
@@ -235,6 +326,7 @@ def build_config(
     for name, value in values.items():
         values[name] = _check_type(name, value)
     method = values.get("method", TrainConfig.method)
+    _check_method_options(method, values, given)
     lora_flags = [name for name in LORA_FIELDS if name in given]
     if method == "full" and lora_flags:
         flags = ", ".join("--" + name.replace("_", "-") for name in lora_flags)
@@ -247,6 +339,35 @@ def build_config(
         return TrainConfig(**values)
     except TypeError as err:  # a value of the wrong shape that validation could not read
         raise UserError(f"bad config: {err}") from None
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_method_options(method: str, values: dict[str, Any], given: dict[str, Any]) -> None:
+    """Refuse options the method would ignore: SFT-only ones with grpo, GRPO ones with SFT,
+    LoRA ones with GRPO on every weight."""
+    if method == "grpo":
+        sft = [name for name in SFT_ONLY_FIELDS if name in values]
+        if sft:
+            raise UserError(
+                f"{_flag(sft[0])} is an SFT option (--method lora|full), not one of --method "
+                f"grpo: {_SFT_ONLY_WHY[sft[0]]}"
+            )
+        lora = [name for name in LORA_FIELDS if name in given]
+        if lora and values.get("weights", TrainConfig.weights) == "full":
+            raise UserError(
+                f"{_flag(lora[0])} applies to LoRA, but GRPO trains every weight here "
+                "(--weights full): drop it or pass --weights lora"
+            )
+        return
+    grpo = [name for name in GRPO_FIELDS if name in values]
+    if grpo and method in METHODS:
+        raise UserError(
+            f"{_flag(grpo[0])} is a GRPO option, but the method is {method}: pass "
+            "--method grpo or drop it"
+        )
 
 
 def _check_type(name: str, value: Any) -> Any:
@@ -265,6 +386,7 @@ def _check_type(name: str, value: Any) -> Any:
         or (isinstance(value, int | float) and not isinstance(value, bool)),
         "bool": isinstance(value, bool),
         "str": isinstance(value, str),
+        "str | None": value is None or isinstance(value, str),
         "list[str]": isinstance(value, str)
         or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
         "list[str] | str": isinstance(value, str)

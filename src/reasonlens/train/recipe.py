@@ -93,3 +93,58 @@ class Recipe:
         if self.train.method == "lora":
             out["lora"] = asdict(self.lora or Lora())
         return out
+
+
+@dataclass(frozen=True)
+class GrpoRecipe:
+    """A GRPO recipe (``train --method grpo``): what a preset fixes; the study supplies the
+    model, the prompts (task data) and the seed. ``reward`` None: the task's declared reward.
+    The budget is ``max_steps`` x ``prompts_per_step`` x ``num_generations`` completions of
+    at most ``max_completion_length`` tokens."""
+
+    weights: str = "lora"
+    lora: Lora | None = None
+    max_steps: int = 50
+    prompts_per_step: int = 4
+    num_generations: int = 8
+    max_completion_length: int = 256
+    batch_size: int = 8
+    learning_rate: float | None = None
+    lr_scheduler: str = "constant"
+    temperature: float = 1.0
+    beta: float = 0.001
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    reward: str | None = None
+    save_steps: int = 25
+    dtype: str = "auto"
+
+    def config(
+        self, model: str, data: list[str], seed: int, device: str | None = None
+    ) -> TrainConfig:
+        from reasonlens.train.config import TrainConfig
+
+        values = {k: v for k, v in asdict(self).items() if k != "lora"}
+        config = TrainConfig(
+            model=model, data=data, seed=seed, method="grpo", **values, **_device(device)
+        )
+        if self.weights == "lora":
+            lora = self.lora or Lora()
+            config.lora_r, config.lora_alpha = lora.r, lora.alpha
+            config.lora_dropout, config.lora_target_modules = lora.dropout, lora.targets
+            if lora.top_layers:
+                config.lora_target_modules = top_layer_modules(config.model, lora.top_layers)
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"method": "grpo", **asdict(self)}
+        if self.weights == "lora":
+            out["lora"] = asdict(self.lora or Lora())
+        else:
+            out.pop("lora")
+        return out
+
+
+def _device(device: str | None) -> dict[str, str]:
+    return {"device": device} if device else {}

@@ -87,7 +87,8 @@ def train(
     progress: bool = True,
     callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
-    """Fine-tune `config.model` on `config.data` into run directory `out`.
+    """Fine-tune `config.model` on `config.data` into run directory `out` (`method` grpo:
+    reinforcement learning on the data's task, see :mod:`reasonlens.train.grpo`).
 
     Re-running the same config into the same `out` resumes from the last checkpoint (or returns
     at once if the run had finished); a different config there is refused unless `overwrite`.
@@ -96,6 +97,10 @@ def train(
     from reasonlens.models import load_tokenizer
 
     config.validate()
+    if config.method == "grpo":  # reinforcement learning on a task's verifier
+        from reasonlens.train.grpo import train_grpo
+
+        return train_grpo(config, out, overwrite, progress, callbacks)
     check_lora_targets(config)  # library callers get the command's refusal too
     out = Path(out)
     precision = resolve_precision(config)
@@ -237,7 +242,7 @@ def _save_model(trainer, run: RunDir, config: TrainConfig) -> tuple[Path, Path |
     from reasonlens.train.merge import merge_adapter
 
     model_dir = run.file(MODEL_DIR)
-    target = run.file("adapter") if config.method == "lora" else model_dir
+    target = run.file("adapter") if config.uses_lora else model_dir
     partial = target.with_name(f".{target.name}.partial")
     trainer.model.config.use_cache = True  # off while training; generation wants it on
     trainer.save_model(str(partial))  # every process joins: FSDP/DeepSpeed gather here
@@ -245,10 +250,10 @@ def _save_model(trainer, run: RunDir, config: TrainConfig) -> tuple[Path, Path |
         if target.exists():
             shutil.rmtree(target)
         partial.rename(target)
-        if config.method == "lora":
+        if config.uses_lora:
             merge_adapter(target, base=config.model, out=model_dir, overwrite=True)
     trainer.accelerator.wait_for_everyone()
-    return model_dir, (target if config.method == "lora" else None)
+    return model_dir, (target if config.uses_lora else None)
 
 
 def _results(

@@ -52,26 +52,13 @@ _WEIGHTS = (
 )
 
 
-class GroupedSFTTrainer(SFTTrainer):
-    """SFTTrainer that batches examples of similar length and counts the padding it trains on.
+class AtomicCheckpoints:
+    """A Trainer mixin (put it first among the bases): each checkpoint is written under
+    `checkpoints/.partial/checkpoint-N` and renamed into place once whole (module docstring).
+    `_before_checkpoint` runs first, on every process (e.g. to fold counters into the state)."""
 
-    `lengths` are the token counts of the training examples, in dataset order.
-    """
-
-    def __init__(self, *args, lengths: Sequence[int], meter: TokenMeter, **kwargs) -> None:
-        self._lengths = list(lengths)
-        self.meter = meter
-        super().__init__(*args, **kwargs)
-
-    def _get_train_sampler(self, train_dataset=None):
-        return LengthGroupedSampler(
-            self._lengths, self.args.per_device_train_batch_size, seed=self.args.seed
-        )
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        if "attention_mask" in inputs:
-            self.meter.add(inputs["attention_mask"])
-        return super().training_step(model, inputs, num_items_in_batch)
+    def _before_checkpoint(self) -> None:
+        pass
 
     _staging = False  # while True, the Trainer's output directory is checkpoints/.partial
 
@@ -81,7 +68,7 @@ class GroupedSFTTrainer(SFTTrainer):
 
     def _save_checkpoint(self, model, trial):
         """The Trainer's save, into `.partial/checkpoint-N`, renamed into place once whole."""
-        self.meter.sync(self.accelerator)  # the checkpoint then records the whole run's counts
+        self._before_checkpoint()
         run_dir = Path(super()._get_output_dir(trial))
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         staged = run_dir / STAGING / name
@@ -103,6 +90,31 @@ class GroupedSFTTrainer(SFTTrainer):
                 use_mtime=True,
             )
         self.accelerator.wait_for_everyone()
+
+
+class GroupedSFTTrainer(AtomicCheckpoints, SFTTrainer):
+    """SFTTrainer that batches examples of similar length and counts the padding it trains on.
+
+    `lengths` are the token counts of the training examples, in dataset order.
+    """
+
+    def __init__(self, *args, lengths: Sequence[int], meter: TokenMeter, **kwargs) -> None:
+        self._lengths = list(lengths)
+        self.meter = meter
+        super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        return LengthGroupedSampler(
+            self._lengths, self.args.per_device_train_batch_size, seed=self.args.seed
+        )
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if "attention_mask" in inputs:
+            self.meter.add(inputs["attention_mask"])
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def _before_checkpoint(self) -> None:
+        self.meter.sync(self.accelerator)  # the checkpoint then records the whole run's counts
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Mean next-token cross-entropy over the labelled (completion) tokens.
