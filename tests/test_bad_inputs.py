@@ -217,6 +217,13 @@ def train_flags(*flags: str, fragment: str, id=None):
     return case(train(*flags), fragment, {"pairs.jsonl": PAIR}, id=id)
 
 
+def grpo(*flags: str, fragment: str, id=None, data: str = "bw"):
+    """A `train --method grpo` case: Blocksworld prompts (or prompt/completion pairs)."""
+    files = {"bw.jsonl": json.dumps(GOOD) + "\n"} if data == "bw" else {"bw.jsonl": PAIR}
+    argv = ["train", "-m", "TINY", "-o", "OUT", "-d", "bw.jsonl", "--method", "grpo", *flags]
+    return case(argv, fragment, files, id=id)
+
+
 CASES = [
     # --- usage errors: one line, for every command ---
     case(["trace", "--bogus"], "No such option: --bogus", id="usage-unknown-option"),
@@ -674,6 +681,18 @@ CASES = [
         },
         id="preferences-value-outside-range",
     ),
+    # --- train --method grpo: no verifier, no reward, options of the other method ---
+    grpo(fragment="belong to no task reasonlens can verify", data="pairs", id="grpo-no-verifier"),
+    grpo("--reward", "no_such_module:f", fragment="cannot import reward", id="grpo-no-import"),
+    grpo("--reward", "nofunction", fragment="give a task's reward", id="grpo-reward-no-colon"),
+    grpo("--max-length", "64", fragment="--max-length is an SFT option", id="grpo-sft-option"),
+    grpo("--gradient-accumulation", "2", fragment="is an SFT option", id="grpo-sft-accum"),
+    grpo("--max-completion-length", "0", fragment="at least 1 token", id="grpo-length-0"),
+    grpo("--num-generations", "1", fragment="must be at least 2", id="grpo-group-1"),
+    grpo("--batch-size", "3", fragment="must divide the completions", id="grpo-batch"),
+    grpo("--weights", "full", "--lora-r", "4", fragment="applies to LoRA", id="grpo-full-lora"),
+    grpo("--task", "maze", fragment="but --task is backtracking", id="grpo-task-mismatch"),
+    train_flags("--reward", "blocksworld", fragment="--reward is a GRPO option", id="sft-grpo-opt"),
 ]
 
 
