@@ -7,7 +7,7 @@ import importlib
 import typer
 
 # Order is the order `reasonlens --help` lists them.
-_MODULES = ["models", "generate", "data", "trace", "train", "eval", "preferences", "study"]
+_MODULES = ["models", "generate", "data", "trace", "train", "pair", "eval", "preferences", "study"]
 
 
 def register_all(app: typer.Typer) -> None:
