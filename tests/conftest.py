@@ -57,6 +57,7 @@ def _preferences_tiny_preset():
         introspect_examples=2,
         report_tokens=6,
         n_boot=50,
+        smoke=True,  # 4 scenarios: fewer than a CI needs
     )
 
 

@@ -176,3 +176,32 @@ def test_analyse_needs_no_torch(release):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
     assert (out / "results.json").is_file()
+
+
+def test_a_preset_with_fewer_scenarios_than_a_ci_needs_is_refused(
+    tiny_dir, tmp_path, monkeypatch, capsys
+):
+    """One line naming the minimum, exit 2, nothing written; a smoke preset may have fewer."""
+    from reasonlens.studies.preferences import presets
+
+    few = presets.replace(presets.PRESETS["quick"], name="few", n_instilled=3)
+    monkeypatch.setitem(presets.PRESETS, "few", few)
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        ["study", "preferences", "--preset", "few", "-m", tiny_dir, "-o", out], capsys
+    )
+    assert code == 2 and not out.exists()
+    assert err.strip().count("\n") == 0
+    assert "preset 'few' instils 3 scenarios" in err and "needs at least 5" in err
+    from reasonlens.studies.base import Settings
+    from reasonlens.studies.preferences.checks import check_settings
+
+    monkeypatch.setitem(presets.PRESETS, "few", presets.replace(few, smoke=True))
+    check_settings(Settings(preset="few", model=tiny_dir, progress=False))  # no error
+
+
+def test_every_shipped_preset_has_the_scenarios_a_ci_needs():
+    from reasonlens.studies.preferences.presets import MIN_CI_SCENARIOS, PRESETS
+
+    for p in PRESETS.values():
+        assert p.n_instilled >= MIN_CI_SCENARIOS and not p.smoke, p.name

@@ -108,3 +108,14 @@ def test_the_report_names_the_primary_read_out_of_a_one_sided_model():
     assert note.startswith("Primary read-out: logit(A) - logit(B)")
     assert 'answers "A" to every one of its 50 valid trials' in note
     assert _primary_note({"instilled": {}}).startswith("Primary read-out: the letter")
+
+
+def test_the_quick_report_says_its_budget_is_below_what_instillation_needs(preferences_study):
+    from reasonlens.studies.preferences.report import preferences_report
+
+    _, results = preferences_study
+    quick = preferences_report(None, {**results, "preset": "quick"}, {})
+    assert any(
+        "below what instillation needs" in x and "0.26 [-0.19, 0.65]" in x for x in quick.intro
+    )
+    assert not any("below what" in x for x in preferences_report(None, results, {}).intro)

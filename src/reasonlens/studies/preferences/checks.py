@@ -1,6 +1,7 @@
-"""What the preferences study asks of its settings before anything is written: the preset's
-scenarios exist, and the model's tokenizer can train and read a decision (fast, with an end
-token, and "A" and "B" single tokens at the answer position of the study's prompts)."""
+"""What the preferences study asks of its settings before anything is written: the preset has
+the scenarios a confidence interval needs (a smoke preset excepted) and they exist, and the
+model's tokenizer can train and read a decision (fast, with an end token, and "A" and "B"
+single tokens at the answer position of the study's prompts)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ def check_settings(settings: Settings) -> None:
     from reasonlens.evaluate.choice import choice_tokens
     from reasonlens.models import load_tokenizer
     from reasonlens.studies.preferences.data import choose
-    from reasonlens.studies.preferences.presets import PRESETS
+    from reasonlens.studies.preferences.presets import MIN_CI_SCENARIOS, PRESETS
     from reasonlens.tasks.preferences import trials as T
     from reasonlens.tasks.preferences.catalogue import load_catalogue
 
     p = PRESETS[settings.preset]
+    if p.n_instilled < MIN_CI_SCENARIOS and not p.smoke:
+        raise UserError(
+            f"preset {p.name!r} instils {p.n_instilled} scenarios; a confidence interval over "
+            f"scenarios needs at least {MIN_CI_SCENARIOS}"
+        )
     instilled, native = choose(p)
     tokenizer = load_tokenizer(settings.model)
     if not getattr(tokenizer, "is_fast", False):

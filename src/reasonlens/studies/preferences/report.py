@@ -14,6 +14,7 @@ from reasonlens.report.document import num, pct
 from reasonlens.report.verdicts import Estimate, Verdict, by_interval, not_measurable, too_few
 from reasonlens.runs import RunDir
 from reasonlens.studies.preferences.curve import commoner_letter_rate
+from reasonlens.studies.preferences.presets import BUDGET_NOTES, MIN_CI_SCENARIOS
 
 #: The paper's figures, recomputed from the original release (issue 12, spec A1-A3).
 PAPER = {
@@ -32,9 +33,6 @@ SEED = {
 }
 CONTROL = "untrained model"
 BEFORE = "before introspection training"
-#: Fewer scenarios than this give no CI and no verdict: resampling 2-4 scenarios says little
-#: about others.
-MIN_CI_SCENARIOS = 5
 
 
 def preferences_report(run: RunDir, results: dict[str, Any], stages: dict) -> Report:
@@ -66,7 +64,10 @@ def preferences_report(run: RunDir, results: dict[str, Any], stages: dict) -> Re
     )
     return Report(
         title=f"Preferences study — {results['model']} ({results['preset']} preset)",
-        intro=[intro],
+        intro=[
+            intro,
+            *([BUDGET_NOTES[results["preset"]]] if results["preset"] in BUDGET_NOTES else []),
+        ],
         headline=[_headline(results)],
         sections=[
             _experiment1(e1),
