@@ -22,6 +22,11 @@ compares two estimates computed on the *same* resamples: the interval of their d
 the share of resamples in which the first is higher. Pairing removes the resampling noise the
 two share, which two separate intervals would count twice.
 
+**Permutation nulls.** A control fitted once on shuffled labels is one draw from a null
+distribution, and can sit anywhere in it (below chance, too). :func:`null_quantile` gives the
+null's upper percentile (per bootstrap resample too, so an estimate can be compared with it
+pairwise) and :func:`permutation_p` the permutation p-value of an observed statistic.
+
 Nothing here imports torch unless a torch draw or a torch tensor is asked for, so the report
 (which only needs numpy) stays light.
 """
@@ -41,8 +46,10 @@ __all__ = [
     "Draw",
     "Paired",
     "generator",
+    "null_quantile",
     "paired",
     "percentile_interval",
+    "permutation_p",
     "permutations",
     "resample_indices",
     "resample_weights",
@@ -144,6 +151,31 @@ def percentile_interval(samples: Any, level: float = 0.95, axis: int = 0) -> tup
         warnings.simplefilter("ignore", RuntimeWarning)
         bounds = np.nanpercentile(np.asarray(samples), [tail, 100 - tail], axis=axis)
     return bounds[0], bounds[1]
+
+
+def null_quantile(null: Any, q: float = 0.95, axis: int = -1) -> Any:
+    """The ``q`` quantile of a permutation null along ``axis`` (the permutations), linearly
+    interpolated, NaN draws left out (NaN where none is left): the value an estimate must
+    exceed to beat the null at level ``q``. Numpy in, numpy out; a torch tensor stays one."""
+    if not 0 < q < 1:
+        raise ValueError(f"q must be between 0 and 1, got {q}")
+    if _is_tensor(null):
+        import torch
+
+        return torch.nanquantile(null, q, dim=axis)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanquantile(np.asarray(null), q, axis=axis)
+
+
+def permutation_p(observed: float, null: Any) -> float | None:
+    """One-sided permutation p-value of ``observed`` against the draws of its null ``[P]``:
+    ``(1 + #{null >= observed}) / (1 + P)`` over the draws that are not NaN (None: none)."""
+    draws = np.asarray(null.tolist() if _is_tensor(null) else null, dtype=np.float64).ravel()
+    draws = draws[~np.isnan(draws)]
+    if not draws.size or observed is None or np.isnan(observed):
+        return None
+    return float((1 + np.sum(draws >= observed)) / (1 + draws.size))
 
 
 @dataclass(frozen=True)

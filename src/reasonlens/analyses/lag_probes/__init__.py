@@ -12,12 +12,20 @@ Typical use, with labels.jsonl rows and an activation store of the same chains::
     result.best_per_lag("auc")                         # layer chosen on validation chains
     control = fit_lag_probes(shuffled_chain_labels(source), split=result.split)
     compare(result.test, lexical.test, "auc", result.best_layers(), 0)  # paired, lag by lag
+
+Anticipation rather than continuation: ``fit_lag_probes(source, targets="onset", lags=(4, 8))``
+(a positive at +k is a span that begins in (t, t+k]; rows inside a span are left out), and a
+null as a distribution: ``permutation_null(source, config, split, result.best_layers())``.
 """
 
 from reasonlens.analyses.lag_probes.controls import (
     BagOfTokens,
+    PrefixLexical,
     TokenEmbeddings,
     bag_of_tokens_source,
+    permuted_chain_labels,
+    position_features,
+    prefix_lexical_source,
     sentence_start_labels,
     shuffled_chain_labels,
     starts_sentence,
@@ -26,11 +34,13 @@ from reasonlens.analyses.lag_probes.controls import (
 )
 from reasonlens.analyses.lag_probes.fit import (
     DEFAULT_LAGS,
+    TARGETS,
     ChainSplit,
     LagProbeConfig,
     fit_lag_probes,
     split_chains,
 )
+from reasonlens.analyses.lag_probes.null import PermutationNull, permutation_null
 from reasonlens.analyses.lag_probes.result import (
     METRICS,
     Estimate,
@@ -40,7 +50,12 @@ from reasonlens.analyses.lag_probes.result import (
     compare,
     score_set,
 )
-from reasonlens.analyses.lag_probes.rows import RowReader, lag_targets, score_chains
+from reasonlens.analyses.lag_probes.rows import (
+    RowReader,
+    lag_targets,
+    onset_counts,
+    score_chains,
+)
 from reasonlens.analyses.lag_probes.sources import (
     ChainSource,
     FeatureSubset,
@@ -53,6 +68,7 @@ from reasonlens.analyses.lag_probes.sources import (
 __all__ = [
     "DEFAULT_LAGS",
     "METRICS",
+    "TARGETS",
     "BagOfTokens",
     "ChainSource",
     "ChainSplit",
@@ -62,6 +78,8 @@ __all__ = [
     "LagProbeResult",
     "LagProbes",
     "LagScores",
+    "PermutationNull",
+    "PrefixLexical",
     "RowReader",
     "StoreChains",
     "TensorChains",
@@ -72,6 +90,11 @@ __all__ = [
     "fit_lag_probes",
     "lag_targets",
     "labels_from_rows",
+    "onset_counts",
+    "permutation_null",
+    "permuted_chain_labels",
+    "position_features",
+    "prefix_lexical_source",
     "score_chains",
     "score_set",
     "sentence_start_labels",

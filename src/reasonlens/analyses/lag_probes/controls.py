@@ -5,8 +5,11 @@
     backtracking tends to happen survives; which activations go with which backtracks does not.
     The same grid fitted on it should sit at chance.
 (b) Lexical baselines, each a chain source to fit the same grid on:
-    :func:`token_embedding_source` (the layer-0 input: token embeddings, no context) and
-    :func:`bag_of_tokens_source` (multi-hot over the last k tokens: the surface text nearby).
+    :func:`token_embedding_source` (the layer-0 input: token embeddings, no context),
+    :func:`bag_of_tokens_source` (multi-hot over the last k tokens: the surface text nearby)
+    and :func:`prefix_lexical_source` (what the probe's residual stream can see without any
+    understanding: every token of the prompt and chain so far, the last k tokens, the position
+    in the chain and the distance since the last span).
     For a llama-style model the captured ``layers.0.resid_pre`` equals the token embeddings
     (Gemma scales them by sqrt(d), which standardisation removes).
 (c) :func:`sentence_start_labels`: the positives split by whether their span starts a new
@@ -31,13 +34,22 @@ _CLOSERS = "\"')]}*"
 
 
 def shuffled_chain_labels(source: ChainSource, seed: int = 0) -> WithLabels:
-    """``source`` with the chains' labels permuted among chains (control (a))."""
-    labels = source.labels
-    n = len(labels)
+    """``source`` with the chains' labels permuted among chains (control (a)): one draw; a
+    permutation null (``null.permutation_null``) takes many."""
+    n = len(source.labels)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return WithLabels(source, permuted_chain_labels(source.labels, perm))
+
+
+def permuted_chain_labels(
+    labels: Sequence[torch.Tensor], perm: Sequence[int]
+) -> list[torch.Tensor]:
+    """Chain i gets chain ``perm[i]``'s labels, aligned from its first scored token (cut, or
+    padded with -1, to its own scored tokens): where in a chain spans fall survives, which
+    activations go with them does not."""
     out = []
     for i, donor in enumerate(perm):
-        mine, theirs = labels[i], labels[donor]
+        mine, theirs = labels[i], labels[int(donor)]
         rows = torch.nonzero(mine >= 0).squeeze(1)
         given = theirs[theirs >= 0]
         y = torch.full_like(mine, -1)
@@ -45,7 +57,7 @@ def shuffled_chain_labels(source: ChainSource, seed: int = 0) -> WithLabels:
         y[rows[:k]] = given[:k]
         y[rows[k:]] = -1
         out.append(y)
-    return WithLabels(source, out)
+    return out
 
 
 class TokenEmbeddings:
@@ -129,6 +141,15 @@ class BagOfTokens:
             return self._column[tokens]
         return (tokens * 2654435761) % self.dim  # Knuth's multiplicative hash
 
+    def window(self, i: int) -> torch.Tensor:
+        """``[T, dim]`` multi-hot of chain i's last k tokens at every t."""
+        cols = self.column(self._tokens[i])
+        t = len(cols)
+        x = torch.zeros(t, self.dim)
+        for j in range(min(self.k, t)):
+            x[torch.arange(j, t), cols[: t - j]] = 1.0
+        return x
+
     @property
     def ids(self) -> list[str]:
         return self._ids
@@ -142,15 +163,7 @@ class BagOfTokens:
         return self._labels
 
     def features(self, chains: Sequence[int]) -> list[torch.Tensor]:
-        out = []
-        for i in chains:
-            cols = self.column(self._tokens[i])
-            t = len(cols)
-            x = torch.zeros(t, self.dim)
-            for j in range(min(self.k, t)):
-                x[torch.arange(j, t), cols[: t - j]] = 1.0
-            out.append(x[None])
-        return out
+        return [self.window(i)[None] for i in chains]
 
 
 def bag_of_tokens_source(
@@ -162,6 +175,84 @@ def bag_of_tokens_source(
 ) -> BagOfTokens:
     """Control (b): what the last ``k`` tokens' surface text carries."""
     return BagOfTokens(input_ids, labels, k, dim, ids)
+
+
+#: Distance bins (tokens) of the position features: 0, 1, 2-3, 4-7, ..., 256 and more.
+_BINS = torch.tensor([0, 1, 2, 4, 8, 16, 32, 64, 128, 256])
+
+
+def _binned(value: torch.Tensor) -> torch.Tensor:
+    """``[T, len(_BINS)]`` one-hot of each value's distance bin."""
+    idx = torch.bucketize(value, _BINS, right=True) - 1
+    return torch.nn.functional.one_hot(idx.clamp(min=0), len(_BINS)).float()
+
+
+def position_features(labels: torch.Tensor) -> torch.Tensor:
+    """``[T, 26]`` what a chain's position and its spans so far say at every token t, from
+    the labels up to t only: the position in the chain (log and binned), whether a span has
+    happened yet, the distance since the last span's token (log and binned), the number of
+    spans so far, whether t is inside a span and how far into it."""
+    t = len(labels)
+    idx = torch.arange(t)
+    scored = torch.nonzero(labels >= 0)
+    start = int(scored[0]) if len(scored) else 0
+    pos = (idx - start).clamp(min=0)
+    inside = labels == 1
+    before = torch.cat([torch.zeros(1, dtype=torch.bool), inside[:-1]])
+    onset = inside & ~before
+    last = torch.cummax(torch.where(inside, idx, -1), 0).values
+    began = torch.cummax(torch.where(onset, idx, -1), 0).values
+    seen = (last >= 0).float()
+    since = torch.where(last >= 0, idx - last, 0)
+    into = torch.where(inside, idx - began, 0)
+    return torch.cat(
+        [
+            torch.log1p(pos.float())[:, None],
+            _binned(pos),
+            seen[:, None],
+            (torch.log1p(since.float()) * seen)[:, None],
+            _binned(since) * seen[:, None],
+            torch.log1p(torch.cumsum(onset, 0).float())[:, None],
+            inside.float()[:, None],
+            torch.log1p(into.float())[:, None],
+        ],
+        1,
+    )
+
+
+class PrefixLexical(BagOfTokens):
+    """Chain source of what the whole prefix says on its surface, at every token t: log(1 +
+    count) of every token id in the prompt and chain up to t, multi-hot of the last ``k``
+    tokens, and :func:`position_features` (from the labels up to t). The residual stream at t
+    sees all of this; a probe must read more than a linear map of it to be "beyond the text".
+    One feature set, named ``"prefix"``; token columns as :class:`BagOfTokens`'."""
+
+    @property
+    def layers(self) -> list[Hashable]:
+        return ["prefix"]
+
+    def features(self, chains: Sequence[int]) -> list[torch.Tensor]:
+        out = []
+        for i in chains:
+            cols = self.column(self._tokens[i])
+            counts = torch.zeros(len(cols), self.dim)
+            counts[torch.arange(len(cols)), cols] = 1.0
+            prefix = torch.log1p(torch.cumsum(counts, 0))
+            x = torch.cat([prefix, self.window(i), position_features(self._labels[i])], 1)
+            out.append(x[None])
+        return out
+
+
+def prefix_lexical_source(
+    input_ids: Sequence[Sequence[int]],
+    labels: Sequence[torch.Tensor],
+    k: int = 8,
+    dim: int = 4096,
+    ids: Sequence[str] | None = None,
+) -> PrefixLexical:
+    """Control (b): the whole prefix's surface text and where the chain stands (see
+    :class:`PrefixLexical`)."""
+    return PrefixLexical(input_ids, labels, k, dim, ids)
 
 
 def _check_lengths(ids, tokens, labels) -> None:

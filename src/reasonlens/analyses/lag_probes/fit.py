@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -47,6 +48,9 @@ from reasonlens.threads import torch_threads
 #: The seed study's lags: -8 to +48 tokens by 4.
 DEFAULT_LAGS = tuple(range(-8, 49, 4))
 THRESHOLDS = ("tuned", "fixed")
+#: "all": every token t+lag is a target (the seed's measure); "onset": anticipation only
+#: (rows inside a span left out; see ``rows``).
+TARGETS = ("all", "onset")
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class LagProbeConfig:
     cache_bytes: int = 2 * 2**30
     device: str | None = None  # None: CUDA when available
     threads: int | None = None  # CPU threads for torch during the fit (None: as set)
+    targets: str = "all"  # "all" (the seed's measure) or "onset" (positive lags only)
 
     def __post_init__(self) -> None:
         lags = tuple(int(k) for k in self.lags)
@@ -111,6 +116,14 @@ class LagProbeConfig:
             raise UserError("need l2 >= 0, lr > 0, and batch_tokens, min_steps, max_epochs >= 1")
         if self.patience < 1 or self.bootstrap < 0 or not 0 < self.ci < 1:
             raise UserError("need patience >= 1, bootstrap >= 0 and 0 < ci < 1")
+        if self.targets not in TARGETS:
+            raise UserError(f"targets must be one of {', '.join(TARGETS)}")
+        if self.targets == "onset" and min(lags) <= 0:
+            raise UserError("onset targets measure anticipation: every lag must be positive")
+
+    @property
+    def onset(self) -> bool:
+        return self.targets == "onset"
 
     @property
     def max_lag(self) -> int:
@@ -177,16 +190,30 @@ def _check_split(split: ChainSplit, n: int) -> None:
 
 
 class _Fitter:
-    def __init__(self, source: ChainSource, config: LagProbeConfig, split: ChainSplit, device):
+    """One fit of a grid; with ``label_sets``, one fit per label set at once (their probes
+    are columns of the same tensors, each following its own path: see the module doc)."""
+
+    def __init__(
+        self,
+        source: ChainSource,
+        config: LagProbeConfig,
+        split: ChainSplit,
+        device,
+        label_sets: Sequence[Sequence[torch.Tensor]] | None = None,
+    ):
         self.source, self.config, self.split, self.device = source, config, split, device
         self.lags = config.lags
+        self.label_sets = label_sets
         labels = source.labels
         for i in (*split.train, *split.val, *split.test):
             if int((labels[i] >= 0).sum()) == 0:
                 raise UserError(f"chain {source.ids[i]}: no scored tokens")
         mean, scale = self._standardisation()
         self.dim = mean.shape[1]
-        self.rows = RowReader(source, self.lags, device, mean, scale, config.cache_bytes)
+        self.rows = RowReader(
+            source, self.lags, device, mean, scale, config.cache_bytes, config.onset, label_sets
+        )
+        self.width = self.rows.width
         self.w_pos, self.w_neg = self._class_weights()
 
     def _standardisation(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,25 +239,28 @@ class _Fitter:
         return mean.float(), scale.float()
 
     def _class_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        pos = torch.zeros(len(self.lags), dtype=torch.float64)
-        n = torch.zeros(len(self.lags), dtype=torch.float64)
+        """Per target column; a label set (a null draw) whose training chains have one class
+        at a lag gets weight 0 there: its probe learns nothing and scores chance."""
+        pos = torch.zeros(self.width, dtype=torch.float64)
+        n = torch.zeros(self.width, dtype=torch.float64)
         for i in self.split.train:
             y = self.rows.targets(i)
             pos += (y == 1).sum(0).double()
             n += (y >= 0).sum(0).double()
-        missing = [lag for lag, p, m in zip(self.lags, pos, n, strict=True) if p == 0 or p == m]
-        if missing:
+        one_class = (pos == 0) | (pos == n)
+        if bool(one_class.any()) and self.label_sets is None:
+            lag = self.lags[int(one_class.nonzero()[0]) % len(self.lags)]
             raise UserError(
-                f"at lag {missing[0]} the training chains have only one class of label; use "
+                f"at lag {lag} the training chains have only one class of label; use "
                 "more chains, smaller lags, or a label that occurs"
             )
-        w_pos = (n / (2 * pos)).float().to(self.device)
-        w_neg = (n / (2 * (n - pos))).float().to(self.device)
-        return w_pos, w_neg
+        w_pos = torch.where(one_class, 0.0, n / (2 * pos).clamp(min=1)).float().to(self.device)
+        w_neg = torch.where(one_class, 0.0, n / (2 * (n - pos)).clamp(min=1))
+        return w_pos, w_neg.float().to(self.device)
 
     def train(self, on_epoch=lambda: None) -> tuple[LagProbes, list[dict], torch.Tensor]:
         cfg, device = self.config, self.device
-        n_f, n_k = len(self.source.layers), len(self.lags)
+        n_f, n_k = len(self.source.layers), self.width
         torch.manual_seed(cfg.seed)
         weight = torch.zeros(n_f, n_k, self.dim, device=device)
         bias = torch.zeros(n_f, n_k, device=device)
@@ -289,13 +319,14 @@ class _Fitter:
                 break
         probes = LagProbes(
             layers=list(self.source.layers),
-            lags=list(self.lags),
+            lags=list(self.lags) * (len(self.label_sets) if self.label_sets else 1),
             weight=best_w.cpu(),
             bias=best_b.cpu(),
             mean=self.rows.mean.cpu(),
             scale=self.rows.scale.cpu(),
             threshold=best_t.cpu(),
             val_f1=best.cpu(),
+            onset=cfg.onset,
         )
         return probes, history, best_epoch
 

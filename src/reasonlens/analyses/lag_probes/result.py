@@ -156,7 +156,8 @@ def score_set(
 class LagProbes:
     """Fitted lag probes: ``weight [F, K, d]`` and ``bias [F, K]`` act on standardised
     features ``(x - mean) / scale``; ``threshold [F, K]`` is the logit above which a token is
-    predicted positive; ``val_f1`` the validation F1 that chose each probe's epoch."""
+    predicted positive; ``val_f1`` the validation F1 that chose each probe's epoch; ``onset``:
+    they predict onsets (rows inside a span have no target), not every token."""
 
     layers: list[Hashable]
     lags: list[int]
@@ -166,6 +167,7 @@ class LagProbes:
     scale: torch.Tensor
     threshold: torch.Tensor
     val_f1: torch.Tensor
+    onset: bool = False
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """``[F, N, K]`` logits on raw features ``x [F, N, d]``."""
@@ -196,7 +198,7 @@ class LagProbes:
             )
         return RowReader(
             source, tuple(self.lags), device, self.mean.to(device), self.scale.to(device),
-            cache_bytes,
+            cache_bytes, self.onset,
         )  # fmt: skip
 
     def evaluate(
@@ -252,6 +254,8 @@ class LagProbes:
             for name in ("weight", "bias", "mean", "scale", "threshold", "val_f1")
         }
         meta = {"layers": json.dumps(jsonable(self.layers)), "lags": json.dumps(self.lags)}
+        if self.onset:
+            meta["targets"] = "onset"
         atomic_save_tensors(path, tensors, meta)
         return Path(path)
 
@@ -263,7 +267,8 @@ class LagProbes:
             meta = handle.metadata() or {}
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
         layers = [tuple(x) if isinstance(x, list) else x for x in json.loads(meta["layers"])]
-        return cls(layers=layers, lags=json.loads(meta["lags"]), **tensors)
+        onset = meta.get("targets") == "onset"
+        return cls(layers=layers, lags=json.loads(meta["lags"]), onset=onset, **tensors)
 
 
 def compare(

@@ -3,7 +3,14 @@
 A chain's *rows* are its scored tokens (label >= 0 in the source: the chain, not the prompt).
 Row t's target at lag k is the label of token t + lag, -1 where that is not a scored token.
 Targets may come from other labels than the source's (a control relabels positives), over the
-same rows.
+same rows, and from several label sets at once (a permutation null: one column per set and lag).
+
+**Onset targets** (``onset=True``, positive lags only) measure anticipation, not continuation:
+at lag +k a positive is a token t+k inside a span whose first token lies in (t, t+k]. Rows
+where t is itself inside a span have no target (at +k their positives would mostly be the
+same span going on, readable from the present). With 0/1 labels a span is a run of 1s, so on
+the rows kept (label[t] = 0) every positive at t+k belongs to a span that began after t: the
+second exclusion ("the span at t+k began at or before t") is the first one.
 """
 
 from __future__ import annotations
@@ -18,11 +25,19 @@ from reasonlens.analyses.lag_probes.sources import ChainSource
 
 
 def lag_targets(
-    labels: torch.Tensor, lags: Sequence[int], rows: torch.Tensor | None = None
+    labels: torch.Tensor,
+    lags: Sequence[int],
+    rows: torch.Tensor | None = None,
+    onset: bool = False,
 ) -> torch.Tensor:
     """``[T, K]`` targets: row t, lag k holds ``labels[t + lags[k]]`` (-1 where t + lag is off
     the chain or its label is -1), and -1 on rows that are not scored (``rows``, default
-    ``labels >= 0``)."""
+    ``labels >= 0``). ``onset``: also -1 on rows inside a span (label 1), so that a positive is
+    a span beginning after t (see the module doc; every lag must be positive)."""
+    if onset:
+        if min(lags) <= 0:
+            raise ValueError(f"onset targets need positive lags, got {list(lags)}")
+        rows = (labels >= 0 if rows is None else rows) & (labels == 0)
     t = labels.shape[0]
     lo, hi = max(0, -min(lags)), max(0, max(lags))
     padded = torch.full((t + lo + hi,), -1, dtype=torch.long)
@@ -31,6 +46,35 @@ def lag_targets(
     out = padded[idx]
     out[~(labels >= 0 if rows is None else rows)] = -1
     return out
+
+
+def onset_counts(labels: Sequence[torch.Tensor], lags: Sequence[int]) -> list[dict[str, int]]:
+    """Per positive lag, over the chains of ``labels``: the all-targets measure's rows and
+    positives, how many of those positives are continuation (t already inside a span), and the
+    onset measure's rows and positives, with the rows it leaves out (t inside a span)."""
+    lags = [k for k in lags if k > 0]
+    if not lags:
+        return []
+    total = torch.zeros(6, len(lags), dtype=torch.long)
+    for y in labels:
+        every = lag_targets(y, lags)
+        onset = lag_targets(y, lags, onset=True)
+        inside = (y == 1)[:, None]
+        total += torch.stack(
+            [
+                (every >= 0).sum(0),
+                (every == 1).sum(0),
+                ((every == 1) & inside).sum(0),
+                (onset >= 0).sum(0),
+                (onset == 1).sum(0),
+                ((every >= 0) & inside).sum(0),
+            ]
+        )
+    names = ("rows", "positives", "continuation", "onset_rows", "onset_positives", "excluded")
+    return [
+        {"lag": lag, **{n: int(total[j, k]) for j, n in enumerate(names)}}
+        for k, lag in enumerate(lags)
+    ]
 
 
 @dataclass
@@ -46,7 +90,11 @@ class Rows:
 @dataclass
 class RowReader:
     """Reads a source's chains as :class:`Rows`; standardised features of as many chains as fit
-    in ``cache_bytes`` are kept for the next read (labels are never cached)."""
+    in ``cache_bytes`` are kept for the next read (labels are never cached).
+
+    ``onset``: onset targets (module doc). ``label_sets``: targets from several label sets of
+    the same chains instead of the source's, one column per (set, lag), set-major: a fit over
+    them is one fit per set, batched (a permutation null)."""
 
     source: ChainSource
     lags: tuple[int, ...]
@@ -54,18 +102,27 @@ class RowReader:
     mean: torch.Tensor  # [F, d], on the device
     scale: torch.Tensor  # [F, d], on the device
     cache_bytes: int = 0
+    onset: bool = False
+    label_sets: Sequence[Sequence[torch.Tensor]] | None = None
     _cache: dict[int, torch.Tensor] = field(default_factory=dict)
     _cached_bytes: int = 0
     _targets: dict[int, torch.Tensor] = field(default_factory=dict)
 
+    @property
+    def width(self) -> int:
+        """Target columns: lags, times the label sets."""
+        return len(self.lags) * (len(self.label_sets) if self.label_sets else 1)
+
     def targets(self, i: int, labels: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
-        """``[n_rows, K]`` int8 targets of chain i (from ``labels`` instead of the source's;
-        the source's are kept after the first call: they are small)."""
+        """``[n_rows, width]`` int8 targets of chain i (from ``labels`` instead of the source's
+        or the label sets; those are kept after the first call: they are small)."""
         if labels is None and i in self._targets:
             return self._targets[i]
         rows = self.source.labels[i] >= 0
-        y = self.source.labels[i] if labels is None else labels[i]
-        out = lag_targets(y, self.lags, rows)[rows].to(torch.int8)
+        sets = [labels] if labels is not None else self.label_sets or [self.source.labels]
+        out = torch.cat(
+            [lag_targets(ys[i], self.lags, rows, self.onset)[rows] for ys in sets], 1
+        ).to(torch.int8)
         if labels is None:
             self._targets[i] = out
         return out
