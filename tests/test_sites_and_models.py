@@ -153,3 +153,25 @@ def test_a_run_directory_loads_the_model_it_produces(tmp_path, tiny_llama):
     other = RunDir.create(tmp_path / "eval", "eval", {"model": "tiny"})
     with pytest.raises(UserError, match="'eval' run, which produces no model"):
         load_model(str(other.path))
+
+
+def test_a_random_weights_model_is_the_same_architecture_with_fresh_seeded_weights(tiny_dir):
+    """The backtracking study's random-weights control: same config, tokenizer and sites,
+    weights drawn from the seed alone (the same seed twice gives the same model), and the
+    caller's random state untouched."""
+    from reasonlens.models import load_random_model
+
+    real = load_model(tiny_dir, device="cpu")
+    state = torch.random.get_rng_state()
+    a = load_random_model(tiny_dir, seed=3, device="cpu")
+    assert torch.equal(torch.random.get_rng_state(), state)
+    b = load_random_model(tiny_dir, seed=3, device="cpu")
+    c = load_random_model(tiny_dir, seed=4, device="cpu")
+    assert a.arch == real.arch and a.n_layers == real.n_layers and a.d_model == real.d_model
+    assert a.tokenizer.get_vocab() == real.tokenizer.get_vocab()
+    mine, theirs = dict(a.hf.named_parameters()), dict(real.hf.named_parameters())
+    assert {k: v.shape for k, v in mine.items()} == {k: v.shape for k, v in theirs.items()}
+    assert all(torch.equal(v, dict(b.hf.named_parameters())[k]) for k, v in mine.items())
+    w = "model.layers.0.mlp.up_proj.weight"
+    assert not torch.equal(mine[w], theirs[w]) and not torch.equal(mine[w], c.hf.get_parameter(w))
+    assert "random weights, seed 3" in a.name

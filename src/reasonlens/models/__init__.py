@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from reasonlens.models.loading import (
         LoadedModel,
         load_model,
+        load_random_model,
         load_tokenizer,
         resolve_source,
     )
@@ -28,6 +29,7 @@ _LAZY = {
     "architecture_for": "architectures",
     "LoadedModel": "loading",
     "load_model": "loading",
+    "load_random_model": "loading",
     "load_tokenizer": "loading",
     "resolve_source": "loading",
 }
@@ -40,6 +42,7 @@ __all__ = [
     "LoadedModel",
     "architecture_for",
     "load_model",
+    "load_random_model",
     "load_tokenizer",
     "resolve_source",
 ]

@@ -294,6 +294,41 @@ def load_model(
     return LoadedModel(name=name, hf=hf, tokenizer=tokenizer, arch=arch, source=source.path)
 
 
+def load_random_model(
+    name: str,
+    seed: int = 0,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> LoadedModel:
+    """A model of the same architecture and shape as `name` (its config and tokenizer), with
+    every weight drawn afresh by the architecture's own initialisation from `seed`: a control
+    that reads the same tokens through the same computation, having learnt nothing. Seeded
+    in a forked RNG, so the caller's random state is left as it was."""
+    from transformers import AutoConfig
+
+    source = resolve_source(name)
+    dev = pick_device(device)
+    try:
+        config = AutoConfig.from_pretrained(source.path)
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"could not read the config of {name!r}: {_first_line(err)}") from None
+    if hasattr(config, "quantization_config"):  # a GGUF conversion's: nothing to dequantise
+        del config.quantization_config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        hf = AutoModelForCausalLM.from_config(config, dtype=pick_dtype(dtype, dev))
+    arch = architecture_for(hf)
+    hf.to(dev).eval()
+    tokenizer = _tokenizer(source, name)
+    return LoadedModel(
+        name=f"{name} (random weights, seed {seed})",
+        hf=hf,
+        tokenizer=tokenizer,
+        arch=arch,
+        source=f"random:{seed}:{source.path}",
+    )
+
+
 @contextmanager
 def _quiet_loading() -> Iterator[None]:
     """Hide transformers' per-tensor progress bar: a cached load takes a fraction of a second."""
