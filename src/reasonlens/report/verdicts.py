@@ -154,6 +154,88 @@ def by_interval(
     return Verdict(UNCLEAR, f"not clearly above {control_name}")
 
 
+@dataclass(frozen=True)
+class Floor:
+    """A level a claim's estimate must clear outright, not pairwise: chance, or a permutation
+    null's upper percentile (the level a measure with no association reaches in 95% of
+    draws). `label`: the study's word for a claim that does not clear it."""
+
+    name: str
+    value: float | None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Versus:
+    """A control a claim must beat pairwise: the control's own estimate and the paired
+    difference (estimate minus control, on the same resamples). `label`: the study's word for
+    a claim this control explains as well."""
+
+    name: str
+    control: Estimate
+    difference: Estimate
+    label: str | None = None
+
+
+def beyond_controls(
+    estimate: Estimate,
+    floors: list[Floor],
+    controls: list[Versus],
+    min_effect: float = 0.0,
+    ceiling: float | None = None,
+    label: str | None = None,
+) -> Verdict:
+    """A claim that an estimate exceeds every floor and beats every control by at least
+    `min_effect`, in this order:
+
+    - *not measurable* when a floor or a control reaches `ceiling` (the controls already
+      predict what the estimate is asked to: nothing about the estimate can be concluded),
+      naming the highest;
+    - against the highest floor: *differs* when the estimate's interval lies below it plus
+      `min_effect`, *unclear* when it includes that; so nothing beats a control that sits
+      below chance without clearing chance itself;
+    - against each control in turn: beaten when the paired difference's interval lies above
+      `min_effect`; the first not beaten gives *holds for the control too* when the control's
+      own interval clears the floors as well, *unclear* otherwise (with that control's label);
+    - *agrees* otherwise (with `label`), naming the closest control."""
+    if estimate.value is None:
+        return not_measurable("no estimate")
+    if not estimate.has_interval:
+        return not_measurable("no interval")
+    levels = [(f.name, f.value) for f in floors if f.value is not None]
+    levels += [(c.name, c.control.value) for c in controls if c.control.value is not None]
+    if ceiling is not None:
+        top = max(levels, key=lambda x: x[1], default=None)
+        if top is not None and top[1] >= ceiling:
+            return not_measurable(
+                f"{top[0]} reaches {top[1]:.3f}, at or above the ceiling {ceiling:g}: the "
+                "controls already predict the labels"
+            )
+    shown = estimate.show()
+    known = [f for f in floors if f.value is not None]
+    floor = max(known, key=lambda f: f.value, default=None)
+    bar = (floor.value if floor else -float("inf")) + min_effect
+    if floor is not None:
+        need = f"{floor.name} {floor.value:.3f}" + (f" + {min_effect:g}" if min_effect else "")
+        if estimate.high < bar:
+            return Verdict(DIFFERS, f"{shown}, below {need}", floor.label)
+        if estimate.low <= bar:
+            return Verdict(UNCLEAR, f"{shown} includes {need}", floor.label)
+    for c in controls:
+        d = c.difference
+        if d.has_interval and d.low > min_effect:
+            continue
+        what = f"not above {c.name} by {min_effect:g}: {d.show()}"
+        clears = c.control.has_interval and c.control.low > bar
+        return Verdict(CONTROL_TOO if clears else UNCLEAR, what, c.label)
+    why = f"{shown}, above every floor" + (f" (highest: {floor.name})" if floor else "")
+    if controls:
+        closest = min(controls, key=lambda c: c.difference.low)
+        why = f"beats every control by more than {min_effect:g}; closest, {closest.name}: "
+        why += closest.difference.show()
+    return Verdict(AGREES, why, label)
+
+
 RULES = {
     "support": (
         "re-checked on bootstrap resamples of the analysed units: *agrees* when it holds in at "
@@ -166,6 +248,15 @@ RULES = {
         "claim's threshold (plus its minimum effect) and, where there is a control, the paired "
         "difference from the control does too; *differs* when it lies below the threshold; "
         "*holds for the control too* when the control clears the threshold as well"
+    ),
+    "controls": (
+        f"judged on {LEVEL:.0%} bootstrap intervals against floors (chance, a permutation "
+        "null's upper percentile) and controls, each by a declared minimum effect: *not "
+        "measurable* when a floor or control reaches the ceiling (the controls already predict "
+        "the labels); *differs* when the interval lies below the highest floor plus the "
+        "minimum effect; *agrees* when it lies above it and the paired difference from every "
+        "control lies above the minimum effect; *holds for the control too* when a control is "
+        "not beaten so and clears the floors itself"
     ),
 }
 
