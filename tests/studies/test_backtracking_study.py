@@ -1,7 +1,7 @@
 """`reasonlens study backtracking` on a tiny random model (a tiny preset patched in): generated
 chains (the model's sampling replaced by the gold traces, which a random model cannot write),
-a user's chains through the CLI, bad input refused before anything is written, and the
-verdict logic on constructed comparisons."""
+a user's chains through the CLI, and bad input refused before anything is written. The verdict
+rule and its known answers: `test_backtracking_verdicts.py`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from tiny_backtracking import LAGS, TINY, annotated, file_run
 from reasonlens.studies import render_report
 from reasonlens.studies.backtracking import presets
 from reasonlens.studies.backtracking.presets import probed_layers
-from reasonlens.studies.backtracking.report import lag_verdict, lag_verdicts
 from reasonlens.testing import run_cli
+
+WORDS = ("beyond the text", "beyond the text, untrained model too", "lexical", "no signal")
 
 
 def test_generated_chains_are_labelled_probed_and_reported(backtracking_study):
@@ -30,6 +31,10 @@ def test_generated_chains_are_labelled_probed_and_reported(backtracking_study):
         "analysis/auc_vs_lag.png",
         "analysis/auc_by_lag_layer.csv",
         "analysis/probes.safetensors",
+        "analysis/onset_auc_vs_lag.png",
+        "analysis/onset_auc_by_lag_layer.csv",
+        "analysis/onset_probes.safetensors",
+        "activations/random/meta.json",
     ):
         assert (out / name).is_file(), name
     c = results["chains"]
@@ -37,16 +42,23 @@ def test_generated_chains_are_labelled_probed_and_reported(backtracking_study):
     assert c["used"] == 28 and 0 < c["positive_rate"] < 1
     rows = [json.loads(line) for line in (out / "chains/labels.jsonl").read_text().splitlines()]
     assert len(rows) == 28 and all(len(r["input_ids"]) == len(r["labels"]) for r in rows)
-    assert [r["lag"] for r in results["lags"]] == list(LAGS)
+    # the headline: onsets, positive lags only, every control and the null beside each
+    assert [r["lag"] for r in results["lags"]] == [k for k in LAGS if k > 0]
     for r in results["lags"]:
-        assert set(r["controls"]) == {"shuffled", "untrained", "embed", "bag"}
-        assert r["verdict"] in (
-            "beyond the text",
-            "beyond the text, untrained model too",
-            "lexical",
-            "no signal",
-            "not measurable",
+        assert set(r["controls"]) == {"prefix", "bag", "embed", "random", "untrained"}
+        assert r["null"]["permutations"] == TINY.null_permutations
+        assert r["verdict"] in (*WORDS, "not measurable")
+        c = r["counts"]
+        assert (
+            c["onset_rows"] + c["excluded"] == c["rows"]
+            and c["onset_positives"] == (r["n_positive"])
         )
+    assert results["rule"]["min_effect"] == 0.02 and results["rule"]["ceiling"] == 0.95
+    # the seed's measure beside it, every lag
+    assert [r["lag"] for r in results["seed_measure"]] == list(LAGS)
+    assert set(results["seed_measure"][0]["controls"]) == {
+        "shuffled", "prefix", "bag", "embed", "random", "untrained"
+    }  # fmt: skip
     assert results["layers"] == probed_layers(2, 2)
 
 
@@ -79,7 +91,7 @@ def test_the_report_re_renders_from_the_files(backtracking_study, monkeypatch):
     (out / "report.md").unlink()
     render_report(out)
     assert (out / "report.md").read_text() == before
-    assert "seed AUC" in before and "verdict" in before
+    assert "seed AUC" in before and "verdict" in before and "AUC at onsets" in before
 
 
 def test_a_users_chains_through_the_cli(backtracking_file_study):
@@ -87,6 +99,10 @@ def test_a_users_chains_through_the_cli(backtracking_file_study):
     results = json.loads((out / "results.json").read_text())
     assert results["source"] == "file" and results["chains"]["used"] == 12
     assert "untrained" not in results["lags"][0]["controls"]
+    assert "random" in results["lags"][0]["controls"]
+    # twelve copies of one chain: every control predicts its span, so nothing can be concluded
+    assert {r["verdict"] for r in results["lags"]} == {"not measurable"}
+    assert results["furthest_onset_lag"] is None
     assert not (out / "train").exists()
     config = (out / "config.yaml").read_text()
     assert "chains_sha256" in config and "template: raw" in config
@@ -155,73 +171,6 @@ def test_bad_chains_exit_2_and_write_nothing(
     assert code == 2, err
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "run").exists()
-
-
-def _analysis(beats: dict[str, list[bool]], n_positive: int = 5) -> dict:
-    lags = [0, 4]
-    layer_rows = [{"lag": k, "layer": 3, "value": 0.8, "low": 0.7, "high": 0.9} for k in lags]
-    best = {name: {"auc": layer_rows, "f1": layer_rows} for name in ["probes", *beats]}
-    comps = {
-        name: [
-            {
-                "lag": k,
-                "a": 0.8,
-                "b": 0.6,
-                "diff": 0.2,
-                "low": 0.1 if b else -0.1,
-                "high": 0.3,
-                "beats": b,
-            }
-            for k, b in zip(lags, flags, strict=True)
-        ]
-        for name, flags in beats.items()
-    }
-    cells = [
-        {"layer": 3, "lag": k, "chance_f1": {"value": 0.1}, "n_positive": n_positive} for k in lags
-    ]
-    return {
-        "lags": lags,
-        "best_per_lag": best,
-        "comparisons": comps,
-        "fits": {"probes": {"test": {"cells": cells}}},
-    }
-
-
-def test_a_verdict_needs_every_control_beaten():
-    rows = lag_verdicts(
-        _analysis({"shuffled": [True, True], "embed": [True, True], "bag": [True, False]})
-    )
-    assert [r["verdict"] for r in rows] == ["beyond the text", "lexical"]
-    assert [lag_verdict(r).word for r in rows] == ["agrees", "holds for the control too"]
-    rows = lag_verdicts(
-        _analysis({"shuffled": [False, True], "embed": [True, False], "bag": [True, False]})
-    )
-    assert [r["verdict"] for r in rows] == ["no signal", "lexical"]
-    rows = lag_verdicts(
-        _analysis({"shuffled": [True] * 2, "embed": [True] * 2, "bag": [True] * 2}, n_positive=0)
-    )
-    assert {r["verdict"] for r in rows} == {"not measurable"}
-    assert {lag_verdict(r).word for r in rows} == {"not measurable"}
-    rows = lag_verdicts(
-        _analysis(
-            {s: [True, True] for s in ("shuffled", "embed", "bag")} | {"untrained": [False] * 2}
-        )
-    )
-    assert {r["verdict"] for r in rows} == {"beyond the text, untrained model too"}
-    assert {lag_verdict(r).word for r in rows} == {"holds for the control too"}
-
-
-def test_no_signal_differs_only_where_the_shuffled_labels_do_as_well():
-    """Not beating the shuffled labels is *unclear* while the paired interval straddles 0 and
-    *differs* once it lies at or below 0; the label stays the study's word."""
-    row = lag_verdicts(
-        _analysis({"shuffled": [False] * 2, "embed": [True] * 2, "bag": [True] * 2})
-    )[0]
-    straddles = lag_verdict(row)
-    assert (straddles.word, straddles.label) == ("unclear", "no signal")
-    assert "shuffled labels (a): 0.000 [-0.100, 0.300]" in straddles.why
-    row["controls"]["shuffled"]["diff"] = [-0.05, 0.0]
-    assert lag_verdict(row).word == "differs"
 
 
 def test_probed_layers_are_evenly_spaced():

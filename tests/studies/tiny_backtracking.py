@@ -23,6 +23,7 @@ TINY = BacktrackingPreset(
     capture_batch=8,
     lags=LAGS,
     bootstrap=50,
+    null_permutations=20,
 )
 
 

@@ -1,9 +1,11 @@
 """The backtracking study (after seed 003 and Ward et al. 2025): do a model's activations
 anticipate backtracking, and how far ahead? Fine-tune on maze-search traces with exact labels,
 sample fresh chains from the fine-tuned model, label where *it* backtracks with the checker,
-and fit lag probes with the controls the seed lacked (shuffled labels, the untrained model,
-lexical baselines, sentence starts). ``--chains FILE`` probes a model on a user's annotated
-chains instead."""
+and fit lag probes with the controls the seed lacked. The headline measures anticipation at
+onsets (a span beginning in (t, t+lag], rows already inside a span left out), against a
+permutation null and controls that see what the probe sees (the whole prefix's surface text, a
+random-weights model and the untrained model on the same tokens); the seed's all-target grid
+stays beside it. ``--chains FILE`` probes a model on a user's annotated chains instead."""
 
 from __future__ import annotations
 
@@ -91,8 +93,8 @@ STUDY = Study(
     name="backtracking",
     title="Backtracking (lag probes; seed 003, Ward et al. 2025)",
     summary="Fine-tune on maze-search traces, sample and label the model's own chains, and ask "
-    "how many tokens ahead its activations predict backtracking, beside shuffled-label, "
-    "untrained-model and lexical controls.",
+    "how many tokens ahead its activations anticipate the onset of a backtrack, beside a "
+    "permutation null, the prefix's surface text, a random-weights and the untrained model.",
     presets=PRESETS,
     default_preset="quick",
     design=_design,

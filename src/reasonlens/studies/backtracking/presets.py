@@ -27,8 +27,15 @@ class BacktrackingPreset:
     n_layers: int = 5  # probed layers, evenly spaced over the model's depth
     capture_batch: int = 8
     lags: tuple[int, ...] = LAGS
-    bag_k: int = 8  # the bag-of-tokens baseline's window
+    bag_k: int = 8  # the bag-of-tokens baseline's window (and the prefix baseline's recent one)
     bootstrap: int = 1000
+    # the onset measure's permutation null: shuffles of the labels among chains, fitted
+    # batched at the probe's layers (its 95th percentile is the floor a probe must clear)
+    null_permutations: int = 100
+    # the verdict: "beats" a floor or control by at least this much AUC (paired 95% interval)
+    min_effect: float = 0.02
+    # a lag where a control (or the null) reaches this AUC is not measurable
+    ceiling: float = 0.95
 
     def design(self) -> dict[str, Any]:
         """What the study's data depends on (recorded, so a resumed run checks it)."""
@@ -66,7 +73,8 @@ PRESETS: dict[str, BacktrackingPreset] = {
         name="quick",
         description="a 2-core CPU in under 20 minutes: fine-tune on 400 maze-search traces "
         "(6-12 rooms), sample 160 chains at T=0.7, label them with the checker, probe 5 "
-        "layers x 15 lags with every control",
+        "layers x 15 lags (onsets and all targets) with every control and a 100-draw "
+        "permutation null",
         n_train=400,
         n_chains=160,
         train=CPU_RECIPE,
@@ -78,13 +86,15 @@ PRESETS: dict[str, BacktrackingPreset] = {
     "paper": BacktrackingPreset(
         name="paper",
         description="the seed's scale on a GPU: 2,000 traces (8-16 rooms), 1,000 sampled "
-        "chains, 5 layers x 15 lags with every control",
+        "chains, 5 layers x 15 lags (onsets and all targets) with every control and a "
+        "1,000-draw permutation null",
         n_train=2000,
         n_chains=1000,
         rooms=(8, 16),
         train=GPU_RECIPE,
         sample_batch=64,
         capture_batch=32,
+        null_permutations=1000,
     ),
 }
 

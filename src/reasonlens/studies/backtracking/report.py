@@ -1,8 +1,13 @@
-"""The backtracking study's results.json and report, declared to the report builder: lag by
-lag, the residual-stream probe beside every control and the seed's figures, and one claim per
-lag, *the activations at t predict the label at t+lag beyond every control*, judged by
-:func:`lag_verdict` in the one verdict vocabulary (:mod:`reasonlens.report.verdicts`) with the
-study's own words as labels (`VOCABULARY`, which the report prints).
+"""The backtracking study's results.json and report, declared to the report builder.
+
+The headline is **anticipation at onsets**: lag by lag (positive lags), whether the
+activations at t predict that a span begins in (t, t+lag], beside every control that sees
+what the probe sees (the prefix's surface text, a random-weights model and, on generated
+chains, the untrained model, all on the same tokens) and a permutation null; one claim per
+lag, judged by :func:`lag_verdict` with the one verdict vocabulary's general rule
+(:func:`reasonlens.report.verdicts.beyond_controls`) and labelled with the study's words
+(`VOCABULARY`, which the report prints). The seed's measure (every token t+lag a target,
+continuation included) stays beside it, for comparison with the seed's table, with no verdict.
 """
 
 from __future__ import annotations
@@ -12,12 +17,11 @@ from typing import Any
 from reasonlens.report.builder import Bullets, Claim, Claims, Figure, Report, Section, Table
 from reasonlens.report.document import interval, num, pct
 from reasonlens.report.verdicts import (
-    AGREES,
-    CONTROL_TOO,
-    DIFFERS,
-    UNCLEAR,
     Estimate,
+    Floor,
     Verdict,
+    Versus,
+    beyond_controls,
     not_measurable,
 )
 from reasonlens.runs import RunDir
@@ -35,85 +39,173 @@ BEYOND = "beyond the text"
 UNTRAINED_TOO = "beyond the text, untrained model too"
 LEXICAL = "lexical"
 NO_SIGNAL = "no signal"
-CONTROLS = ("shuffled", "untrained", "embed", "bag")  # in the tables' order
+CHANCE = 0.5
+#: The controls a probe must beat pairwise, in the order the verdict checks them, and the
+#: study's word for a lag one of them explains as well.
+CONTROLS = ("prefix", "bag", "embed", "random", "untrained")
+CONTROL_LABELS = {
+    "prefix": LEXICAL,
+    "bag": LEXICAL,
+    "embed": LEXICAL,
+    "random": LEXICAL,
+    "untrained": UNTRAINED_TOO,
+}
+#: The seed measure's table: the controls fitted on all targets too (one shuffle first).
+SEED_CONTROLS = ("shuffled", "prefix", "bag", "embed", "random", "untrained")
 VOCABULARY = (
-    "The study's words, on the one vocabulary: *beyond the text* = agrees (above every "
-    "control); *lexical* = holds for the control too, the control being the lexical baselines "
-    "(above the shuffled labels, not above both baselines: the nearby text tells as much); "
-    "*beyond the text, untrained model too* = holds for the control too, the control being the "
-    "untrained model (beyond the text, not beyond its activations on the same tokens: nothing "
-    "fine-tuning taught); *no signal* = differs where the interval against the shuffled labels "
-    "lies at or below 0 (they do as well), unclear where it straddles 0; *not measurable*: no "
-    "positive at that lag in the test chains."
+    "The study's words, on the one vocabulary: *beyond the text* = agrees (above chance and the "
+    "permutation null's upper percentile, and above every control by the minimum effect); "
+    "*lexical* = holds for the control too, the control being a lexical baseline or the "
+    "random-weights model (the surface text, read linearly or through the same architecture "
+    "with random weights, tells as much), unclear where that control's own interval does not "
+    "clear the floors either; *beyond the text, untrained model too* = holds for the control "
+    "too, the control being the untrained model (nothing fine-tuning taught); *no signal* = "
+    "differs where the interval lies below chance or the null's upper percentile plus the "
+    "minimum effect, unclear where it includes it; *not measurable*: a control (or the null) "
+    "reaches the ceiling, so the labels are predictable without the activations, or no onset "
+    "at that lag in the test chains."
 )
 
 
 def lag_verdict(row: dict[str, Any]) -> Verdict:
-    """The verdict on one lag's claim (a row of :func:`lag_verdicts`), from the paired
-    comparisons of the probe with each control, labelled with the study's word (`VOCABULARY`).
-    The whole rule: a stricter one (more controls, a null, a minimum effect) replaces it here."""
+    """The verdict on one lag's claim (a row of :func:`lag_verdicts`): the probe's onset AUC
+    against chance and the permutation null's upper percentile (floors), then against every
+    control pairwise, each by the row's minimum effect, not measurable at the ceiling; labelled
+    with the study's word (`VOCABULARY`)."""
     if not row["n_positive"]:
-        return not_measurable("no positive at this lag in the test chains")
-    if row["auc"]["value"] is None:
-        return not_measurable("no AUC at this lag")
-    c = row["controls"]
-    if not c["shuffled"]["beaten"]:
-        high = c["shuffled"]["diff"][1]
-        word = DIFFERS if high is not None and high <= 0 else UNCLEAR
-        return Verdict(word, f"not above {_versus(row, 'shuffled')}", NO_SIGNAL)
-    lexical = [n for n in ("embed", "bag") if not c[n]["beaten"]]
-    if lexical:
-        weakest = min(lexical, key=lambda n: _margin(row, n))
-        return Verdict(CONTROL_TOO, f"not above {_versus(row, weakest)}", LEXICAL)
-    if "untrained" in c and not c["untrained"]["beaten"]:
-        return Verdict(CONTROL_TOO, f"not above {_versus(row, 'untrained')}", UNTRAINED_TOO)
-    closest = min(c, key=lambda n: _margin(row, n))
-    return Verdict(AGREES, f"above every control; closest, {_versus(row, closest)}", BEYOND)
+        return not_measurable("no onset at this lag in the test chains")
+    rule = row["rule"]
+    floors = [Floor("chance", rule["chance"], NO_SIGNAL)]
+    null = row.get("null")
+    if null:
+        name = f"the permutation null's {null['quantile']:.0%} percentile"
+        floors.append(Floor(name, null["upper"], NO_SIGNAL))
+    controls = [
+        Versus(
+            FIT_TITLES[n],
+            Estimate.of(row["controls"][n]["auc"]),
+            Estimate(_margin(row, n), *row["controls"][n]["diff"]),
+            CONTROL_LABELS[n],
+        )
+        for n in CONTROLS
+        if n in row["controls"]
+    ]
+    return beyond_controls(
+        Estimate.of(row["auc"]), floors, controls, rule["min_effect"], rule["ceiling"], BEYOND
+    )
 
 
-def _margin(row: dict, name: str) -> float:
-    """The probe's AUC minus the control's (-inf where there is none)."""
+def _margin(row: dict, name: str) -> float | None:
+    """The probe's AUC minus the control's (None where either is missing)."""
     control = row["controls"][name]["auc"]["value"]
-    return float("-inf") if control is None else row["auc"]["value"] - control
+    mine = row["auc"]["value"]
+    return None if control is None or mine is None else mine - control
 
 
-def _versus(row: dict, name: str) -> str:
-    low, high = row["controls"][name]["diff"]
-    return f"{FIT_TITLES[name]}: {Estimate(_margin(row, name), low, high).show()}"
-
-
-def lag_verdicts(analysis: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per lag: the probe's AUC and F1 with intervals, each control's AUC, the paired
-    comparisons, and the verdict's label (:func:`lag_verdict`)."""
-    best = analysis["best_per_lag"]
-    comp = analysis["comparisons"]
+def lag_verdicts(
+    analysis: dict[str, Any], min_effect: float = 0.02, ceiling: float = 0.95
+) -> list[dict[str, Any]]:
+    """One row per onset lag: the probe's onset AUC and F1 with intervals, the rows kept and
+    left out, the null, each control's AUC and paired difference, the all-target AUC beside
+    it, the rule, and the verdict's label (:func:`lag_verdict`)."""
+    onset = analysis.get("onset")
+    if not onset:
+        return []
+    best = onset["best_per_lag"]
+    comp = onset["comparisons"]
+    counts = {c["lag"]: c for c in onset.get("counts", [])}
+    null = {r["lag"]: r for r in onset["null"]["per_lag"]} if "null" in onset else {}
+    versus_null = {r["lag"]: r for r in onset.get("null_comparison", [])}
+    every = {r["lag"]: r for r in analysis["best_per_lag"]["probes"]["auc"]}
     rows = []
-    for k, lag in enumerate(analysis["lags"]):
+    for k, lag in enumerate(onset["lags"]):
         auc = best["probes"]["auc"][k]
-        f1 = best["probes"]["f1"][k]
-        cell = _cell(analysis["fits"]["probes"], auc["layer"], lag)
+        cell = _cell(onset["fits"]["probes"], auc["layer"], lag)
         row: dict[str, Any] = {
             "lag": lag,
             "layer": auc["layer"],
             "auc": _est(auc),
-            "f1": _est(f1),
+            "f1": _est(best["probes"]["f1"][k]),
             "chance_f1": cell["chance_f1"]["value"] if cell else None,
             "n_positive": cell["n_positive"] if cell else 0,
+            "counts": counts.get(lag),
             "controls": {
                 name: {
                     "auc": _est(best[name]["auc"][k]),
                     "layer": best[name]["auc"][k]["layer"],
                     "diff": [comp[name][k]["low"], comp[name][k]["high"]],
-                    "beaten": comp[name][k]["beats"],
+                    "beaten": _beats(comp[name][k]["low"], min_effect),
                 }
-                for name in comp
+                for name in CONTROLS
+                if name in comp
             },
-            "seed_auc": SEED_AUC.get(lag),
+            "all_targets_auc": _est(every[lag]) if lag in every else None,
+            "rule": {"chance": CHANCE, "min_effect": min_effect, "ceiling": ceiling},
         }
+        if lag in null:
+            n, v = null[lag], versus_null.get(lag, {})
+            row["null"] = {
+                "permutations": onset["null"]["permutations"],
+                "quantile": onset["null"]["quantile"],
+                "median": n["median"],
+                "upper": n["upper"],
+                "layer": n["layer"],
+                "diff": [v.get("low"), v.get("high")],
+                "p_value": v.get("p_value"),
+                "beaten": _beats(v.get("low"), min_effect),
+            }
         verdict = lag_verdict(row)
         row["verdict"] = verdict.label or verdict.word
+        row["verdict_word"] = verdict.word
         rows.append(row)
     return rows
+
+
+def _beats(low: float | None, min_effect: float) -> bool:
+    return low is not None and low > min_effect
+
+
+def seed_measure(analysis: dict[str, Any]) -> list[dict[str, Any]]:
+    """The seed's measure (every token t+lag a target), lag by lag: the probe's AUC and F1
+    with intervals, each control's AUC at its own validation-chosen layer, the seed's AUC.
+    No verdict: at a positive lag most of its positives are the span t is already in."""
+    best = analysis["best_per_lag"]
+    rows = []
+    for k, lag in enumerate(analysis["lags"]):
+        auc = best["probes"]["auc"][k]
+        cell = _cell(analysis["fits"]["probes"], auc["layer"], lag)
+        rows.append(
+            {
+                "lag": lag,
+                "layer": auc["layer"],
+                "auc": _est(auc),
+                "f1": _est(best["probes"]["f1"][k]),
+                "chance_f1": cell["chance_f1"]["value"] if cell else None,
+                "n_positive": cell["n_positive"] if cell else 0,
+                "controls": {
+                    name: {
+                        "auc": _est(best[name]["auc"][k]),
+                        "layer": best[name]["auc"][k]["layer"],
+                    }
+                    for name in SEED_CONTROLS
+                    if name in best
+                },
+                "seed_auc": SEED_AUC.get(lag),
+            }
+        )
+    return rows
+
+
+def furthest_run(rows: list[dict[str, Any]], labels: tuple[str, ...] = (BEYOND,)) -> int | None:
+    """The furthest lag of the contiguous run of positive lags, from the first, whose verdict
+    is one of ``labels`` (None when the first positive lag's is not): a lag beyond a gap does
+    not extend it."""
+    furthest = None
+    for row in sorted((r for r in rows if r["lag"] > 0), key=lambda r: r["lag"]):
+        if row["verdict"] not in labels:
+            break
+        furthest = row["lag"]
+    return furthest
 
 
 def _cell(fit: dict, layer, lag: int) -> dict | None:
@@ -129,23 +221,29 @@ def _est(entry: dict) -> dict[str, float | None]:
 
 def study_results(p: BacktrackingPreset, settings: Settings, stages: dict[str, Any]) -> dict:
     analysis = stages["analysis"]
-    rows = lag_verdicts(analysis)
-    beyond = [r["lag"] for r in rows if r["verdict"] in (BEYOND, UNTRAINED_TOO)]
-    learned = [r["lag"] for r in rows if r["verdict"] == BEYOND]
+    rows = lag_verdicts(analysis, p.min_effect, p.ceiling)
+    onset = analysis.get("onset", {})
     out: dict[str, Any] = {
         "source": "file" if "train" not in stages else "generated",
         "chains": stages["chains"]["summary"],
         "layers": analysis["layers"],
         "split": analysis["split"],
+        "rule": {
+            "chance": CHANCE,
+            "min_effect": p.min_effect,
+            "ceiling": p.ceiling,
+            "null_permutations": onset.get("null", {}).get("permutations"),
+            "null_quantile": onset.get("null", {}).get("quantile"),
+        },
         "lags": rows,
-        "furthest_lag_beyond_text": max((k for k in beyond if k >= 0), default=None),
-        # ... and beyond the untrained model's activations too (generated chains only)
-        "furthest_lag_beyond_untrained": max((k for k in learned if k >= 0), default=None)
-        if "train" in stages
-        else None,
+        # the headline: the contiguous run of onset lags beyond every control
+        "furthest_onset_lag": furthest_run(rows),
+        # ... not asking the untrained model to be beaten (generated chains)
+        "furthest_onset_lag_beyond_text": furthest_run(rows, (BEYOND, UNTRAINED_TOO)),
         "n_lags_tested": len(rows),
+        "seed_measure": seed_measure(analysis),
         "sentence_start": analysis["sentence_start"],
-        "probe_seconds": analysis["seconds"],
+        "probe_seconds": {**analysis["seconds"], "onset": onset.get("seconds", {})},
     }
     if "train" in stages:
         out["train"] = train_summary(stages["train"])
@@ -162,42 +260,41 @@ def backtracking_report(run: RunDir, results: dict[str, Any], stages: dict) -> R
     generated = results["source"] == "generated"
     chains = results["chains"]
     verdicts = [lag_verdict(r) for r in results["lags"]]
-    lag_table = _lag_table(results, verdicts)
-    furthest = _furthest(results)
+    onset_table = _onset_table(results, verdicts)
+    headline = _headline(results, verdicts)
     return Report(
         title=f"Backtracking study — {results['model']} ({results['preset']} preset)",
         intro=[_intro(results, generated)],
         sections=[
             _chains_section(results, generated),
             Section(
-                "Lag by lag, beside the controls and the seed",
+                "Anticipation at onsets, lag by lag, beside every control",
                 [
-                    lag_table,
-                    f"The seed (Llama-3.1-8B, 1,000 chains labelled by an LLM, best layer 12): "
-                    f"F1 {SEED_F1_LAG0} at lag 0 against a chance F1 of about {SEED_CHANCE_F1}; "
-                    "it had no shuffled-label, untrained-model or lexical control. Each "
-                    "control's AUC is at its own validation-chosen layer; the verdict column "
-                    "gives the study's word and, in brackets, the one vocabulary's.",
-                    *(
-                        Figure(
-                            f"analysis/{metric}_vs_lag.png",
-                            f"test {metric.upper()} against lag: the probe and every control, "
-                            "with 95% intervals",
-                        )
-                        for metric in ("auc", "f1")
+                    onset_table,
+                    _onset_note(results),
+                    _counts_table(results),
+                    Figure(
+                        "analysis/onset_auc_vs_lag.png",
+                        "test AUC at onsets against lag: the probe and every control, with 95% "
+                        "intervals, and the permutation null",
                     ),
                 ],
             ),
-            Section("Lag probes", [_claims(results, verdicts), Bullets(furthest)]),
+            Section("Lag probes", [_claims(results, verdicts), Bullets(headline)]),
+            _seed_section(results),
             Section(
                 "Every layer and lag",
                 [
-                    "The seed's tables: `analysis/auc_by_lag_layer.csv` and "
-                    "`analysis/f1_by_lag_layer.csv` (value [low, high] per cell, test chains).",
+                    "Tables (value [low, high] per cell, test chains): "
+                    "`analysis/onset_auc_by_lag_layer.csv` (onsets), and the seed's "
+                    "`analysis/auc_by_lag_layer.csv` and `analysis/f1_by_lag_layer.csv` (all "
+                    "targets).",
+                    Figure("analysis/onset_auc_heatmap.png", "test AUC at onsets by layer and lag"),
                     *(
                         Figure(
                             f"analysis/{metric}_heatmap.png",
-                            f"test {metric.upper()} by layer and lag",
+                            f"test {metric.upper()} by layer and lag, all targets (the seed's "
+                            "measure)",
                         )
                         for metric in ("auc", "f1")
                     ),
@@ -209,29 +306,36 @@ def backtracking_report(run: RunDir, results: dict[str, Any], stages: dict) -> R
         data=f"chains: {chains['used']} labelled chains ({chains.get('chain_tokens')} chain "
         f"tokens, {pct(chains.get('positive_rate'))} positive); split by chain: "
         + ", ".join(f"{k} {v}" for k, v in results["split"].items()),
-        summary=[_chains_line(results, generated), lag_table, _sentence(furthest)],
+        summary=[_chains_line(results, generated), onset_table, _sentence(headline)],
         control_name="strongest control (AUC)",
         notes=[_vocabulary(results)],
     )
 
 
 def _vocabulary(results: dict) -> str:
-    controls = [n for n in CONTROLS if n in results["lags"][0]["controls"]]
+    rule = results["rule"]
+    rows = results["lags"]
+    controls = [n for n in CONTROLS if rows and n in rows[0]["controls"]]
     return (
-        "Each lag's claim is judged at the layer chosen on validation chains, against every "
-        f"control ({', '.join(FIT_TITLES[n] for n in controls)}): the figure after each verdict "
-        "is the probe's test AUC minus a control's, with its 95% paired-bootstrap interval over "
-        "chains. " + VOCABULARY
+        "Each onset lag's claim is judged at the layer chosen on validation chains: its test "
+        f"AUC's 95% interval must lie above chance ({rule['chance']:g}) and the permutation "
+        f"null's {_pct0(rule['null_quantile'])} percentile ({rule['null_permutations']} "
+        f"shuffles of the labels among chains) by at least {rule['min_effect']:g}, and its "
+        "paired-bootstrap difference from every control ("
+        + ", ".join(FIT_TITLES[n] for n in controls)
+        + f") must lie above {rule['min_effect']:g}; a lag where a control or the null reaches "
+        f"AUC {rule['ceiling']:g} is not measurable. The figure after each verdict is the one "
+        "that decided it. " + VOCABULARY
     )
+
+
+def _pct0(q: float | None) -> str:
+    return "upper" if q is None else f"{q:.0%}"
 
 
 def _sentence(parts: list[str]) -> str:
     text = "; ".join(parts) + "."
     return text[0].upper() + text[1:]
-
-
-def _at(lag: int) -> str:
-    return "t" if lag == 0 else f"t{lag:+d}"
 
 
 def _claims(results: dict, verdicts: list[Verdict]) -> Claims:
@@ -241,57 +345,149 @@ def _claims(results: dict, verdicts: list[Verdict]) -> Claims:
         strongest = max(aucs, key=lambda n: -1.0 if aucs[n] is None else aucs[n])
         claims.append(
             Claim(
-                f"activations at t predict the label at {_at(r['lag'])} beyond every control",
+                f"activations at t anticipate a span beginning in (t, t{r['lag']:+d}] beyond "
+                "every control",
                 interval(r["auc"]),
                 verdict,
                 control=f"{num(aucs[strongest])}, {FIT_TITLES[strongest]}",
-                reference=num(r["seed_auc"]),
+                reference=interval(r["all_targets_auc"]),
             )
         )
-    return Claims(claims, reference="seed AUC", control="strongest control (AUC)", rule="interval")
+    return Claims(
+        claims,
+        reference="AUC, all targets (the seed's measure)",
+        control="strongest control (AUC)",
+        rule="controls",
+    )
 
 
-def _furthest(results: dict) -> list[str]:
-    far = results["furthest_lag_beyond_text"]
-    lines = [
-        "furthest lag at which the activations beat the surface text: "
-        + ("none" if far is None else f"+{far} tokens")
-    ]
+def _headline(results: dict, verdicts: list[Verdict]) -> list[str]:
+    """The furthest lag of the contiguous run, and the whole verdict row beside it."""
+    far = results["furthest_onset_lag"]
     rows = results["lags"]
-    if "untrained" in rows[0]["controls"]:
-        beaten = [r["lag"] for r in rows if r["controls"]["untrained"]["beaten"]]
-        learned = results["furthest_lag_beyond_untrained"]
-        lines += [
-            "beats the untrained model's activations at lags "
-            + (", ".join(f"{k:+d}" for k in beaten) or "none"),
-            "furthest lag beyond the text *and* the untrained model (what fine-tuning added): "
-            + ("none" if learned is None else f"+{learned} tokens"),
-        ]
+    if not rows:
+        return ["no positive lag was probed: onset anticipation was not measured"]
+    lines = [
+        "furthest lag of the contiguous run of onset lags, from the first, at which the "
+        "activations anticipate a backtrack beyond every control: "
+        + ("none" if far is None else f"+{far} tokens"),
+        "verdicts by lag: " + ", ".join(f"{r['lag']:+d} {r['verdict']}" for r in rows),
+    ]
+    if any("untrained" in r["controls"] for r in rows):
+        text = results["furthest_onset_lag_beyond_text"]
+        lines.append(
+            "not asking to beat the untrained model (beyond the text only): "
+            + ("none" if text is None else f"+{text} tokens")
+        )
     return lines
 
 
-def _lag_table(results: dict, verdicts: list[Verdict]) -> Table:
-    names = [n for n in CONTROLS if n in results["lags"][0]["controls"]]
-    rows = []
-    for r, verdict in zip(results["lags"], verdicts, strict=True):
+def _onset_table(results: dict, verdicts: list[Verdict]) -> Table:
+    rows = results["lags"]
+    names = [n for n in CONTROLS if rows and n in rows[0]["controls"]]
+    body = []
+    for r, verdict in zip(rows, verdicts, strict=True):
         said = f"{verdict.label} ({verdict.word})" if verdict.label else verdict.word
-        rows.append(
+        null = r.get("null") or {}
+        body.append(
             [
                 f"{r['lag']:+d}",
                 r["layer"],
                 interval(r["auc"]),
-                interval(r["f1"]),
-                num(r["chance_f1"]),
+                f"{num(null.get('median'))} / {num(null.get('upper'))}",
                 *(num(r["controls"][n]["auc"]["value"]) for n in names),
-                num(r["seed_auc"]),
+                interval(r["all_targets_auc"]),
                 said,
             ]
         )
+    q = _pct0(results["rule"]["null_quantile"])
     return Table(
-        ["lag", "layer (val)", "AUC [95% CI]", "F1 [95% CI]", "chance F1"]
+        ["lag", "layer (val)", "AUC at onsets [95% CI]", f"null: median / {q}"]
         + [f"AUC: {FIT_TITLES[n]}" for n in names]
-        + ["seed AUC", "verdict"],
+        + ["all targets (seed's measure)", "verdict"],
+        body,
+    )
+
+
+def _onset_note(results: dict) -> str:
+    return (
+        "At lag +k a positive is a token t+k inside a backtracking span that begins in "
+        "(t, t+k]; rows where t is already inside a span are left out (their positives would "
+        "be the same span going on, readable from the present). Each control's AUC is at its "
+        "own validation-chosen layer; the null is the probe refitted on shuffles of the labels "
+        "among chains at the probe's layer. The last-but-one column is the same probe measured "
+        "the seed's way (every token t+k a target, continuation included), for comparison. "
+        "The verdict column gives the study's word and, in brackets, the one vocabulary's."
+    )
+
+
+def _counts_table(results: dict) -> Table:
+    rows = []
+    for r in results["lags"]:
+        c = r.get("counts") or {}
+        rows.append(
+            [
+                f"{r['lag']:+d}",
+                c.get("onset_rows", "–"),
+                c.get("onset_positives", "–"),
+                c.get("excluded", "–"),
+                f"{c.get('continuation', '–')} of {c.get('positives', '–')}"
+                + (f" ({pct(c['continuation'] / c['positives'])})" if c.get("positives") else ""),
+            ]
+        )
+    return Table(
+        [
+            "lag",
+            "rows kept (test chains)",
+            "onset positives",
+            "rows left out (t inside a span)",
+            "all-target positives that are continuation",
+        ],
         rows,
+    )
+
+
+def _seed_section(results: dict) -> Section:
+    rows = results["seed_measure"]
+    names = [n for n in SEED_CONTROLS if rows and n in rows[0]["controls"]]
+    body = [
+        [
+            f"{r['lag']:+d}",
+            r["layer"],
+            interval(r["auc"]),
+            interval(r["f1"]),
+            num(r["chance_f1"]),
+            *(num(r["controls"][n]["auc"]["value"]) for n in names),
+            num(r["seed_auc"]),
+        ]
+        for r in rows
+    ]
+    return Section(
+        "The seed's measure: all targets, lag by lag",
+        [
+            Table(
+                ["lag", "layer (val)", "AUC [95% CI]", "F1 [95% CI]", "chance F1"]
+                + [f"AUC: {FIT_TITLES[n]}" for n in names]
+                + ["seed AUC"],
+                body,
+            ),
+            "Every token t+lag is a target here, as in the seed: at a positive lag most "
+            "positives are tokens of a span t is already in (the counts above), so this grid "
+            "measures span membership as much as anticipation, and carries no verdict. The "
+            f"seed (Llama-3.1-8B, 1,000 chains labelled by an LLM, best layer 12): F1 "
+            f"{SEED_F1_LAG0} at lag 0 against a chance F1 of about {SEED_CHANCE_F1}; it had no "
+            "control. The one shuffle of the labels is one draw of the null, shown for "
+            "comparison only; at lags of 0 and below the prefix baseline reads the target "
+            "itself (its span features come from the labels up to t).",
+            *(
+                Figure(
+                    f"analysis/{metric}_vs_lag.png",
+                    f"test {metric.upper()} against lag, all targets: the probe and every "
+                    "control, with 95% intervals",
+                )
+                for metric in ("auc", "f1")
+            ),
+        ],
     )
 
 
@@ -309,9 +505,13 @@ def _intro(results: dict, generated: bool) -> str:
     return (
         what + "For every (layer, lag) a linear probe predicts the label lag tokens after the "
         "activation it reads (class-weighted BCE, L2, early stopping on validation F1; chains "
-        "split into train, validation and test, never tokens). Each lag's layer is chosen on "
-        "the validation chains; every figure below is on the test chains, with a 95% bootstrap "
-        "interval over chains, and every control is scored on the same chains and resamples."
+        "split into train, validation and test, never tokens). The headline measure is "
+        "anticipation at onsets: at lag +k, does the activation at t predict that a "
+        "backtracking span begins in (t, t+k]? (Rows already inside a span are left out; the "
+        "seed's measure, which counts the span going on as a positive too, stays beside it.) "
+        "Each lag's layer is chosen on the validation chains; every figure below is on the "
+        "test chains, with a 95% bootstrap interval over chains, and every control is scored "
+        "on the same chains and resamples."
     )
 
 
@@ -432,6 +632,8 @@ def _differences(results: dict, generated: bool) -> Section:
                     "maze search in a fixed trace language (generated chains): the backtracking "
                     "sentences are formulaic, so the lexical baselines are strong by design; "
                     "the verdict asks for more than they give",
+                    "the headline measures anticipation at onsets, which the seed's all-target "
+                    "AUC mixes with continuation of a span already under way (both shown)",
                     f"layers {', '.join(str(x) for x in results['layers'])} (evenly spaced); "
                     f"chains split {results['split']}",
                 ]

@@ -7,11 +7,12 @@ Generated chains (the default)::
       train/         fine-tuning on the traces (a `reasonlens train` run; model/)
       sample/        samples.jsonl: one chain per test maze, sampled from the fine-tuned model
       chains/        labels.jsonl (input_ids + 0/1 labels per token), checks.jsonl, summary.json
-      activations/   finetuned/ and base/: activation stores of every chain token
+      activations/   finetuned/, base/ and random/ (the same architecture with random
+                     weights): activation stores of every chain token
       analysis/      lag probes and controls: analysis.json, CSV tables, plots, probes
 
 With ``--chains FILE`` the model is probed on the user's chains as it is: ``chains`` labels the
-file, ``activations`` holds one store (``model/``), and there is no untrained control.
+file, ``activations`` holds ``model/`` and ``random/``, and there is no untrained control.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def stages(p: BacktrackingPreset, settings: Settings) -> list[Stage]:
         "bag_k": p.bag_k,
         "bootstrap": p.bootstrap,
         "seed": settings.seed,
+        "measures": ["all", "onset"],
+        "null_permutations": p.null_permutations,
     }
     external = chains_file(settings)
     if external is not None:
@@ -81,8 +84,13 @@ def stages(p: BacktrackingPreset, settings: Settings) -> list[Stage]:
             ),
             Stage(
                 "activations",
-                {**model, "batch_size": p.capture_batch, "layers": layers},
-                _capture_stage(p, settings, ("model",)),
+                {
+                    **model,
+                    "batch_size": p.capture_batch,
+                    "layers": layers,
+                    "stores": ["model", "random"],
+                },
+                _capture_stage(p, settings, ("model", "random")),
                 _stores,
             ),
             Stage("analysis", {**probes, **base}, _analysis_stage(p, settings), _analysis),
@@ -112,8 +120,8 @@ def stages(p: BacktrackingPreset, settings: Settings) -> list[Stage]:
         ),
         Stage(
             "activations",
-            {**base, "batch_size": p.capture_batch, "layers": layers},
-            _capture_stage(p, settings, ("finetuned", "base")),
+            {**base, "batch_size": p.capture_batch, "layers": layers, "stores": list(_GENERATED)},
+            _capture_stage(p, settings, _GENERATED),
             _stores,
             depends=finetuned,
         ),
@@ -291,8 +299,22 @@ def _sites(p: BacktrackingPreset, n_layers: int, settings: Settings) -> tuple[li
     return layers, [f"layers.{layer}.resid_post" for layer in layers]
 
 
-#: the stores' names and the roles of the models they capture
+#: the stores' names and the roles of the models they capture ("random": the base model's
+#: architecture with random weights, see `_load`)
 _ROLES = {"finetuned": "train", "base": BASE, "model": BASE}
+_GENERATED = ("finetuned", "base", "random")
+#: what the analysis calls each store
+_FITS = {"finetuned": "probes", "model": "probes", "base": "untrained", "random": "random"}
+
+
+def _load(name: str, settings: Settings, upstream: dict):
+    """The model a store captures: by role, or for ``"random"`` the architecture of the
+    given model with weights drawn from the run's seed."""
+    if name == "random":
+        from reasonlens.models import load_random_model
+
+        return load_random_model(settings.model, seed=settings.seed, device=settings.device)
+    return load_role(_ROLES[name], settings, upstream)
 
 
 def _capture_stage(p: BacktrackingPreset, settings: Settings, which: tuple[str, ...]):
@@ -303,7 +325,7 @@ def _capture_stage(p: BacktrackingPreset, settings: Settings, which: tuple[str, 
         inputs = [TraceInput(input_ids=tuple(r.input_ids)) for r in rows]
         directory.mkdir(parents=True, exist_ok=True)
         for name in which:
-            model = load_role(_ROLES[name], settings, upstream)
+            model = _load(name, settings, upstream)
             layers, sites = _sites(p, model.n_layers, settings)
             capture(
                 model,
@@ -341,9 +363,7 @@ def _analysis_stage(p: BacktrackingPreset, settings: Settings):
         acts = upstream["activations"]
         stores = acts["stores"]
         main = "model" if "model" in stores else "finetuned"
-        named = {"probes": stores[main]}
-        if "base" in stores:
-            named["untrained"] = stores["base"]
+        named = {_FITS[name]: store for name, store in stores.items()}
         model = load_role(BASE if main == "model" else "train", settings, upstream, device="cpu")
         embedding = model.hf.get_input_embeddings().weight.detach().float().clone()
         config = LagProbeConfig(
@@ -359,6 +379,8 @@ def _analysis_stage(p: BacktrackingPreset, settings: Settings):
             config,
             p.bag_k,
             directory,
+            p.null_permutations,
+            settings.progress,
         )
 
     return run
