@@ -20,6 +20,7 @@ SITES: tuple[str, ...] = (
     "k",  # key projection output (before RoPE / k-norm); zero stays zero through both
     "v",  # value projection output
     "attn_pattern",  # post-softmax attention weights [batch, heads, query, key]; eager only
+    "z",  # per-head attention output, the input of the output projection [..., heads * head_dim]
     "attn_out",  # attention sublayer output as added to the residual stream
     "mlp_out",  # MLP sublayer output as added to the residual stream
     "resid_post",  # the layer's output: the residual stream after the layer
@@ -53,6 +54,14 @@ class Architecture:
     final_norm: str
     unembed: str
     sites: dict[str, Hook]
+    # The modules whose outputs are added to the residual stream, relative to a layer: the
+    # attention output projection and the MLP down projection (weight orthogonalisation edits
+    # them). `direct_writes` is False where a norm sits between them and the stream (Gemma's
+    # sandwich norms), so editing their weights cannot remove a direction from the stream.
+    attn_proj: str = "self_attn.o_proj"
+    mlp_proj: str = "mlp.down_proj"
+    direct_writes: bool = True
+    pos_embed: str | None = None  # learned absolute position embeddings (GPT-2's wpe)
 
     def hook(self, site: str) -> Hook:
         return self.sites[site]
@@ -63,6 +72,7 @@ def _llama_like(
     model_types: tuple[str, ...],
     attn_out: str = "self_attn",
     mlp_out: str = "mlp",
+    direct_writes: bool = True,
 ) -> Architecture:
     return Architecture(
         name=name,
@@ -78,10 +88,12 @@ def _llama_like(
             "k": Hook("self_attn.k_proj", "output"),
             "v": Hook("self_attn.v_proj", "output"),
             "attn_pattern": Hook("self_attn", "output[1]"),
+            "z": Hook("self_attn.o_proj", "input"),
             "attn_out": Hook(attn_out, "output"),
             "mlp_out": Hook(mlp_out, "output"),
             "resid_post": Hook("", "output"),
         },
+        direct_writes=direct_writes,
     )
 
 
@@ -92,6 +104,7 @@ _GEMMA3 = _llama_like(
     ("gemma3_text",),
     attn_out="post_attention_layernorm",
     mlp_out="post_feedforward_layernorm",
+    direct_writes=False,
 )
 
 _GPT2 = Architecture(
@@ -108,10 +121,14 @@ _GPT2 = Architecture(
         "k": Hook("attn.c_attn", "output", chunk=1),
         "v": Hook("attn.c_attn", "output", chunk=2),
         "attn_pattern": Hook("attn", "output[1]"),
+        "z": Hook("attn.c_proj", "input"),
         "attn_out": Hook("attn", "output"),  # c_proj + resid_dropout, before the residual add
         "mlp_out": Hook("mlp", "output"),
         "resid_post": Hook("", "output"),
     },
+    attn_proj="attn.c_proj",
+    mlp_proj="mlp.c_proj",
+    pos_embed="transformer.wpe",
 )
 
 ARCHITECTURES: tuple[Architecture, ...] = (
@@ -145,6 +162,8 @@ def check_architecture(model: torch.nn.Module, arch: Architecture) -> None:
     """Fail loudly if any path of the map is missing from this model instance."""
     for path in (arch.base, arch.layers, arch.embed, arch.final_norm, arch.unembed):
         _require(model, path, arch)
+    if arch.pos_embed is not None:
+        _require(model, arch.pos_embed, arch)
     layers = model.get_submodule(arch.layers)
     if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
         raise UserError(f"{arch.name}: {arch.layers} is not a non-empty list of layers")
@@ -152,6 +171,8 @@ def check_architecture(model: torch.nn.Module, arch: Architecture) -> None:
         for hook in arch.sites.values():
             if hook.module:
                 _require(model, f"{arch.layers}.{index}.{hook.module}", arch)
+        for path in (arch.attn_proj, arch.mlp_proj):
+            _require(model, f"{arch.layers}.{index}.{path}", arch)
 
 
 def _require(model: torch.nn.Module, path: str, arch: Architecture) -> None:
