@@ -28,7 +28,7 @@ def generate(
 @torch.inference_mode()
 def generate_tokens(
     model: LoadedModel,
-    prompts: Sequence[str],
+    prompts: Sequence[str] | Sequence[Sequence[int]],
     max_new_tokens: int = 64,
     batch_size: int = 16,
     chat: bool = True,
@@ -45,6 +45,7 @@ def generate_tokens(
     ``stop(text)`` is asked after every new token with the row's decoded continuation so far;
     once it says True the row is finished (generation ends when every row of the batch is) and
     its ids are cut at that token. ``on_batch(n)`` is called after each batch of ``n`` prompts.
+    A prompt given as a list of token ids is used as is (no chat template, no tokenizer).
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, not {temperature}")
@@ -58,7 +59,10 @@ def generate_tokens(
     outputs: list[list[int]] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        ids = [tokenize(tok, format_prompt(tok, p, chat)) for p in chunk]
+        ids = [
+            tokenize(tok, format_prompt(tok, p, chat)) if isinstance(p, str) else list(p)
+            for p in chunk
+        ]
         batch = {k: v.to(model.device) for k, v in pad_batch(ids, tok.pad_token_id, "left").items()}
         width = batch["input_ids"].shape[1]
         watcher = _StopWhen(stop, tok, width, len(chunk)) if stop is not None else None

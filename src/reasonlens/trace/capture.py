@@ -108,6 +108,10 @@ class Activations:
     def input_ids(self, index: int) -> list[int]:
         return self.tokens[index]
 
+    def token_ids(self) -> list[list[int]]:
+        """The exact tokens of every example, in order (as ActivationStore.token_ids)."""
+        return [list(t) for t in self.tokens]
+
     def positions(self, examples: range | slice | None = None) -> torch.Tensor:
         if examples is None:
             return self.positions_

@@ -283,6 +283,15 @@ class ActivationStore:
         tokens = self._read(shard, "input_ids")
         return tokens[int(offsets[local]) : int(offsets[local + 1])].tolist()
 
+    def token_ids(self) -> list[list[int]]:
+        """The exact tokens of every example, in order (one read per shard)."""
+        out: list[list[int]] = []
+        for index in range(self.meta["n_shards"]):
+            offsets = self._read(index, "token_offsets").tolist()
+            tokens = self._read(index, "input_ids").tolist()
+            out.extend(tokens[lo:hi] for lo, hi in zip(offsets, offsets[1:], strict=False))
+        return out
+
     def positions(self, examples: range | slice | None = None) -> torch.Tensor:
         """Each row's token index within its example."""
         rng = self._range(examples)
