@@ -1,0 +1,287 @@
+"""Steering: add ``alpha * direction`` at one site, at every position, while generating.
+
+:func:`steering` is the intervention: inside the block every forward pass, and every step of
+`generate` with the KV cache on, has ``alpha * direction`` added at the site, at every
+position of the call: the prompt's tokens in the first pass, then each new token (a cached
+step is a call of length 1; nothing is indexed by absolute position, so nothing can fall off
+the end of it, and no generated token is skipped).
+
+:func:`alpha_sweep` measures it: one batched generation whose rows are prompts x alphas x
+vectors (the direction and its controls: random directions of the same norm, and any others
+given, such as the direction from shuffled contrast labels), never one generation per alpha.
+Per alpha and vector: the caller's behaviour metric on each completion, the completion's
+length in tokens, and KL(P_unsteered ‖ P_steered) of the next-token distribution at the
+last token of control prompts, each a mean over prompts with a bootstrap interval; and the
+direction against the mean of its random controls, paired on the same resamples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reasonlens.analyses.effects import (
+    Prompts,
+    add_rows,
+    check_direction,
+    encode,
+    estimate,
+    kl,
+    last_logits,
+    mean_interval,
+    paired_interval,
+    random_directions,
+    vector_site,
+)
+from reasonlens.errors import UserError
+from reasonlens.models.loading import LoadedModel
+from reasonlens.trace.interventions import Add, intervene
+
+
+def _check_alpha(alpha: float) -> float:
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise UserError(f"alpha {alpha!r} is not a number") from None
+    if not math.isfinite(value):
+        raise UserError(f"alpha {alpha} is not finite")
+    return value
+
+
+@contextmanager
+def steering(model: LoadedModel, site: str, direction, alpha: float = 1.0) -> Iterator[None]:
+    """Add ``alpha * direction`` at `site` (e.g. ``layers.10.resid_post``) at every position of
+    every forward pass and generation step inside the block."""
+    ref = vector_site(model, site)
+    vector = check_direction(model, direction)
+    scale = _check_alpha(alpha)
+    with intervene(model, Add(ref, vector=vector.to(model.dtype), scale=scale)):
+        yield
+
+
+@dataclass
+class SteeringResult:
+    """Per vector, alpha and prompt: the metric, the length of the completion; per control
+    prompt: the KL to the unsteered next-token distribution."""
+
+    site: str
+    alphas: list[float]
+    vectors: list[str]  # "direction", then the controls
+    metric: torch.Tensor  # [vectors, alphas, prompts] float64
+    length: torch.Tensor  # [vectors, alphas, prompts] new tokens
+    kl: torch.Tensor | None  # [vectors, alphas, control prompts]; None without controls
+    texts: list[list[list[str]]]  # [vectors][alphas][prompts]
+    norm: float
+    model: str = ""
+    settings: dict = field(default_factory=dict)
+    resamples: int = 1000
+    seed: int = 0
+
+    @property
+    def random(self) -> list[int]:
+        return [i for i, v in enumerate(self.vectors) if v.startswith("random")]
+
+    def summary(self) -> list[dict]:
+        """Per alpha: each figure with its interval, for the direction, its random controls
+        (their mean) and every other control, and direction minus random-control mean."""
+        metric = mean_interval(self.metric.numpy(), self.resamples, self.seed)
+        length = mean_interval(self.length.numpy(), self.resamples, self.seed)
+        kls = None if self.kl is None else mean_interval(self.kl.numpy(), self.resamples, self.seed)
+        rand = self.random
+        if rand:
+            rand_metric = mean_interval(
+                self.metric[rand].mean(0).numpy(), self.resamples, self.seed
+            )
+        out = []
+        for a, alpha in enumerate(self.alphas):
+            row: dict = {"alpha": alpha}
+            for v, name in enumerate(self.vectors):
+                entry = {
+                    "metric": estimate(*(x[v, a] for x in metric[:3])),
+                    "length": estimate(*(x[v, a] for x in length[:3])),
+                }
+                if kls is not None:
+                    entry["kl"] = estimate(*(x[v, a] for x in kls[:3]))
+                row[name] = entry
+            if rand:
+                row["random_mean"] = {"metric": estimate(*(x[a] for x in rand_metric[:3]))}
+                row["direction_minus_random"] = paired_interval(metric[3][0, a], rand_metric[3][a])
+            out.append(row)
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "analysis": "steering_sweep",
+            "model": self.model,
+            "site": self.site,
+            "direction_norm": self.norm,
+            "alphas": list(self.alphas),
+            "vectors": list(self.vectors),
+            "n_prompts": int(self.metric.shape[-1]),
+            "n_control_prompts": None if self.kl is None else int(self.kl.shape[-1]),
+            "settings": self.settings,
+            "interval": f"95% percentile bootstrap over prompts ({self.resamples} resamples)",
+            "per_alpha": self.summary(),
+        }
+
+    def per_example(self) -> dict[str, torch.Tensor]:
+        out = {"metric": self.metric.float(), "length": self.length.float()}
+        if self.kl is not None:
+            out["kl"] = self.kl.float()
+        return out
+
+    def plot(self, path: str | Path, title: str | None = None) -> Path:
+        """Metric, length and KL against alpha: the direction with its interval, the random
+        controls' mean with theirs."""
+        from reasonlens.plots import new_figure, save_figure
+
+        panels = [("metric", self.metric), ("length (tokens)", self.length)]
+        if self.kl is not None:
+            panels.append(("KL to unsteered", self.kl))
+        fig = new_figure(figsize=(4 * len(panels), 3.6))
+        axes = fig.subplots(1, len(panels))
+        alphas = np.asarray(self.alphas)
+        order = np.argsort(alphas)
+        for ax, (name, values) in zip(axes, panels, strict=True):
+            groups = [("direction", values[0])]
+            if self.random:
+                groups.append(("random (mean)", values[self.random].mean(0)))
+            for label, v in groups:
+                mean, low, high, _ = mean_interval(v.numpy(), self.resamples, self.seed)
+                line = ax.plot(alphas[order], mean[order], marker=".", label=label)[0]
+                ax.fill_between(
+                    alphas[order], low[order], high[order], color=line.get_color(), alpha=0.2
+                )
+            ax.set_xlabel("alpha")
+            ax.set_title(name, fontsize=9)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        fig.suptitle(title or f"Steering at {self.site}: {self.model}", fontsize=10)
+        fig.tight_layout()
+        return save_figure(fig, path, dpi=150)
+
+
+def alpha_sweep(
+    model: LoadedModel,
+    prompts: Prompts,
+    direction,
+    site: str,
+    alphas: Sequence[float],
+    behaviour: Callable[[str], float],
+    control_prompts: Prompts | None = None,
+    max_new_tokens: int = 64,
+    n_random: int = 3,
+    controls: dict[str, torch.Tensor] | None = None,
+    seed: int = 0,
+    chat: bool = True,
+    batch_size: int | None = None,
+    temperature: float = 0.0,
+    resamples: int = 1000,
+) -> SteeringResult:
+    """Steer with each alpha (and each control vector) in one batched generation.
+
+    `behaviour(text)` scores a completion (e.g. "Wait"/"Hmm" per 100 words). `n_random` random
+    directions of the direction's norm (seeded by `seed`) and the vectors in `controls` are
+    swept with the same alphas. `batch_size` caps the rows of one generate call (default: all
+    rows at once); rows mix alphas whatever it is."""
+    from reasonlens.evaluate.generation import generate_tokens
+
+    ref = vector_site(model, site)
+    vector = check_direction(model, direction)
+    if alphas is None or len(alphas) == 0:
+        raise UserError("no alphas given")
+    alpha_list = [_check_alpha(a) for a in alphas]
+    if n_random < 0:
+        raise UserError("n_random must be >= 0")
+    if max_new_tokens < 1:
+        raise UserError("max_new_tokens must be at least 1")
+    ids = encode(model, prompts, chat)
+    control = None if control_prompts is None else encode(model, control_prompts, chat, "control")
+    names = ["direction"]
+    vectors = [vector]
+    for i, r in enumerate(random_directions(model.d_model, n_random, vector.norm(), seed)):
+        names.append(f"random {i}")
+        vectors.append(r)
+    for name, v in (controls or {}).items():
+        names.append(name)
+        vectors.append(check_direction(model, v, f"control {name!r}"))
+    stack = torch.stack(vectors).to(model.dtype)  # [V, d]
+    scale = torch.tensor(alpha_list, dtype=model.dtype)  # [A]
+    # Row r = (vector, alpha, prompt), prompts fastest; the added vector is alpha * vector,
+    # computed in the model's dtype as `steering` computes it.
+    per_row = (scale[None, :, None] * stack[:, None, :]).reshape(-1, model.d_model)
+    n_v, n_a, n = len(vectors), len(alpha_list), len(ids)
+
+    rows = per_row.repeat_interleave(n, dim=0)
+    row_ids = [x for _ in range(n_v * n_a) for x in ids]
+    size = len(row_ids) if batch_size is None else batch_size
+    if size < 1:
+        raise UserError("batch size must be at least 1")
+    current = {"rows": rows[:size]}
+
+    def fn(x, ctx):
+        return add_rows(current["rows"])(x, ctx)
+
+    from reasonlens.trace.hooks import site_hooks
+
+    outputs: list[list[int]] = []
+    with site_hooks(model, [(ref, fn)]):
+        for lo in range(0, len(row_ids), size):
+            current["rows"] = rows[lo : lo + size]
+            outputs.extend(
+                generate_tokens(
+                    model,
+                    row_ids[lo : lo + size],
+                    max_new_tokens=max_new_tokens,
+                    batch_size=size,
+                    temperature=temperature,
+                    seed=seed,
+                )
+            )
+    texts_flat = model.tokenizer.batch_decode(outputs, skip_special_tokens=True)
+    values = torch.tensor([float(behaviour(t)) for t in texts_flat], dtype=torch.float64)
+    lengths = torch.tensor([len(o) for o in outputs], dtype=torch.float64)
+    texts = [
+        [texts_flat[(v * n_a + a) * n : (v * n_a + a + 1) * n] for a in range(n_a)]
+        for v in range(n_v)
+    ]
+
+    kls = None
+    if control is not None:
+        m = len(control)
+        base = last_logits(model, control, None, size)
+        ctrl_rows = per_row.repeat_interleave(m, dim=0)
+        ctrl_ids = [x for _ in range(n_v * n_a) for x in control]
+        steered = last_logits(
+            model, ctrl_ids, lambda lo, hi: [(ref, add_rows(ctrl_rows[lo:hi]))], size
+        )
+        kls = kl(base.repeat(n_v * n_a, 1), steered).view(n_v, n_a, m)
+
+    return SteeringResult(
+        site=ref.name,
+        alphas=alpha_list,
+        vectors=names,
+        metric=values.view(n_v, n_a, n),
+        length=lengths.view(n_v, n_a, n),
+        kl=kls,
+        texts=texts,
+        norm=float(vector.norm()),
+        model=model.name,
+        settings={
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "n_random": n_random,
+            "seed": seed,
+            "chat": chat,
+            "rows": len(row_ids),
+            "rows_per_generate": size,
+        },
+        resamples=resamples,
+        seed=seed,
+    )

@@ -1,0 +1,169 @@
+"""Steering: every generated token (KV cache on) equals a manual forward that adds a·r at that
+layer; alpha 0 is bit for bit no hook; an alpha sweep is one batched generation whose rows equal
+separate generations; bad sweeps are refused."""
+
+import math
+
+import pytest
+import torch
+
+from reasonlens.analyses.steering import alpha_sweep, steering
+from reasonlens.errors import UserError
+from reasonlens.evaluate.generation import generate_tokens
+from reasonlens.models.prompts import pad_batch
+from reasonlens.models.tiny import tiny_model
+
+# The second prompt is short, so it is left-padded; the first is longer than Gemma's sliding
+# window (16), so cached steps cross it.
+PROMPTS = [list(range(5, 23)), [30, 31, 32, 33]]
+STEPS = 12
+
+
+def _direction(d=64, seed=3):
+    return torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _generate(model, **kwargs):
+    batch = pad_batch(PROMPTS, 0, "left")
+    return batch, model.hf.generate(
+        **batch,
+        max_new_tokens=STEPS,
+        do_sample=False,
+        output_logits=True,
+        return_dict_in_generate=True,
+        pad_token_id=0,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "gpt2"])
+def test_every_generated_token_equals_a_manual_forward_adding_the_vector(arch):
+    torch.set_num_threads(1)
+    model = tiny_model(arch, n_layers=3)
+    r, alpha = _direction(), 4.0
+    with steering(model, "layers.1.resid_pre", r, alpha):
+        batch, out = _generate(model)
+    width = batch["input_ids"].shape[1]
+
+    # The reference: no cache, the whole sequence again at every step, with a plain PyTorch
+    # pre-hook adding alpha * r to the input of layer 1 (no reasonlens code involved).
+    vector = alpha * r.float()
+
+    def add(_module, args, kwargs):
+        if args:
+            return (args[0] + vector, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": kwargs["hidden_states"] + vector}
+
+    handle = model.layers[1].register_forward_pre_hook(add, with_kwargs=True)
+    try:
+        for t in range(STEPS):
+            ids = out.sequences[:, : width + t]
+            mask = torch.cat([batch["attention_mask"], torch.ones(2, t, dtype=torch.long)], 1)
+            with torch.no_grad():
+                logits = model.hf(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                    use_cache=False,
+                ).logits[:, -1]
+            torch.testing.assert_close(out.logits[t], logits, rtol=0, atol=1e-5)
+            assert torch.equal(out.sequences[:, width + t], logits.argmax(-1)), f"step {t}"
+    finally:
+        handle.remove()
+    _, plain = _generate(model)
+    assert not torch.equal(plain.sequences, out.sequences)  # the steering did something
+
+
+def test_alpha_zero_is_bit_for_bit_no_hook(tiny_llama):
+    _, plain = _generate(tiny_llama)
+    with steering(tiny_llama, "layers.1.resid_post", _direction(), 0.0):
+        _, zero = _generate(tiny_llama)
+    assert torch.equal(plain.sequences, zero.sequences)
+    assert all(torch.equal(a, b) for a, b in zip(plain.logits, zero.logits, strict=True))
+
+
+def test_a_sweep_is_one_generation_whose_rows_equal_separate_ones(tiny_llama, tmp_path):
+    r = _direction()
+    alphas = [0.0, 3.0, -6.0]
+    result = alpha_sweep(
+        tiny_llama,
+        PROMPTS,
+        r,
+        "layers.1.resid_pre",
+        alphas,
+        behaviour=lambda text: float(text.count("a")),
+        control_prompts=PROMPTS,
+        max_new_tokens=STEPS,
+        n_random=2,
+        controls={"shuffled": _direction(seed=9)},
+    )
+    assert result.settings["rows"] == len(PROMPTS) * len(alphas) * 4
+    assert result.settings["rows_per_generate"] == result.settings["rows"]  # one generate call
+    for a, alpha in enumerate(alphas):
+        with steering(tiny_llama, "layers.1.resid_pre", r, alpha):
+            separate = generate_tokens(tiny_llama, PROMPTS, max_new_tokens=STEPS)
+        texts = tiny_llama.tokenizer.batch_decode(separate, skip_special_tokens=True)
+        assert result.texts[0][a] == texts
+        assert result.length[0, a].tolist() == [len(s) for s in separate]
+    # KL to the unsteered distribution: 0 at alpha 0, positive otherwise.
+    assert result.kl[:, 0].abs().max() < 1e-12
+    assert (result.kl[:, 1:] > 0).all()
+    assert result.vectors == ["direction", "random 0", "random 1", "shuffled"]
+    # Capped rows per generate call mix alphas and give the same completions.
+    capped = alpha_sweep(
+        tiny_llama,
+        PROMPTS,
+        r,
+        "layers.1.resid_pre",
+        alphas,
+        lambda t: 0.0,
+        max_new_tokens=STEPS,
+        n_random=2,
+        batch_size=5,
+    )
+    assert capped.texts == result.texts[:3]
+
+    record = result.to_dict()
+    row = record["per_alpha"][1]
+    assert set(row) >= {"alpha", "direction", "random 0", "random_mean", "direction_minus_random"}
+    assert row["direction"]["kl"]["low"] <= row["direction"]["kl"]["value"]
+    from reasonlens.analyses.result import load_record, save_result
+
+    save_result(tmp_path, "sweep", record, result.per_example())
+    assert load_record(tmp_path, "sweep")["alphas"] == alphas
+    assert result.plot(tmp_path / "sweep.png").stat().st_size > 0
+
+
+def test_random_controls_have_the_direction_norm_and_are_seeded():
+    from reasonlens.analyses.effects import random_directions
+
+    a = random_directions(64, 3, 2.5, seed=1)
+    torch.testing.assert_close(a.norm(dim=1), torch.full((3,), 2.5, dtype=torch.float64))
+    assert torch.equal(a, random_directions(64, 3, 2.5, seed=1))
+    assert not torch.equal(a, random_directions(64, 3, 2.5, seed=2))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"alphas": []}, "no alphas given"),
+        ({"alphas": [1.0, math.nan]}, "alpha nan is not finite"),
+        ({"alphas": [math.inf]}, "alpha inf is not finite"),
+        ({"direction": torch.ones(32)}, "width 32 but tiny-llama has width 64"),
+        ({"site": "layers.9.resid_pre"}, "layer 9 does not exist"),
+        ({"site": "layers.1.q"}, "residual-width site"),
+        ({"prompts": []}, "no prompts given"),
+    ],
+)
+def test_bad_sweeps_are_refused_in_one_line(tiny_llama, kwargs, message):
+    args = {
+        "prompts": PROMPTS,
+        "direction": torch.ones(64),
+        "site": "layers.1.resid_pre",
+        "alphas": [1.0],
+        "behaviour": len,
+    }
+    args.update(kwargs)
+    with pytest.raises(UserError, match=message) as err:
+        alpha_sweep(tiny_llama, **args, max_new_tokens=2)
+    assert "\n" not in str(err.value)
