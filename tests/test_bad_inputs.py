@@ -693,6 +693,58 @@ CASES = [
     grpo("--weights", "full", "--lora-r", "4", fragment="applies to LoRA", id="grpo-full-lora"),
     grpo("--task", "maze", fragment="but --task is backtracking", id="grpo-task-mismatch"),
     train_flags("--reward", "blocksworld", fragment="--reward is a GRPO option", id="sft-grpo-opt"),
+    # --- sharded models: devices that do not exist, memory that cannot hold the model ---
+    case(
+        trace("-s", "layers.0.k", "-t", "x", "--device-map", '{"": "cuda:1"}'),
+        "device 'cuda:1' does not exist here",
+        id="shard-no-such-gpu",
+    ),
+    case(
+        trace("-s", "layers.0.k", "-t", "x", "--device-map", '{"model.layers.0": 3}'),
+        "device 3 does not exist here",
+        id="shard-no-such-gpu-index",
+    ),
+    case(
+        trace("-s", "layers.0.k", "-t", "x", "--device-map", '{"": "tpu"}'),
+        "unknown device 'tpu'",
+        id="shard-unknown-device",
+    ),
+    case(
+        trace("-s", "layers.0.k", "-t", "x", "--device-map", "auto", "--max-memory", "cpu=10KB"),
+        "cannot hold model",
+        id="shard-max-memory-too-small",
+    ),
+    case(
+        trace("-s", "layers.0.k", "-t", "x", "--device-map", "auto", "--max-memory", "7=1GB"),
+        "device '7' does not exist here",
+        id="shard-max-memory-no-such-gpu",
+    ),
+    case(
+        trace("-s", "layers.0.k", "-t", "x", "--device-map", "auto", "--max-memory", "cpu=lots"),
+        "is not a size",
+        id="shard-max-memory-not-a-size",
+    ),
+    case(
+        trace("-s", "layers.0.k", "-t", "x", "--max-memory", "cpu=1GB"),
+        "give --device-map auto too",
+        id="shard-max-memory-without-map",
+    ),
+    case(
+        trace("-s", "layers.0.k", "-t", "x", "--device-map", '{"": "disk"}'),
+        "give --offload-folder",
+        id="shard-disk-without-folder",
+    ),
+    case(
+        trace("-s", "layers.0.k", "-t", "x", "--device-map", "{not json"),
+        "--device-map must be auto",
+        id="shard-map-not-json",
+    ),
+    case(
+        ["eval", "-d", "bw.jsonl", "-m", "TINY", "-o", "OUT", "--device-map", '{"": "cuda:0"}'],
+        "does not exist here",
+        {"bw.jsonl": json.dumps(GOOD) + "\n"},
+        id="shard-eval-no-such-gpu",
+    ),
 ]
 
 

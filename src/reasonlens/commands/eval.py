@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from reasonlens.commands.models import DeviceOpt, DtypeOpt
+from reasonlens.commands.models import DeviceMapOpt, DeviceOpt, DtypeOpt, MaxMemoryOpt, OffloadOpt
 from reasonlens.models.registry import DEFAULT_MODEL
 
 #: What an eval run was computed from, beyond its options: each data file's sha256 and the
@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
         overwrite: Annotated[bool, typer.Option(help="Replace a different run in --out.")] = False,
         device: str = DeviceOpt,
         dtype: str = DtypeOpt,
+        device_map: str = DeviceMapOpt,
+        max_memory: str = MaxMemoryOpt,
+        offload_folder: Path = OffloadOpt,
         extras: Annotated[
             list[str] | None, typer.Argument(hidden=True, metavar="[MORE DATA FILES]")
         ] = None,
@@ -68,6 +71,7 @@ def register(app: typer.Typer) -> None:
         from reasonlens.evaluate.task_eval import MODES, evaluate_task, load_items, write_eval
         from reasonlens.models import load_model, load_tokenizer, resolve_source
         from reasonlens.models.fingerprint import weights_fingerprint
+        from reasonlens.models.loading import check_placement
         from reasonlens.runs import RunDir, check_out, reopen_or_refuse
         from reasonlens.tasks import get_task
 
@@ -88,8 +92,13 @@ def register(app: typer.Typer) -> None:
             "device": device,
             "dtype": dtype,
         }
+        placement = dict(
+            device_map=device_map, max_memory=max_memory, offload_folder=offload_folder
+        )
+        config.update({k: str(v) for k, v in placement.items() if v})  # only when sharded
         # a bad model name, weights or tokenizer fails here, before the run directory exists
         load_tokenizer(model)
+        check_placement(model, device, dtype, **placement)  # a bad --device-map writes nothing
         inputs = {
             "data": {str(f): _sha256(f) for f in files},
             "model_weights": weights_fingerprint(resolve_source(model).path),
@@ -98,7 +107,7 @@ def register(app: typer.Typer) -> None:
         run = RunDir.create(out, "eval", config, overwrite=overwrite)
         run.write_json(INPUTS_FILE, inputs)
         start = time.perf_counter()
-        loaded = load_model(model, device=device, dtype=dtype)
+        loaded = load_model(model, device=device, dtype=dtype, **placement)
         load_s = time.perf_counter() - start
         result = evaluate_task(loaded, task, items, mode, batch_size, max_new_tokens)
         result.data_files = config["data"]

@@ -17,6 +17,18 @@ ModelOpt = typer.Option(
 )
 DeviceOpt = typer.Option("auto", help="cpu, cuda, cuda:N or auto (GPU when there is one).")
 DtypeOpt = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+DeviceMapOpt = typer.Option(
+    None,
+    "--device-map",
+    help="Shard the model: auto, or a JSON map (text or .json file) of module -> GPU index, "
+    "cpu or disk (accelerate dispatch; see README 'On several GPUs').",
+)
+MaxMemoryOpt = typer.Option(
+    None, "--max-memory", help="With --device-map auto: e.g. 0=20GiB,1=20GiB,cpu=64GiB."
+)
+OffloadOpt = typer.Option(
+    None, "--offload-folder", help="With --device-map: where weights offloaded to disk go."
+)
 
 
 def register(app: typer.Typer) -> None:

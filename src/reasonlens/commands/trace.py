@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from reasonlens.commands.models import DeviceOpt, DtypeOpt, ModelOpt
+from reasonlens.commands.models import (
+    DeviceMapOpt,
+    DeviceOpt,
+    DtypeOpt,
+    MaxMemoryOpt,
+    ModelOpt,
+    OffloadOpt,
+)
 from reasonlens.errors import UserError
 
 
@@ -32,6 +39,9 @@ def register(app: typer.Typer) -> None:
         ),
         device: str = DeviceOpt,
         dtype: str = DtypeOpt,
+        device_map: str = DeviceMapOpt,
+        max_memory: str = MaxMemoryOpt,
+        offload_folder: Path = OffloadOpt,
     ) -> None:
         """Capture SITES at POSITIONS for every input into an activation store (resumable)."""
         from rich.console import Console
@@ -44,7 +54,14 @@ def register(app: typer.Typer) -> None:
         if (input_file is None) == (not text):
             raise UserError("give either --input FILE.jsonl or one or more --text")
         inputs = JsonlInputs(input_file) if input_file else [TraceInput(text=t) for t in text]
-        loaded = load_model(model, device=device, dtype=dtype)
+        loaded = load_model(
+            model,
+            device=device,
+            dtype=dtype,
+            device_map=device_map,
+            max_memory=max_memory,
+            offload_folder=offload_folder,
+        )
         stats = CaptureStats()
         store = capture(
             loaded,

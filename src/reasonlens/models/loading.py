@@ -226,6 +226,12 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
+        """Where inputs go: the device of the parameters, or of the embedding for a model
+        dispatched across devices and disk (see models.sharding)."""
+        from reasonlens.models.sharding import input_device, is_sharded
+
+        if is_sharded(self.hf):
+            return input_device(self.hf, self.arch.embed)
         return next(self.hf.parameters()).device
 
     @property
@@ -269,11 +275,18 @@ def load_model(
     device: str | None = None,
     dtype: str | torch.dtype | None = None,
     attn_implementation: str | None = None,
+    device_map: str | dict | None = None,
+    max_memory: str | dict | None = None,
+    offload_folder: str | Path | None = None,
 ) -> LoadedModel:
-    """Load a model for analysis: eval mode, sensible device and dtype, site map checked."""
+    """Load a model for analysis: eval mode, sensible device and dtype, site map checked.
+
+    With `device_map` ("auto" or a map of module -> GPU index, "cpu" or "disk"; see
+    :mod:`reasonlens.models.sharding`) the model is split across devices, CPU memory and
+    disk (`offload_folder`) by accelerate, within `max_memory` ("0=20GiB,cpu=64GiB")."""
     source = resolve_source(name)
-    dev = pick_device(device)
-    kwargs: dict = {"dtype": pick_dtype(dtype, dev)}
+    dev, kwargs = _placement(name, source, device, dtype, device_map, max_memory, offload_folder)
+    sharded = "device_map" in kwargs
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
@@ -289,9 +302,54 @@ def load_model(
     except (ValueError, SafetensorError) as err:
         raise UserError(f"could not load model {name!r}: {_first_line(err)}") from None
     arch = architecture_for(hf)
-    hf.to(dev).eval()
+    if not sharded:  # a dispatched model stays where its map put it
+        hf.to(dev)
+    hf.eval()
     tokenizer = _tokenizer(source, name)
     return LoadedModel(name=name, hf=hf, tokenizer=tokenizer, arch=arch, source=source.path)
+
+
+def check_placement(
+    name: str,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    device_map: str | dict | None = None,
+    max_memory: str | dict | None = None,
+    offload_folder: str | Path | None = None,
+) -> dict | None:
+    """Check where `name` would load (device, dtype, a device map within --max-memory) without
+    reading its weights, so a command refuses a bad placement before writing anything. The
+    explicit device map a sharded load would use, or None when it is not sharded."""
+    source = resolve_source(name)
+    _dev, kwargs = _placement(name, source, device, dtype, device_map, max_memory, offload_folder)
+    return kwargs.get("device_map")
+
+
+def _placement(name, source, device, dtype, device_map, max_memory, offload_folder):
+    """The device and the from_pretrained arguments that place the model (dtype, device map)."""
+    from reasonlens.models.sharding import parse_device_map, parse_max_memory, plan_device_map
+
+    sharded = parse_device_map(device_map)
+    memory = parse_max_memory(max_memory)
+    if memory is not None and sharded is None:
+        raise UserError("--max-memory applies to a sharded load: give --device-map auto too")
+    if offload_folder is not None and sharded is None:
+        raise UserError("--offload-folder applies to a sharded load: give --device-map too")
+    if sharded is None:
+        dev = pick_device(device)
+        return dev, {"dtype": pick_dtype(dtype, dev)}
+    if device not in (None, "auto", "cpu"):
+        raise UserError("give either --device or --device-map (the map places every module)")
+    # bf16 by default when there are GPUs to place the model on, as for an unsharded load
+    dev = torch.device("cuda" if torch.cuda.is_available() and device != "cpu" else "cpu")
+    kwargs: dict = {"dtype": pick_dtype(dtype, dev)}
+    folder = str(offload_folder) if offload_folder is not None else None
+    kwargs["device_map"] = plan_device_map(
+        source.path, kwargs["dtype"], sharded, memory, folder, name
+    )
+    if folder is not None:
+        kwargs["offload_folder"] = folder
+    return dev, kwargs
 
 
 def load_random_model(

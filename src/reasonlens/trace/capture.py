@@ -374,10 +374,11 @@ def _capture_batch(
 
     def keep_rows(name: str, pattern: bool):
         def fn(x: torch.Tensor, _ctx: ForwardContext) -> None:
+            # a sharded model's layers run on several devices: index where the tensor is
             if pattern:  # attention weights are [batch, heads, query, key]
-                kept[name] = x[rows_b, :, rows_p]
+                kept[name] = x[rows_b.to(x.device), :, rows_p.to(x.device)]
             else:  # one gather of the kept rows of [batch, seq, d]
-                kept[name] = x.reshape(-1, x.shape[-1]).index_select(0, flat)
+                kept[name] = x.reshape(-1, x.shape[-1]).index_select(0, flat.to(x.device))
 
         return fn
 
