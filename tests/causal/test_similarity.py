@@ -10,6 +10,7 @@ from reasonlens.analyses.directions import Directions
 from reasonlens.analyses.similarity import (
     cka_all_pairs,
     cka_matrix,
+    cka_subsets,
     direction_cosines,
     linear_cka,
 )
@@ -88,6 +89,19 @@ def test_all_pairs_equal_pairwise_cka_by_grams_and_by_features(debiased):
     torch.testing.assert_close(by_grams, expected_wide, rtol=0, atol=1e-12)
     fast = cka_all_pairs(xs, wide, debiased, block=32, exact=False)
     torch.testing.assert_close(fast, by_grams, rtol=0, atol=1e-6)
+    # Several row subsets from one pass (centred at the last subset's mean, the others
+    # centred in the formula) equal CKA recomputed on each subset.
+    keep = torch.rand(90, generator=gen) > 0.3
+    for others in (ys, wide):
+        every, part = cka_subsets(xs, others, [None, keep], debiased, block=32)
+        want = [[linear_cka(x[keep], y[keep], debiased) for y in others] for x in xs]
+        torch.testing.assert_close(
+            part, torch.tensor(want, dtype=torch.float64), rtol=0, atol=1e-10
+        )
+        want = [[linear_cka(x, y, debiased) for y in others] for x in xs]
+        torch.testing.assert_close(
+            every, torch.tensor(want, dtype=torch.float64), rtol=0, atol=1e-10
+        )
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,19 @@ inputs, columns centred, in float64,
 ``CKA = ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)``, which is HSIC(K, L) / √(HSIC(K, K) HSIC(L, L)) for
 the linear Gram matrices K = XXᵀ, L = YYᵀ. The debiased form replaces HSIC by its unbiased
 U-statistic (Song et al. 2012; as in mklabunde/localizing-reasoning ``cka.py``), which is
-near 0 for independent data even at small n and can be negative. With centred columns
-(K1 = 0) it needs only ⟨K, L⟩ = ‖XᵀY‖², the squared row norms a, b and their sums:
-``h(K, L) = ⟨K, L⟩ - aᵀb (1 + 2/(n-2)) + ΣaΣb / ((n-1)(n-2))``.
+near 0 for independent data even at small n and can be negative. Both need only ⟨K, L⟩ =
+‖XᵀY‖² and cheap row statistics (diag K, K1, 1ᵀK1), so the n x n matrices are never centred.
 
 **All layer pairs** (:func:`cka_matrix`) from two activation stores over the *same* token
 sequences (refused otherwise, naming the first difference): every ⟨K_l, L_m⟩ at once, from
 the Gram matrices built a block of rows at a time (only the blocks on and above the
-diagonal; float64), or from XᵀY when that is cheaper (many rows, narrow models). CKA is
-dominated by tokens of massive activation (the first token, and a few others; Sun et al. 2024),
-so the matrix is given twice: over every row, and without the first token of each example
-and any row whose largest |activation| in some layer is over `massive_abs` and over
-`massive_ratio` times that layer's median |activation|. Control: a layer against a copy of
-itself with its rows shuffled (near 0).
+diagonal), or from XᵀY when that is cheaper (many rows, narrow models). CKA is dominated by
+tokens of massive activation (the first token, and a few others; Sun et al. 2024), so the
+matrix is given twice, from the same pass over the Gram blocks: over every row, and without
+the first token of each example and any row whose largest |activation| in some layer is over
+`massive_abs` and over `massive_ratio` times that layer's median |activation|. Control: a
+layer against a copy of itself with its rows shuffled (near 0 debiased; the biased estimator's
+floor for this many rows otherwise).
 
 **Direction cosines** (:func:`direction_cosines`) between two models of the same width: the
 cosine of the directions at matching sites and positions, every site pair, and the 95% band
@@ -54,11 +54,15 @@ def _as_matrix(x, what: str) -> torch.Tensor:
     return t
 
 
-def _hsic_terms(cross, a_dot_b, sum_a, sum_b, n: int, debiased: bool):
-    """HSIC (up to a factor common to every pair) from ⟨K, L⟩ of centred data."""
-    if not debiased:
-        return cross
-    return cross - a_dot_b * (1 + 2 / (n - 2)) + sum_a * sum_b / ((n - 1) * (n - 2))
+def _hsic(kl, ab, r_dot, sum_a, sum_b, s_a, s_b, m: int, debiased: bool):
+    """HSIC (up to a factor common to every pair) of the Gram matrices K = XXᵀ, L = YYᵀ of m
+    rows, from ⟨K, L⟩ (`kl`), aᵀb (`ab`, a = diag K), rᵀr' (`r_dot`, r = K1), Σa, Σb and
+    s = 1ᵀK1, s' = 1ᵀL1. The data need not be centred: the centring is in the formula."""
+    if not debiased:  # ⟨HKH, HLH⟩
+        return kl - 2.0 / m * r_dot + s_a * s_b / (m * m)
+    # Song et al. 2012, with K̃ = K - diag(a): tr(K̃L̃) = ⟨K, L⟩ - aᵀb, 1ᵀK̃1 = s - Σa,
+    # 1ᵀK̃L̃1 = (r - a)ᵀ(r' - b) = rᵀr' - rᵀb - aᵀr' + aᵀb (the cross terms come in r_dot).
+    return kl - ab + (s_a - sum_a) * (s_b - sum_b) / ((m - 1) * (m - 2)) - 2.0 / (m - 2) * r_dot
 
 
 def linear_cka(x, y, debiased: bool = False) -> float:
@@ -73,11 +77,14 @@ def linear_cka(x, y, debiased: bool = False) -> float:
         raise UserError(f"CKA needs at least {4 if debiased else 2} rows, got {n}")
     x = x - x.mean(0)
     y = y - y.mean(0)
-    a, b = (x * x).sum(1), (y * y).sum(1)
+    a, b = (x * x).sum(1), (y * y).sum(1)  # diag of the Gram matrices; K1 = 0 (centred)
 
     def h(p, q, pa, qa):
-        cross = float((p.T @ q).square().sum())
-        return _hsic_terms(cross, float(pa @ qa), float(pa.sum()), float(qa.sum()), n, debiased)
+        kl = float((p.T @ q).square().sum())
+        ab = float(pa @ qa)
+        r_dot = ab if debiased else 0.0  # (r - a)ᵀ(r' - b) with r = 0
+        sums = float(pa.sum()), float(qa.sum())
+        return _hsic(kl, ab, r_dot, *sums, 0.0, 0.0, n, debiased)
 
     xy, xx, yy = h(x, y, a, b), h(x, x, a, a), h(y, y, b, b)
     if xx <= 0 or yy <= 0:
@@ -85,35 +92,55 @@ def linear_cka(x, y, debiased: bool = False) -> float:
     return xy / math.sqrt(xx * yy)
 
 
-def _grams_cross(
-    xs: torch.Tensor, ys: torch.Tensor, block: int, gemm: torch.dtype = torch.float64
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """⟨K_l, L_m⟩ [La, Lb], ⟨K_l, K_l⟩ [La], ⟨L_m, L_m⟩ [Lb] for centred xs [La, n, da] and ys
-    [Lb, n, db], from Gram blocks on and above the diagonal (off-diagonal ones counted twice).
-    The Gram blocks are products in `gemm`; everything summed from them is float64."""
+def _gram_products(
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    masks: list[torch.Tensor | None],
+    block: int,
+    gemm: torch.dtype,
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """For each row subset (a bool mask, None for all rows): ⟨K_l, L_m⟩ [La, Lb], ⟨K_l, K_l⟩
+    [La] and ⟨L_m, L_m⟩ [Lb] over the rows it keeps, for xs [La, n, da] and ys [Lb, n, db].
+
+    One pass over the Gram blocks on and above the diagonal (off-diagonal ones counted twice)
+    serves every subset: its products are the blocks with the other rows and columns zeroed.
+    The blocks are products in `gemm`; everything summed from them is float64."""
     n = xs.shape[1]
     xs, ys = xs.to(gemm), ys.to(gemm)
-    cross = torch.zeros(xs.shape[0], ys.shape[0], dtype=torch.float64)
-    self_x = torch.zeros(xs.shape[0], dtype=torch.float64)
-    self_y = torch.zeros(ys.shape[0], dtype=torch.float64)
+    out = [
+        (
+            torch.zeros(xs.shape[0], ys.shape[0], dtype=torch.float64),
+            torch.zeros(xs.shape[0], dtype=torch.float64),
+            torch.zeros(ys.shape[0], dtype=torch.float64),
+        )
+        for _ in masks
+    ]
     starts = list(range(0, n, block))
     for i, lo in enumerate(starts):
         rows_i = slice(lo, min(lo + block, n))
         for hi_start in starts[i:]:
             rows_j = slice(hi_start, min(hi_start + block, n))
             weight = 1.0 if hi_start == lo else 2.0
-            k = torch.bmm(xs[:, rows_i], xs[:, rows_j].transpose(1, 2)).flatten(1).double()
-            m = torch.bmm(ys[:, rows_i], ys[:, rows_j].transpose(1, 2)).flatten(1).double()
-            cross += weight * (k @ m.T)
-            self_x += weight * k.square().sum(1)
-            self_y += weight * m.square().sum(1)
-    return cross, self_x, self_y
+            k = torch.bmm(xs[:, rows_i], xs[:, rows_j].transpose(1, 2)).double()
+            m = torch.bmm(ys[:, rows_i], ys[:, rows_j].transpose(1, 2)).double()
+            for (cross, self_x, self_y), mask in zip(out, masks, strict=True):
+                if mask is None:
+                    kk, mm = k.flatten(1), m.flatten(1)
+                else:
+                    keep = (mask[rows_i, None] & mask[None, rows_j]).to(torch.float64)
+                    kk, mm = (k * keep).flatten(1), (m * keep).flatten(1)
+                cross += weight * (kk @ mm.T)
+                self_x += weight * kk.square().sum(1)
+                self_y += weight * mm.square().sum(1)
+    return out
 
 
-def _features_cross(
-    xs: torch.Tensor, ys: torch.Tensor, gemm: torch.dtype = torch.float64
+def _feature_products(
+    xs: torch.Tensor, ys: torch.Tensor, mask: torch.Tensor | None, gemm: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The same as :func:`_grams_cross` from ‖X_lᵀY_m‖² (cheaper when rows outnumber widths)."""
+    """The same from ‖X_lᵀY_m‖² over the kept rows (cheaper when rows outnumber widths)."""
+    if mask is not None:
+        xs, ys = xs[:, mask], ys[:, mask]
 
     def sq(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         return (p.to(gemm).T @ q.to(gemm)).double().square().sum()
@@ -136,34 +163,88 @@ def cka_all_pairs(
     Centring, every sum and every ratio are float64. With ``exact=False`` the matrix products
     themselves (Gram blocks, or XᵀY) run in float32 on the float64-centred data, about 2.5x
     faster on a CPU; the result then agrees with the float64 one to about 1e-6."""
+    return cka_subsets(xs, ys, [None], debiased, block, exact)[0]
+
+
+def cka_subsets(
+    xs: Sequence[torch.Tensor],
+    ys: Sequence[torch.Tensor],
+    subsets: Sequence[torch.Tensor | None],
+    debiased: bool = False,
+    block: int = 512,
+    exact: bool = True,
+) -> list[torch.Tensor]:
+    """:func:`cka_all_pairs` over several subsets of the rows (bool masks; None: every row),
+    from one pass of the matrix products. The data are centred at the mean of the rows of the
+    last subset, so that subset (e.g. the rows left after leaving out massive activations) is
+    computed from exactly centred data; the others are centred in the formula (float64)."""
     if not xs or not ys:
         raise UserError("no layers to compare")
     n = xs[0].shape[0]
     if any(x.shape[0] != n for x in [*xs, *ys]):
         raise UserError("every layer must have the same rows")
-    if n < (4 if debiased else 2):
-        raise UserError(f"CKA needs at least {4 if debiased else 2} rows, got {n}")
+    masks = [None if m is None else torch.as_tensor(m, dtype=torch.bool) for m in subsets]
+    sizes = [n if m is None else int(m.sum()) for m in masks]
+    least = 4 if debiased else 2
+    if min(sizes) < least:
+        raise UserError(f"CKA needs at least {least} rows, got {min(sizes)}")
+    last = masks[-1]
     cx = torch.stack([x.to(torch.float64) for x in xs])
     cy = torch.stack([y.to(torch.float64) for y in ys])
-    cx -= cx.mean(1, keepdim=True)
-    cy -= cy.mean(1, keepdim=True)
+    cx -= (cx if last is None else cx[:, last]).mean(1, keepdim=True)
+    cy -= (cy if last is None else cy[:, last]).mean(1, keepdim=True)
     la, lb, da, db = cx.shape[0], cy.shape[0], cx.shape[2], cy.shape[2]
-    gram_cost = (la + lb) * n * n * (da + db) / 4 + la * lb * n * n / 2
-    feature_cost = la * lb * n * da * db + n * (la * da * da + lb * db * db)
+    gram_cost = (la + lb) * n * n * (da + db) / 4 + la * lb * n * n / 2 * len(masks)
+    feature_cost = (la * lb * n * da * db + n * (la * da * da + lb * db * db)) * len(masks)
     gemm = torch.float64 if exact else torch.float32
     if gram_cost <= feature_cost:
-        cross, self_x, self_y = _grams_cross(cx, cy, block, gemm)
+        products = _gram_products(cx, cy, masks, block, gemm)
     else:
-        cross, self_x, self_y = _features_cross(cx, cy, gemm)
-    a, b = cx.square().sum(2), cy.square().sum(2)  # [La, n], [Lb, n]: diag of each Gram
-    sa, sb = a.sum(1), b.sum(1)
-    hxy = _hsic_terms(cross, a @ b.T, sa[:, None], sb[None, :], n, debiased)
-    hxx = _hsic_terms(self_x, a.square().sum(1), sa, sa, n, debiased)
-    hyy = _hsic_terms(self_y, b.square().sum(1), sb, sb, n, debiased)
-    denom = (hxx[:, None] * hyy[None, :]).clamp_min(0).sqrt()
-    out = hxy / denom
-    out[denom == 0] = math.nan
-    return out
+        products = [_feature_products(cx, cy, m, gemm) for m in masks]
+    results = []
+    for mask, size, (kl, kk, ll) in zip(masks, sizes, products, strict=True):
+        px, py = (cx, cy) if mask is None else (cx[:, mask], cy[:, mask])
+        a, b = px.square().sum(2), py.square().sum(2)  # [L, m]: diag of each Gram
+        sum_x, sum_y = px.sum(1), py.sum(1)  # [L, d]: Xᵀ1
+        r, q = px @ sum_x[:, :, None], py @ sum_y[:, :, None]  # [L, m, 1]: K1
+        r, q = r[..., 0], q[..., 0]
+        s_x, s_y = sum_x.square().sum(1), sum_y.square().sum(1)  # 1ᵀK1
+        sa, sb = a.sum(1), b.sum(1)
+
+        def h(kl, ab, rr, ra, rb, sa_, sb_, s1, s2, debiased=debiased, size=size):
+            r_dot = rr - ra - rb + ab if debiased else rr
+            return _hsic(kl, ab, r_dot, sa_, sb_, s1, s2, size, debiased)
+
+        hxy = h(
+            kl, a @ b.T, r @ q.T, r @ b.T, a @ q.T, sa[:, None], sb[None], s_x[:, None], s_y[None]
+        )
+        hxx = h(
+            kk,
+            a.square().sum(1),
+            r.square().sum(1),
+            (r * a).sum(1),
+            (r * a).sum(1),
+            sa,
+            sa,
+            s_x,
+            s_x,
+        )
+        hyy = h(
+            ll,
+            b.square().sum(1),
+            q.square().sum(1),
+            (q * b).sum(1),
+            (q * b).sum(1),
+            sb,
+            sb,
+            s_y,
+            s_y,
+        )
+        denom = (hxx[:, None] * hyy[None, :]).clamp_min(0).sqrt()
+        out = hxy / denom
+        out[denom == 0] = math.nan
+        results.append(out)
+    return results
 
 
 # ------------------------------------------------------------------------------- two stores
@@ -286,9 +367,11 @@ def cka_matrix(
     massive_ratio: float = 1000.0,
     control_layers: int = 3,
     seed: int = 0,
+    exact: bool = True,
 ) -> CKAResult:
     """Linear CKA of every layer of `a` against every layer of `b` at `site` (see the module
-    doc). Both stores must hold the same token sequences and positions."""
+    doc). Both stores must hold the same token sequences and positions. ``exact=False``: the
+    matrix products in float32 (see :func:`cka_all_pairs`)."""
     _check_same_tokens(a, b)
     la = _layer_sites(a, site, layers_a, "store A")
     lb = _layer_sites(b, site, layers_b, "store B")
@@ -311,8 +394,7 @@ def cka_matrix(
             f"only {int(keep.sum())} rows are left without the first and massive-activation "
             "tokens: too few for CKA"
         )
-    matrix = cka_all_pairs(xs, ys, debiased)
-    trimmed = cka_all_pairs([x[keep] for x in xs], [y[keep] for y in ys], debiased)
+    matrix, trimmed = cka_subsets(xs, ys, [None, keep], debiased, exact=exact)
 
     # Control: a layer against itself with its rows shuffled.
     picks = (
@@ -366,7 +448,12 @@ def cka_matrix(
         n_rows=n,
         debiased=debiased,
         models=names,
-        settings={"massive_abs": massive_abs, "massive_ratio": massive_ratio, "seed": seed},
+        settings={
+            "massive_abs": massive_abs,
+            "massive_ratio": massive_ratio,
+            "seed": seed,
+            "products": "float64" if exact else "float32 (sums float64)",
+        },
     )
 
 
