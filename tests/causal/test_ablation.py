@@ -139,6 +139,8 @@ def test_ablation_effect_beats_random_directions_on_the_planted_model(planted):
     assert result.kl[0].abs().max() < 1e-9  # the B prompts carry none of it
     record = result.to_dict()
     assert record["direction_minus_random"]["high"] < 0  # removes far more than random ones
+    verdict = result.versus_random("decrease")
+    assert verdict.word == "agrees" and verdict.label == "below its random-direction controls"
     assert record["vectors"]["direction"]["effect"]["high"] < -10
 
 

@@ -123,6 +123,9 @@ def test_a_sweep_is_one_generation_whose_rows_equal_separate_ones(tiny_llama, tm
     )
     assert capped.texts == result.texts[:3]
 
+    assert result.versus_random(3.0).word in ("agrees", "differs", "unclear")
+    with pytest.raises(UserError, match="alpha 1.0 was not swept"):
+        result.versus_random(1.0)
     record = result.to_dict()
     row = record["per_alpha"][1]
     assert set(row) >= {"alpha", "direction", "random 0", "random_mean", "direction_minus_random"}
@@ -132,6 +135,16 @@ def test_a_sweep_is_one_generation_whose_rows_equal_separate_ones(tiny_llama, tm
     save_result(tmp_path, "sweep", record, result.per_example())
     assert load_record(tmp_path, "sweep")["alphas"] == alphas
     assert result.plot(tmp_path / "sweep.png").stat().st_size > 0
+
+
+def test_the_verdict_against_random_controls_uses_the_one_vocabulary():
+    from reasonlens.analyses.effects import versus_control
+
+    above = {"value": 1.0, "low": 0.5, "high": 2.0}
+    assert versus_control(above, "increase").word == "agrees"
+    assert versus_control(above, "decrease").word == "differs"
+    assert versus_control({"value": 0.1, "low": -0.5, "high": 0.7}, "increase").word == "unclear"
+    assert "beats" not in str(versus_control(above, "decrease"))
 
 
 def test_random_controls_have_the_direction_norm_and_are_seeded():

@@ -308,8 +308,20 @@ class AblationResult:
                 self.effect[rand].mean(0).numpy(), self.resamples, self.seed
             )
             out["random_mean_effect"] = estimate(*rand_effect[:3])
-            out["direction_minus_random"] = paired_interval(effect[3][0], rand_effect[3])
+            out["direction_minus_random"] = paired_interval(
+                effect[3][0], rand_effect[3], effect[0][0] - rand_effect[0]
+            )
         return out
+
+    def versus_random(self, expect: str = "decrease"):
+        """Verdict on "ablating the direction moves the metric further (`expect`: decrease or
+        increase) than ablating its random controls, with 95% confidence" (report.verdicts)."""
+        from reasonlens.analyses.effects import versus_control
+
+        record = self.to_dict()
+        if "direction_minus_random" not in record:
+            raise UserError("the result has no random controls (n_random=0)")
+        return versus_control(record["direction_minus_random"], expect)
 
     def per_example(self) -> dict[str, torch.Tensor]:
         out = {"base": self.base.float(), "ablated": self.ablated.float()}

@@ -192,11 +192,31 @@ def estimate(mean, low, high) -> dict:
     return {"value": num(mean), "low": num(low), "high": num(high)}
 
 
-def paired_interval(a_samples: np.ndarray, b_samples: np.ndarray) -> dict:
-    """A minus B on the same bootstrap resamples: interval of the difference and the share of
-    resamples in which A is higher."""
+def paired_interval(a_samples: np.ndarray, b_samples: np.ndarray, value: float) -> dict:
+    """A minus B (`value`, from the data) on the same bootstrap resamples: the interval of the
+    difference and the share of resamples in which A is higher."""
     result = stats.paired(np.asarray(a_samples), np.asarray(b_samples))
-    return {"low": result.low, "high": result.high, "share_higher": result.share_a_higher}
+    return {
+        "value": float(value),
+        "low": result.low,
+        "high": result.high,
+        "share_higher": result.share_a_higher,
+    }
+
+
+def versus_control(paired: dict, expect: str, control: str = "its random-direction controls"):
+    """The verdict (report.verdicts vocabulary) on "the effect beats `control` in the expected
+    direction with 95% confidence", from a :func:`paired_interval` (effect minus control)."""
+    from reasonlens.report.verdicts import Estimate, by_interval
+
+    if expect not in ("increase", "decrease"):
+        raise UserError(f"expect must be 'increase' or 'decrease', not {expect!r}")
+    sign = 1.0 if expect == "increase" else -1.0
+    low, high = sign * paired["low"], sign * paired["high"]
+    estimate = Estimate(sign * paired["value"], min(low, high), max(low, high))
+    verdict = by_interval(estimate, threshold=0.0)
+    what = "above" if expect == "increase" else "below"
+    return verdict.labelled(f"{what} {control}")
 
 
 def logit_difference(correct: Sequence[int], wrong: Sequence[int]) -> Metric:

@@ -111,9 +111,23 @@ class SteeringResult:
                 row[name] = entry
             if rand:
                 row["random_mean"] = {"metric": estimate(*(x[a] for x in rand_metric[:3]))}
-                row["direction_minus_random"] = paired_interval(metric[3][0, a], rand_metric[3][a])
+                row["direction_minus_random"] = paired_interval(
+                    metric[3][0, a], rand_metric[3][a], metric[0][0, a] - rand_metric[0][a]
+                )
             out.append(row)
         return out
+
+    def versus_random(self, alpha: float, expect: str = "increase"):
+        """Verdict on "at `alpha` the direction moves the metric further (`expect`: increase
+        or decrease) than its random controls, with 95% confidence" (report.verdicts)."""
+        from reasonlens.analyses.effects import versus_control
+
+        if alpha not in self.alphas:
+            raise UserError(f"alpha {alpha} was not swept; swept: {self.alphas}")
+        if not self.random:
+            raise UserError("the sweep has no random controls (n_random=0)")
+        row = self.summary()[self.alphas.index(alpha)]
+        return versus_control(row["direction_minus_random"], expect)
 
     def to_dict(self) -> dict:
         return {
