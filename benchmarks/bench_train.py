@@ -1,9 +1,12 @@
 """Training throughput of `reasonlens train` against a bare PyTorch loop, and its padding.
 
     uv run python benchmarks/bench_train.py [--steps 3] [--batch-size 8] [--threads N]
+        [--task blocksworld|preferences]
 
-Both sides full-fine-tune the default model (SmolLM2-135M, fp32, CPU) on the same Blocksworld
-batches (the length-grouped order reasonlens builds, so the same sequence lengths), with
+Both sides full-fine-tune the default model (SmolLM2-135M, fp32, CPU) on the same batches of
+Blocksworld plans or (``--task preferences``) the preferences study's cpu-preset decisions (one
+letter of completion after a ~240-token prompt: the LM head runs at one position), in the
+length-grouped order reasonlens builds (so the same sequence lengths), with
 AdamW, gradient clipping at 1.0 and the same loss (completion tokens only), for the same number
 of steps. The two run interleaved in one process (a bare step after each reasonlens step, as a
 Trainer callback), so both see the same machine load; the first step of each is a warm-up and
@@ -102,6 +105,16 @@ def make_data(path: Path, n_examples: int) -> None:
     write_examples(path, examples[:n_examples])
 
 
+def make_preferences_data(path: Path, n_examples: int) -> None:
+    """The preferences cpu preset's training decisions (mirrored), as `train` reads them."""
+    from reasonlens.studies.preferences.data import make_data
+    from reasonlens.studies.preferences.presets import PRESETS
+
+    make_data(PRESETS["cpu"], SEED, load_tokenizer(MODEL), path.parent / "prefs")
+    lines = (path.parent / "prefs" / "train.jsonl").read_text().splitlines()[:n_examples]
+    path.write_text("".join(x + "\n" for x in lines))
+
+
 def run_both(data: Path, out: Path, batches, steps: int, batch: int) -> tuple[Interleaved, dict]:
     clock = Interleaved(BareLoop(batches, steps))
     config = TrainConfig(
@@ -136,6 +149,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps (plus one warm-up)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as is)")
+    parser.add_argument("--task", choices=("blocksworld", "preferences"), default="blocksworld")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -143,7 +157,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bw.jsonl"
-        make_data(data, steps * batch)
+        (make_preferences_data if args.task == "preferences" else make_data)(data, steps * batch)
         batches, lengths = bare_batches(data, batch, steps)
         real = [sum(len(ids) for ids, _ in b) for b in batches]
         timed_tokens = sum(real[1:])  # the warm-up step is not timed
@@ -159,6 +173,7 @@ def main() -> None:
     grouped = grouped_order(lengths, batch, SEED)
     report = {
         "model": MODEL,
+        "task": args.task,
         "threads": torch.get_num_threads(),
         "batch_size": batch,
         "timed_steps": len(ours),
