@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -42,3 +46,25 @@ def illegal_plan(example) -> str:
     """The gold first step, then a second pick-up while the hand is full."""
     first = example.plan[0]
     return f"step 1: {first}\nstep 2: pick-up {first.block}"
+
+
+def launch(args: list, cwd: str | Path, processes: int = 2, timeout: float = 300):
+    """`accelerate launch` of `reasonlens ARGS` (or of a script: ARGS[0] ending in .py) in
+    `processes` processes on the CPU (gloo), one thread each; the CompletedProcess.
+
+    `--multi_gpu` starts them through torchrun; finding no GPU they use gloo (accelerate 1.x's
+    `--cpu` would run one process whatever --num_processes says)."""
+    accelerate = Path(sys.executable).with_name("accelerate")
+    script = str(args[0]).endswith(".py")
+    target = [str(args[0])] if script else ["-m", "reasonlens"]
+    rest = args[1:] if script else args
+    with socket.socket() as sock:  # a free port: other jobs may be launching at the same time
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [
+        str(accelerate), "launch", "--multi_gpu", "--num_processes", str(processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(port), *target, *map(str, rest),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -72,10 +72,13 @@ def register(app: typer.Typer) -> None:
         from reasonlens.models import load_model, load_tokenizer, resolve_source
         from reasonlens.models.fingerprint import weights_fingerprint
         from reasonlens.models.loading import check_placement
+        from reasonlens.parallel import current_world, process_device, refuse_sharding
         from reasonlens.runs import RunDir, check_out, reopen_or_refuse
         from reasonlens.tasks import get_task
 
         check_out(out)  # a bad --out fails first, before anything is read or written
+        world = current_world()  # under accelerate launch: split the batches across processes
+        refuse_sharding(world, device_map)
 
         files = [*data, *(Path(x) for x in extras or [])]
         if mode not in MODES:
@@ -103,15 +106,28 @@ def register(app: typer.Typer) -> None:
             "data": {str(f): _sha256(f) for f in files},
             "model_weights": weights_fingerprint(resolve_source(model).path),
         }
-        reopen_or_refuse(out, _other_inputs(out, inputs), overwrite)
-        run = RunDir.create(out, "eval", config, overwrite=overwrite)
-        run.write_json(INPUTS_FILE, inputs)
+        if world.is_main:  # one process writes the run directory (and holds its lock)
+            reopen_or_refuse(out, _other_inputs(out, inputs), overwrite)
+            run = RunDir.create(out, "eval", config, overwrite=overwrite)
+            run.write_json(INPUTS_FILE, inputs)
         start = time.perf_counter()
+        device = process_device(world, device)
         loaded = load_model(model, device=device, dtype=dtype, **placement)
         load_s = time.perf_counter() - start
-        result = evaluate_task(loaded, task, items, mode, batch_size, max_new_tokens)
+        result = evaluate_task(
+            loaded,
+            task,
+            items,
+            mode,
+            batch_size,
+            max_new_tokens,
+            progress=world.is_main,
+            world=world,
+        )
         result.data_files = config["data"]
         result.timings = {"model_load_s": round(load_s, 3), **result.timings}
+        if not world.is_main:
+            return
         write_eval(result, run)
 
         cols = columns(task)

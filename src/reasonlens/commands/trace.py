@@ -43,10 +43,14 @@ def register(app: typer.Typer) -> None:
         max_memory: str = MaxMemoryOpt,
         offload_folder: Path = OffloadOpt,
     ) -> None:
-        """Capture SITES at POSITIONS for every input into an activation store (resumable)."""
+        """Capture SITES at POSITIONS for every input into an activation store (resumable).
+
+        Under `accelerate launch --num_processes N` each process captures every N-th batch
+        into the same store, which ends identical to a 1-process capture."""
         from rich.console import Console
 
         from reasonlens.models import load_model
+        from reasonlens.parallel import current_world, process_device, refuse_sharding
         from reasonlens.runs import RunDir, check_out
         from reasonlens.trace import CaptureStats, JsonlInputs, TraceInput, capture
 
@@ -54,9 +58,11 @@ def register(app: typer.Typer) -> None:
         if (input_file is None) == (not text):
             raise UserError("give either --input FILE.jsonl or one or more --text")
         inputs = JsonlInputs(input_file) if input_file else [TraceInput(text=t) for t in text]
+        world = current_world()  # under accelerate launch: split the batches across processes
+        refuse_sharding(world, device_map)
         loaded = load_model(
             model,
-            device=device,
+            device=process_device(world, device),
             dtype=dtype,
             device_map=device_map,
             max_memory=max_memory,
@@ -73,7 +79,10 @@ def register(app: typer.Typer) -> None:
             overwrite=overwrite,
             chat=chat,
             stats=stats,
+            world=world,
         )
+        if not world.is_main:
+            return
         run = RunDir.open(out, "trace")  # the store is a run: say what was traced, for re-running
         asked = {"input": str(input_file) if input_file else None, "text": list(text or [])}
         if any(run.config.get(k) != v for k, v in asked.items()):

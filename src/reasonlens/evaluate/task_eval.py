@@ -26,6 +26,7 @@ from reasonlens.errors import UserError, one_of
 from reasonlens.evaluate.generation import generate_tokens
 from reasonlens.evaluate.teacher_forcing import BlankResult, score_blanks
 from reasonlens.models import LoadedModel
+from reasonlens.parallel import World
 from reasonlens.progress import Progress
 from reasonlens.runs import RunDir
 from reasonlens.tasks.base import GoldError, Task, TaskItem
@@ -80,10 +81,16 @@ def evaluate_task(
     batch_size: int = 16,
     max_new_tokens: int | None = None,
     progress: bool = True,
+    world: World | None = None,
 ) -> TaskEval:
     """Evaluate ``model`` on ``items`` of ``task`` (TaskItems, or the task's own items, which
     :meth:`Task.item` converts) in ``mode`` (generate, teacher-forced, both);
-    ``max_new_tokens`` defaults to :func:`default_max_new_tokens`."""
+    ``max_new_tokens`` defaults to :func:`default_max_new_tokens`.
+
+    With ``world`` (one of several launched processes, :mod:`reasonlens.parallel`) each
+    process runs every N-th of the batches a 1-process run forms (the same items in each, so
+    the same padding and the same numbers) and every process returns the whole result, items
+    in input order."""
     if mode not in MODES:
         raise one_of("mode", mode, MODES)
     if not items:
@@ -99,13 +106,19 @@ def evaluate_task(
     bar = Progress(progress, n_batches * (do_gen + do_tf), f"eval {model.name}")
     timings: dict[str, float | int | None] = {}
     records = [_base_record(i, it) for i, it in enumerate(items)]
+    world = world if world is not None and world.parallel else World()
+    n = len(items)
+    mine = [
+        i for b in world.batches(n_batches) for i in range(b * batch_size, (b + 1) * batch_size)
+    ]
+    gen_idx = [i for i in mine if i < n]
     try:
         if do_gen:
             bar.label("generating")
             start = time.perf_counter()
             outputs = generate_tokens(
                 model,
-                [it.prompt for it in items],
+                [items[i].prompt for i in gen_idx],
                 max_new_tokens=max_new_tokens,
                 batch_size=batch_size,
                 chat=False,
@@ -113,6 +126,7 @@ def evaluate_task(
                 on_batch=lambda n: bar.advance(),
             )
             seconds = time.perf_counter() - start
+            outputs = _merged(world, gen_idx, outputs, n)
             n_tokens = sum(len(ids) for ids in outputs)
             timings.update(
                 generation_s=round(seconds, 3),
@@ -131,7 +145,14 @@ def evaluate_task(
         if do_tf:
             bar.label("teacher forcing")
             start = time.perf_counter()
-            blanks = score_blanks(model, encoded, batch_size, on_batch=lambda n: bar.advance())
+            # teacher forcing batches items sorted by length: my batches of that order, which
+            # score_blanks (a stable sort) keeps as they are
+            order = sorted(range(n), key=lambda i: len(encoded[i].input_ids))
+            tf_idx = [order[j] for j in mine if j < n]
+            blanks = score_blanks(
+                model, [encoded[i] for i in tf_idx], batch_size, on_batch=lambda _: bar.advance()
+            )
+            blanks = _merged(world, tf_idx, blanks, n)
             seconds = time.perf_counter() - start
             timings.update(
                 teacher_forced_s=round(seconds, 3),
@@ -141,6 +162,8 @@ def evaluate_task(
                 rec["teacher_forced"] = _tf_record(res)
     finally:
         bar.close()
+    if world.parallel:
+        timings["processes"] = world.size
     return TaskEval(
         task=task,
         model={
@@ -166,6 +189,15 @@ def evaluate_task(
             "stop": task.stop_rule if do_gen else None,
         },
     )
+
+
+def _merged(world: World, indices: Sequence[int], values: Sequence, n: int) -> list:
+    """Every process's `values` (of items `indices`) as one list of `n`, in input order."""
+    out: list = [None] * n
+    for part in world.gather(list(zip(indices, values, strict=True))):
+        for index, value in part:
+            out[index] = value
+    return out
 
 
 def _base_record(index: int, item: TaskItem) -> dict:

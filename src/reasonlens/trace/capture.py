@@ -32,6 +32,7 @@ from reasonlens.errors import UserError
 from reasonlens.models.fingerprint import model_fingerprint
 from reasonlens.models.loading import LoadedModel
 from reasonlens.models.prompts import format_prompt, pad_batch, tokenize
+from reasonlens.parallel import World
 from reasonlens.progress import Progress
 from reasonlens.runs.lock import held_here, release
 from reasonlens.trace.hooks import ForwardContext, StopForward, site_hooks
@@ -201,12 +202,17 @@ def capture(
     chat: bool = False,
     progress: bool = True,
     stats: CaptureStats | None = None,
+    world: World | None = None,
 ) -> Activations | ActivationStore:
     """Capture `sites` at `positions` ("all", "last", or "given" per example) over `inputs`.
 
     With `out`, rows stream to an ActivationStore (one shard per batch, resumable) and the
     store is returned; otherwise an in-memory `Activations`. `attn_pattern` rows are
     [heads, keys] with keys padded to the batch width, so it is kept in memory only.
+
+    With `world` (one of several launched processes, :mod:`reasonlens.parallel`) and `out`,
+    each process computes and writes the shards of its own batches (round robin) and rank 0
+    alone prepares, locks and completes the store: the same store as a 1-process run.
     """
     if positions not in POSITION_MODES:
         raise UserError(f"unknown positions {positions!r}; valid: {', '.join(POSITION_MODES)}")
@@ -216,6 +222,7 @@ def capture(
     items = as_inputs(inputs)
     stats = stats if stats is not None else CaptureStats()
     out_dtype = dtype or model.dtype
+    world = world if world is not None and world.parallel and out is not None else World()
     if out is not None and any(r.site == "attn_pattern" for r in refs):
         raise UserError(
             "attn_pattern cannot be streamed to a store (its rows grow with sequence length); "
@@ -247,7 +254,9 @@ def capture(
             "chat_template": chat,
         }
         had_lock = held_here(store_path)
-        done = verify_shards(store_path, prepare_store(store_path, meta, overwrite))
+        if world.is_main:  # other processes wait for the store rank 0 prepares
+            done = verify_shards(store_path, prepare_store(store_path, meta, overwrite))
+        done = world.broadcast(done)
         took_lock = not had_lock and held_here(store_path)  # release it when capture ends
         stats.skipped_shards = len(done)
         writer = ShardWriter(store_path)
@@ -260,12 +269,12 @@ def capture(
     last_layer = max(r.layer for r in refs)
     tok = model.tokenizer
 
-    bar = Progress(progress, n_shards, "tracing")
+    bar = Progress(progress and world.is_main, n_shards, "tracing")
     start = time.perf_counter()
     try:
         try:
             for index, chunk in enumerate(_batches(items, batch_size)):
-                if index in done:
+                if index in done or not world.mine(index):
                     bar.advance()
                     continue
                 ids = [_token_ids(tok, x, chat) for x in chunk]
@@ -300,14 +309,17 @@ def capture(
                 stats.seconds_writing += writer.seconds_writing
             stats.seconds += time.perf_counter() - start
     except BaseException:
-        if store_path is not None:
+        if store_path is not None and world.is_main:
             _discard_if_empty(store_path, n_shards)
             if took_lock:
                 release(store_path)
         raise
 
     if store_path is not None:
-        mark_complete(store_path)
+        world.barrier()  # every process has written its shards
+        if world.is_main:
+            mark_complete(store_path)
+        world.barrier()
         if took_lock:
             release(store_path)
         return ActivationStore(store_path)
