@@ -15,6 +15,7 @@ _MODULES = {
     "planning": "reasonlens.studies.planning",
     "preferences": "reasonlens.studies.preferences",
     "backtracking": "reasonlens.studies.backtracking",
+    "directions": "reasonlens.studies.directions",
 }
 
 

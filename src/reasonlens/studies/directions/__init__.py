@@ -1,0 +1,85 @@
+"""The directions study (seed 004; spec C): where a reasoning direction lives in one or two
+models, and what steering or ablating it does, each effect beside its controls.
+
+Per model: the difference in means between reasoning prompts and matched controls (same
+question, "give the final answer" vs "give the first number") at every layer; a
+difference-in-means probe and the logit lens per layer; the layer chosen on validation
+prompts by its effect (Arditi et al.'s rule); steering over a sweep of alphas scored by the
+checker, beside random directions of equal norm and the shuffled-label direction; directional
+ablation. With two models (``--models A B`` or ``--pair DIR``): CKA per layer pair, the
+cosine of their directions per layer, and transfer of each model's direction to the other."""
+
+from __future__ import annotations
+
+from reasonlens.studies.base import Settings, Study, StudyOption, lazy
+from reasonlens.studies.directions.presets import PRESETS, DirectionsPreset
+
+OPTIONS = (
+    StudyOption("models", "One or two models, comma-separated (A,B): two add the comparison."),
+    StudyOption("pair", "A pair directory made by `reasonlens pair` (distilled vs RL)."),
+    StudyOption(
+        "prompts",
+        "Your own prompts: JSONL of {question, answer} (GSM8K '#### N' answers read); the "
+        "control asks for the question's first number.",
+    ),
+    StudyOption("layers", "Candidate layers: a range (8-20) or a list (4,8,12)."),
+)
+
+
+def _design(p: DirectionsPreset, settings: Settings) -> dict:
+    return {"design": p.to_dict()}
+
+
+def _check(settings: Settings) -> None:
+    """Everything refusable before a file is written: the models, the pair, the prompts, the
+    layers (checked against each model's depth)."""
+    from reasonlens.errors import UserError
+    from reasonlens.models.loading import check_model, layer_count
+    from reasonlens.studies.directions.stages import models_of, parse_layers, split_items
+
+    p = PRESETS[settings.preset]
+    if settings.option("pair") and settings.option("models"):
+        raise UserError("give --pair or --models, not both")
+    models = models_of(settings)
+    for source, _ in models:
+        check_model(source)
+    if p.needs_layers and not settings.option("layers"):
+        raise UserError(f"preset {settings.preset} needs --layers (e.g. --layers 8-20)")
+    if settings.option("layers"):
+        for source, _ in models:
+            n = layer_count(source)
+            if n is not None:
+                parse_layers(settings.option("layers"), n)
+    split_items(settings, p)  # a bad --prompts file is refused here
+
+
+def _results(p: DirectionsPreset, settings: Settings, stages: dict) -> dict:
+    from reasonlens.studies.directions.stages import ROLES, models_of
+
+    prompts = stages["prompts"]
+    return {
+        "models": [{"source": s, "label": label} for s, label in models_of(settings)],
+        "prompts": {
+            "source": prompts["source"],
+            **{k: len(prompts[k]) for k in ("train", "val", "test")},
+        },
+        "per_model": {r: stages[r] for r in ROLES if r in stages},
+        "comparison": stages.get("compare"),
+    }
+
+
+STUDY = Study(
+    name="directions",
+    title="Reasoning directions (seed 004; Arditi et al. 2024, Ward et al. 2025)",
+    summary="Difference-in-means reasoning directions per layer, chosen by effect, read out by "
+    "probe and logit lens, steered and ablated beside random and shuffled-label controls; with "
+    "two models, CKA, direction cosines and transfer.",
+    presets=PRESETS,
+    default_preset="quick_test",
+    design=_design,
+    stages=lazy("reasonlens.studies.directions.stages:stages"),
+    results=_results,
+    report=lazy("reasonlens.studies.directions.report:directions_report"),
+    check=_check,
+    options=OPTIONS,
+)

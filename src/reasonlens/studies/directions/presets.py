@@ -1,0 +1,60 @@
+"""The directions study's presets: sizes of the contrast splits, the candidate layers, the
+steering sweep and its controls."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class DirectionsPreset:
+    name: str
+    description: str
+    # problems per split: directions from `train`, the layer chosen on `val`, effects on `test`
+    train: int = 32
+    val: int = 16
+    test: int = 24
+    # candidate layers for selection: this many evenly spaced (None: every layer), or the
+    # user's --layers (layer_specific)
+    candidates: int | None = 8
+    needs_layers: bool = False
+    alphas: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
+    n_random: int = 2
+    max_new_tokens: int = 5
+    shuffles: int = 1
+    kl_max: float = 0.1
+    batch_size: int = 16
+    resamples: int = 1000
+    transfer: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+QUICK = DirectionsPreset(
+    "quick_test",
+    "CPU, <= 15 min on smollm2-135m: 32/16/24 problems per split, 8 candidate layers, "
+    "alphas -2..2 with 2 random-direction controls and a shuffled-label direction",
+)
+FULL = DirectionsPreset(
+    "full_analysis",
+    "GPU, the seed's size: 500 problems (300/100/100), every layer a candidate, alphas -4..4, "
+    "5 random controls",
+    train=300,
+    val=100,
+    test=100,
+    candidates=None,
+    alphas=(-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0),
+    n_random=5,
+    max_new_tokens=8,
+    shuffles=5,
+    batch_size=64,
+)
+LAYERS = DirectionsPreset(
+    "layer_specific",
+    "quick's sizes, the candidate layers given by --layers (e.g. 8-20 or 4,8,12)",
+    candidates=None,
+    needs_layers=True,
+)
+
+PRESETS = {"quick_test": QUICK, "quick": QUICK, "full_analysis": FULL, "layer_specific": LAYERS}

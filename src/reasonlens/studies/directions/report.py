@@ -1,0 +1,272 @@
+"""The directions study's report: per model, where the direction is chosen and what it costs,
+then each claim beside its control; with two models, the comparison; one summary PNG."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reasonlens.report.builder import Claim, Claims, Figure, Report, Section, Table
+from reasonlens.report.verdicts import Estimate, Verdict, by_interval, by_support, not_measurable
+from reasonlens.runs import RunDir
+
+SUMMARY_PNG = "summary.png"
+
+
+def _verdict(v: dict) -> Verdict:
+    return Verdict(v["word"], v.get("why", ""), v.get("label"))
+
+
+def _alpha_row(steer: dict, alpha: float) -> dict:
+    return next(r for r in steer["per_alpha"] if r["alpha"] == alpha)
+
+
+def _model_section(role: str, m: dict) -> Section:
+    chosen, conc, steer, abl = m["chosen"], m["concentration"], m["steering"], m["ablation"]
+    top = max(steer["alphas"])
+    top_row = _alpha_row(steer, top)
+    where = Table(
+        ["model", "chosen layer", "site", "why", "norm", "KL on control prompts (alpha=1)"],
+        [
+            [
+                m["label"],
+                chosen["layer"],
+                chosen["site"],
+                m["selection"].get("fallback") or m["selection"].get("why", ""),
+                f"{chosen['norm']:.3f}",
+                Estimate.of(_alpha_row(steer, 1.0)["direction"].get("kl")).show(4)
+                if 1.0 in steer["alphas"]
+                else "–",
+            ]
+        ],
+    )
+    mid = conc["middle"]
+    claims = [
+        Claim(
+            f"the direction's addition effect peaks in the middle third of layers "
+            f"({mid[0]:.1f}-{mid[1]:.1f})",
+            f"peak at layer {conc['peak_layer']}; {conc['share_peak_in_middle']:.0%} of resamples",
+            by_support(
+                conc["share_peak_in_middle"],
+                conc["share_peak_in_middle_shuffled"],
+                "the shuffled-label direction",
+            ),
+            control=f"shuffled labels: {conc['share_peak_in_middle_shuffled']:.0%}",
+        ),
+        Claim(
+            f"steering along it raises the solve rate at the largest alpha ({top:g})",
+            Estimate.of(top_row["direction"]["metric"]).show(),
+            _verdict(steer["versus_random_at_max_alpha"]),
+            control=f"random: {Estimate.of(top_row['random_mean']['metric']).show()}; "
+            f"shuffled: {Estimate.of(top_row.get('shuffled labels', {}).get('metric')).show()}",
+        ),
+        Claim(
+            "ablating it lowers the computation score (logit answer - logit first number)",
+            "effect " + Estimate.of(abl["vectors"]["direction"]["effect"]).show(),
+            _verdict(abl["versus_random"]),
+            control="random mean effect "
+            + Estimate.of(abl.get("random_mean_effect")).show()
+            + "; shuffled labels "
+            + Estimate.of(abl["vectors"].get("shuffled labels", {}).get("effect")).show(),
+        ),
+    ]
+    dose = Table(
+        [
+            "alpha",
+            "solved (direction)",
+            "solved (random mean)",
+            "solved (shuffled labels)",
+            "new tokens",
+            "KL on control prompts",
+        ],
+        [
+            [
+                r["alpha"],
+                Estimate.of(r["direction"]["metric"]).show(),
+                Estimate.of(r["random_mean"]["metric"]).show(),
+                Estimate.of(r.get("shuffled labels", {}).get("metric")).show(),
+                Estimate.of(r["direction"]["length"]).show(1),
+                Estimate.of(r["direction"].get("kl")).show(4),
+            ]
+            for r in steer["per_alpha"]
+        ],
+    )
+    layers = Table(
+        ["layer", "addition effect", "shuffled-label addition", "ablation score", "KL (ablated)"],
+        [
+            [x, f"{a:.3f}", f"{s:.3f}", f"{b:.3f}", f"{k:.4f}"]
+            for x, a, s, b, k in zip(
+                conc["layers"],
+                conc["addition_effect"],
+                conc["addition_effect_shuffled"],
+                conc["ablation_score"],
+                conc["kl"],
+                strict=True,
+            )
+        ],
+    )
+    return Section(
+        f"{m['label']} ({role})",
+        [
+            where,
+            Claims(claims, reference=None, control="control"),
+            "Steering dose-response on the test prompts (checker: the first number written "
+            "equals the answer), 95% bootstrap intervals over prompts:",
+            dose,
+            "Candidate layers on the validation prompts (addition: computation score on control "
+            "prompts with the raw direction added, minus no intervention):",
+            layers,
+            Figure(f"{role}/steering.png", f"steering sweep, {m['label']}"),
+        ],
+    )
+
+
+def _comparison_section(c: dict) -> Section:
+    blocks: list[Any] = []
+    claims = []
+    cos = c.get("cosines", {})
+    if "not_measurable" in cos:
+        claims.append(
+            Claim(
+                "the two models' directions align beyond random",
+                "–",
+                not_measurable(cos["not_measurable"]),
+            )
+        )
+    else:
+        rows = []
+        for i, layer in enumerate(cos["layers"]):
+            rows.append(
+                [
+                    layer,
+                    Estimate(cos["cosine"][i], cos["low"][i], cos["high"][i]).show(),
+                    f"{cos['shuffled_labels'][i]:.3f}",
+                ]
+            )
+        best = max(range(len(cos["layers"])), key=lambda i: cos["low"][i])
+        est = Estimate(cos["cosine"][best], cos["low"][best], cos["high"][best])
+        claims.append(
+            Claim(
+                f"the two models' directions align beyond random (best layer {best})",
+                est.show(),
+                by_interval(est, threshold=cos["random_95"]),
+                control=f"random 95% band |cos| < {cos['random_95']:.3f}",
+            )
+        )
+        blocks.append(Table(["layer", "cosine [95% CI]", "shuffled-label cosine"], rows))
+    transfer = c.get("transfer", {})
+    if "not_measurable" in transfer:
+        claims.append(
+            Claim(
+                "a direction transfers to the other model",
+                "–",
+                not_measurable(transfer["not_measurable"]),
+            )
+        )
+    else:
+        for key, t in transfer.items():
+            top = max(t["alphas"])
+            row = _alpha_row(t, top)
+            claims.append(
+                Claim(
+                    f"{key}: the direction (layer {t['source_layer']} -> {t['target_layer']}) "
+                    f"raises the solve rate at alpha {top:g}",
+                    Estimate.of(row["direction"]["metric"]).show(),
+                    _verdict(t["versus_random_at_max_alpha"]),
+                    control=f"random: {Estimate.of(row['random_mean']['metric']).show()}",
+                )
+            )
+    cka = c.get("cka", {})
+    if "not_measurable" in cka:
+        blocks.append(f"CKA: not measurable ({cka['not_measurable']}).")
+    else:
+        diag = cka.get("diagonal") or []
+        trimmed = cka.get("diagonal_without_first_and_massive") or []
+        blocks.append(
+            Table(
+                ["layer", "CKA (all rows)", "CKA (without first/massive tokens)"],
+                [
+                    [i, f"{a:.3f}", f"{b:.3f}"]
+                    for i, (a, b) in enumerate(zip(diag, trimmed, strict=False))
+                ],
+            )
+        )
+    return Section(
+        f"Across the two models ({' vs '.join(c['models'])})",
+        [Claims(claims, reference=None, control="control"), *blocks],
+    )
+
+
+def summary_figure(run: RunDir, results: dict) -> str:
+    """Probe accuracy and logit-lens top-1 per layer, the steering dose-response, and the
+    direction cosines and CKA diagonal: one PNG."""
+    from reasonlens.plots import new_figure, save_figure
+
+    fig = new_figure(figsize=(12, 7))
+    axes = fig.subplots(2, 2).ravel()
+    for role, m in results["per_model"].items():
+        layers = list(range(m["n_layers"]))
+        line = axes[0].plot(layers, m["probe"]["accuracy"], marker=".", label=m["label"])[0]
+        if m["probe"]["shuffled"]:
+            axes[0].plot(layers, m["probe"]["shuffled"], "--", color=line.get_color())
+        lens = m["logit_lens"]["reasoning (answer)"]["top1"]
+        axes[1].plot(layers, lens, marker=".", label=f"{m['label']}: answer")
+        ctrl = m["logit_lens"]["control (first number)"]["top1"]
+        axes[1].plot(layers, ctrl, ":", label=f"{m['label']}: first number (control)")
+        steer = m["steering"]
+        ys = [r["direction"]["metric"]["value"] for r in steer["per_alpha"]]
+        rs = [r["random_mean"]["metric"]["value"] for r in steer["per_alpha"]]
+        line = axes[2].plot(
+            steer["alphas"], ys, marker="o", label=f"{m['label']} (layer {m['chosen']['layer']})"
+        )[0]
+        axes[2].plot(
+            steer["alphas"], rs, "--", color=line.get_color(), label=f"{m['label']}: random"
+        )
+        del role
+    axes[0].set_title("probe accuracy per layer (val; dashed: shuffled labels)", fontsize=9)
+    axes[1].set_title("logit lens: share of prompts with the target top-1", fontsize=9)
+    axes[2].set_title("steering: solve rate against alpha", fontsize=9)
+    c = results.get("comparison") or {}
+    cos, cka = c.get("cosines", {}), c.get("cka", {})
+    if cos.get("cosine"):
+        axes[3].plot(cos["layers"], cos["cosine"], marker=".", label="direction cosine")
+        axes[3].axhline(cos["random_95"], color="grey", ls=":", label="random 95%")
+    if cka.get("diagonal"):
+        axes[3].plot(range(len(cka["diagonal"])), cka["diagonal"], marker=".", label="CKA diagonal")
+    if not c:
+        axes[3].text(0.5, 0.5, "one model: no comparison", ha="center", transform=axes[3].transAxes)
+    axes[3].set_title("across models: direction cosine and CKA per layer", fontsize=9)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    save_figure(fig, run.path / SUMMARY_PNG, dpi=120)
+    return SUMMARY_PNG
+
+
+def directions_report(run: RunDir, results: dict, stages: dict) -> Report:
+    png = summary_figure(run, results)
+    sections = [_model_section(role, m) for role, m in results["per_model"].items()]
+    if results.get("comparison"):
+        sections.append(_comparison_section(results["comparison"]))
+    pr = results["prompts"]
+    src = pr["source"]
+    data = (
+        f"contrast problems: {pr['train']} train / {pr['val']} validation / {pr['test']} test "
+        f"({src['kind']}{', ' + str(src.get('path')) if src.get('path') else ''}; "
+        f"{src.get('dropped', 0)} items dropped). Reasoning prompt: 'Give the final answer.'; "
+        "control: 'Give the first number in the question.' (same question)."
+    )
+    return Report(
+        title="Reasoning directions",
+        intro=[
+            "Difference-in-means directions between reasoning and matched control prompts at "
+            "every layer's residual stream (last prompt token); the layer chosen on validation "
+            "prompts by Arditi et al.'s rule (lowest ablation score among candidates with KL <= "
+            "the limit, not in the last 20% of layers); effects measured on test prompts beside "
+            "random directions of equal norm and the shuffled-label direction.",
+        ],
+        headline=[Figure(png, "probe and logit lens per layer, steering, cross-model similarity")],
+        sections=sections,
+        data=data,
+    )

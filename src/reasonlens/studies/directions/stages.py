@@ -1,0 +1,635 @@
+"""The directions study's stages and science: per model, reasoning directions per layer,
+chosen on validation prompts by their effect, read out per layer, steered and ablated beside
+their controls; with two models, CKA, direction cosines and transfer.
+
+The contrast: one question asked two ways (tasks.reasoning): "give the final answer" (needs
+the multi-step computation) vs "give the first number in the question" (a copy). One metric
+serves every logit read-out: the computation score, logit(answer) - logit(first number) at
+the last prompt token. Generation is scored with the checker: solved = the first number the
+model writes equals the answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reasonlens.errors import UserError
+from reasonlens.runs import Stage
+from reasonlens.studies.base import Settings
+from reasonlens.studies.directions.presets import PRESETS, DirectionsPreset
+from reasonlens.studies.kit import analysis_stage
+from reasonlens.tasks.reasoning.contrast import (
+    CONTROL_LINE,
+    REASONING_LINE,
+    arithmetic_items,
+    read_prompts,
+)
+
+SITE = "resid_post"
+ROLES = ("model_a", "model_b")
+MIN_USER_ITEMS = 8
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def models_of(settings: Settings) -> list[tuple[str, str]]:
+    """(source, label) of each model: --pair DIR (distilled, RL), --models A [B], or --model."""
+    pair = settings.option("pair")
+    if pair:
+        record = Path(pair) / "pair.json"
+        if not Path(pair).is_dir():
+            raise UserError(f"--pair {pair}: no such directory")
+        if not record.is_file():
+            raise UserError(f"--pair {pair}: no pair.json (make one with `reasonlens pair`)")
+        try:
+            data = json.loads(record.read_text())
+            return [(str(data["distilled"]), "distilled"), (str(data["rl"]), "RL")]
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"{record}: not a pair record (needs 'distilled' and 'rl')") from None
+    given = settings.option("models")
+    if given:
+        names = [x for x in re.split(r"[,\s]+", str(given)) if x]
+        if not 1 <= len(names) <= 2:
+            raise UserError(f"--models takes one or two models, got {len(names)}: {given}")
+        if len(names) == 2 and names[0] == names[1]:
+            raise UserError(f"--models names {names[0]} twice: give two different models")
+        return [(n, Path(n).name) for n in names]
+    return [(settings.model, Path(settings.model).name)]
+
+
+def parse_layers(spec: str | None, n_layers: int) -> list[int] | None:
+    """--layers "8-20" or "4,8,12" as layer indices, each checked against the model."""
+    if spec is None or str(spec).strip() == "":
+        return None
+    out: list[int] = []
+    for part in str(spec).split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(-?\d+)\s*-\s*(-?\d+)", part)
+        try:
+            chunk = list(range(int(m[1]), int(m[2]) + 1)) if m else [int(part)]
+        except ValueError:
+            raise UserError(f"--layers {spec!r}: give a range (8-20) or a list (4,8,12)") from None
+        if m and int(m[1]) > int(m[2]):
+            raise UserError(f"--layers {part!r}: the range is empty")
+        out.extend(chunk)
+    bad = [x for x in out if not 0 <= x < n_layers]
+    if bad:
+        raise UserError(f"--layers: layer {bad[0]} is outside the model (layers 0-{n_layers - 1})")
+    return sorted(set(out))
+
+
+def split_items(settings: Settings, p: DirectionsPreset) -> dict[str, Any]:
+    """The train/val/test problems (built-in arithmetic, or --prompts FILE)."""
+    path = settings.option("prompts")
+    if path:
+        items, dropped = read_prompts(path)
+        if len(items) < MIN_USER_ITEMS:
+            raise UserError(
+                f"--prompts {path}: {len(items)} usable items; the study needs at least "
+                f"{MIN_USER_ITEMS} (train, validation and test splits)"
+            )
+        rng = np.random.default_rng(settings.seed)
+        items = [items[i] for i in rng.permutation(len(items))]
+        n = len(items)
+        n_train = min(p.train, n // 2)
+        n_val = min(p.val, (n - n_train) // 2)
+        n_test = min(p.test, n - n_train - n_val)
+        source = {"kind": "file", "path": str(path), "dropped": dropped}
+    else:
+        n_train, n_val, n_test = p.train, p.val, p.test
+        items = arithmetic_items(n_train + n_val + n_test, seed=settings.seed)
+        source = {"kind": "arithmetic", "steps": [2, 3], "dropped": 0}
+    splits = {
+        "train": items[:n_train],
+        "val": items[n_train : n_train + n_val],
+        "test": items[n_train + n_val : n_train + n_val + n_test],
+    }
+    return {"source": source, **{k: [x.to_dict() for x in v] for k, v in splits.items()}}
+
+
+# ----------------------------------------------------------------------------- prompts per model
+
+
+@dataclasses.dataclass
+class Formatted:
+    """The prompts of one split for one tokenizer, and the answer and copy tokens."""
+
+    reasoning: list[list[int]]
+    control: list[list[int]]
+    answer: list[int]
+    copy: list[int]
+
+
+def _digit_token(tok, text: str, spaced: bool) -> int:
+    ids = tok((" " if spaced else "") + text, add_special_tokens=False)["input_ids"]
+    for i in ids:
+        if tok.decode([i]).strip():
+            return int(i)
+    raise UserError(f"the tokenizer has no token for {text!r}")
+
+
+def format_split(tok, items: list[dict]) -> Formatted:
+    """Token ids of each prompt (no chat template: the raw question form). A tokenizer that
+    writes " 4" as one token gets the prompt ending in "Answer:" and that token; one that
+    splits the space gets "Answer: " and the digit's own token."""
+    from reasonlens.models.prompts import tokenize
+
+    spaced = len(tok(" 4", add_special_tokens=False)["input_ids"]) == 1
+    end = "Answer:" if spaced else "Answer: "
+
+    def ids(question: str, line: str) -> list[int]:
+        return tokenize(tok, f"Question: {question}\n{line}\n{end}")
+
+    return Formatted(
+        reasoning=[ids(x["question"], REASONING_LINE) for x in items],
+        control=[ids(x["question"], CONTROL_LINE) for x in items],
+        answer=[_digit_token(tok, x["answer"], spaced) for x in items],
+        copy=[_digit_token(tok, x["copy"], spaced) for x in items],
+    )
+
+
+def solved(text: str, answer: str) -> float:
+    """The checker: the first number the completion writes equals the answer."""
+    found = re.findall(r"-?\d+(?:\.\d+)?", text.replace(",", ""))
+    return float(bool(found) and float(found[0]) == float(answer))
+
+
+# ----------------------------------------------------------------------------- science
+
+
+def _capture(model, ids: list[list[int]], batch_size: int):
+    from reasonlens.trace.capture import capture
+    from reasonlens.trace.inputs import TraceInput
+
+    sites = [f"layers.{x}.{SITE}" for x in range(model.n_layers)]
+    inputs = [TraceInput(input_ids=x) for x in ids]
+    return capture(model, inputs, sites, positions="last", batch_size=batch_size, progress=False)
+
+
+def _rows(acts, layer: int):
+    import torch
+
+    return acts.get(f"layers.{layer}.{SITE}").to(torch.float64)
+
+
+def probe_per_layer(dirs, train_r, train_c, val_r, val_c, n_layers: int) -> dict:
+    """A difference-in-means probe per layer: project on the train direction, threshold at
+    the midpoint of the train means; accuracy on the validation prompts. Control: the same
+    with the shuffled-label direction."""
+    acc, shuffled = [], []
+    for layer in range(n_layers):
+        for out, w in (
+            (acc, dirs.raw[layer, 0]),
+            (shuffled, None if dirs.shuffled is None else dirs.shuffled[0, layer, 0]),
+        ):
+            if w is None:
+                continue
+            a, b = _rows(train_r, layer) @ w, _rows(train_c, layer) @ w
+            mid = float((a.mean() + b.mean()) / 2)
+            sign = 1.0 if float(a.mean()) >= float(b.mean()) else -1.0
+            va, vb = _rows(val_r, layer) @ w, _rows(val_c, layer) @ w
+            right = ((sign * (va - mid)) > 0).double().sum() + (
+                (sign * (vb - mid)) < 0
+            ).double().sum()
+            out.append(float(right / (len(va) + len(vb))))
+    return {"accuracy": acc, "shuffled": shuffled or None}
+
+
+def logit_lens(model, acts, targets: list[int]) -> dict:
+    """Per layer: the rank (0 = top) of each prompt's target token under the logit lens
+    (the model's final norm and unembedding on the residual stream)."""
+    import torch
+
+    ranks = []
+    with torch.inference_mode():
+        for layer in range(model.n_layers):
+            h = acts.get(f"layers.{layer}.{SITE}").to(model.device, model.dtype)
+            logits = model.unembed(model.final_norm(h)).float().cpu()
+            t = torch.as_tensor(targets)
+            own = logits[torch.arange(len(t)), t]
+            ranks.append((logits > own[:, None]).sum(-1).tolist())
+    r = np.asarray(ranks, dtype=float)  # [layers, prompts]
+    return {
+        "median_rank": np.median(r, axis=1).tolist(),
+        "top1": (r == 0).mean(axis=1).tolist(),
+        "ranks": r.astype(int).tolist(),
+    }
+
+
+def candidate_layers(n_layers: int, p: DirectionsPreset, given: list[int] | None) -> list[int]:
+    if given is not None:
+        return given
+    if p.candidates is None or p.candidates >= n_layers:
+        return list(range(n_layers))
+    return sorted({int(round(x)) for x in np.linspace(0, n_layers - 1, p.candidates)})
+
+
+def addition_profile(model, dirs_shuffled, layers, ids, metric, batch_size) -> np.ndarray:
+    """The computation score on `ids` with the shuffled-label direction added at each layer
+    (the control for where the real direction's addition effect peaks): [layers, prompts]."""
+    import torch
+
+    from reasonlens.analyses.effects import add_rows, apply_metric, last_logits
+    from reasonlens.trace.sites import site_ref
+
+    out = []
+    for layer in layers:
+        vec = dirs_shuffled[layer].to(model.dtype)
+
+        def hooks(lo, hi, vec=vec, layer=layer):
+            return [(site_ref(layer, SITE), add_rows(vec[None].expand(hi - lo, -1)))]
+
+        logits = last_logits(model, ids, hooks, batch_size)
+        out.append(apply_metric(metric, logits, torch.arange(len(ids))).numpy())
+    return np.asarray(out)
+
+
+def middle_share(effects: np.ndarray, layers: list[int], n_layers: int, resamples: int, seed: int):
+    """Share of bootstrap resamples (over prompts) in which the layer with the largest mean
+    effect lies in the middle third of the model."""
+    from reasonlens.analyses import stats
+
+    lo, hi = n_layers / 3, 2 * n_layers / 3
+    idx = stats.resample_indices(effects.shape[1], resamples, seed)
+    means = effects[:, idx].mean(-1)  # [layers, resamples]
+    peak = np.asarray(layers)[means.argmax(0)]
+    return float(((peak >= lo) & (peak < hi)).mean())
+
+
+class ModelAnalysis:
+    """A model's record (to_dict) and its vectors (per_example): what a later stage reads."""
+
+    def __init__(self, record: dict, tensors: dict):
+        self.record, self.tensors = record, tensors
+
+    def to_dict(self) -> dict:
+        return self.record
+
+    def per_example(self) -> dict:
+        return {k: v.contiguous().float() for k, v in self.tensors.items()}
+
+
+def analyse_model(
+    source: str, label: str, items: dict, p: DirectionsPreset, settings: Settings, directory: Path
+) -> ModelAnalysis:
+    import torch
+
+    from reasonlens.analyses.ablation import ablation_effect
+    from reasonlens.analyses.directions import mean_difference
+    from reasonlens.analyses.effects import logit_difference
+    from reasonlens.analyses.selection import select_direction
+    from reasonlens.analyses.steering import alpha_sweep
+    from reasonlens.models import load_model
+
+    model = load_model(source, device=settings.device)
+    model.name = label
+    tok, bs, seed = model.tokenizer, p.batch_size, settings.seed
+    train, val, test = (format_split(tok, items[k]) for k in ("train", "val", "test"))
+    n_layers = model.n_layers
+    acts = {
+        (k, s): _capture(model, getattr(split, s), bs)
+        for k, split in (("train", train), ("val", val), ("test", test))
+        for s in ("reasoning", "control")
+    }
+    sites = [f"layers.{x}.{SITE}" for x in range(n_layers)]
+    dirs = mean_difference(
+        acts["train", "reasoning"], acts["train", "control"], sites, shuffles=p.shuffles, seed=seed
+    )
+    raw = dirs.raw[:, 0]  # [layers, d]
+    shuffled = dirs.shuffled[0, :, 0] if dirs.shuffled is not None else torch.zeros_like(raw)
+    probe = probe_per_layer(
+        dirs,
+        acts["train", "reasoning"],
+        acts["train", "control"],
+        acts["val", "reasoning"],
+        acts["val", "control"],
+        n_layers,
+    )
+    lens = {
+        "reasoning (answer)": logit_lens(model, acts["test", "reasoning"], test.answer),
+        "control (first number)": logit_lens(model, acts["test", "control"], test.copy),
+    }
+
+    # selection on the validation split
+    layers = candidate_layers(n_layers, p, parse_layers(settings.option("layers"), n_layers))
+    cand = mean_difference(
+        acts["train", "reasoning"],
+        acts["train", "control"],
+        [f"layers.{x}.{SITE}" for x in layers],
+        shuffles=0,
+        seed=seed,
+    )
+    val_metric = logit_difference(val.answer, val.copy)
+    exclude = 0.0 if p.needs_layers else 0.2
+    sel = select_direction(
+        model,
+        cand,
+        val_metric,
+        val.reasoning,
+        val.control,
+        kl_max=p.kl_max,
+        add_min=None,
+        exclude_last=exclude,
+        chat=False,
+        batch_size=bs,
+    )
+    chosen, fallback = sel.chosen, None
+    if chosen is None:
+        chosen = int(torch.argmin(sel.ablation.mean(1)))
+        fallback = f"{sel.why}; the lowest ablation score is used, filters ignored"
+    layer = cand.candidates()[chosen].layer
+    direction, control_dir = raw[layer], shuffled[layer]
+    add_effect = (sel.addition - sel.base_add[None]).numpy()
+    add_shuffled = addition_profile(model, shuffled, layers, val.control, val_metric, bs)
+    add_shuffled = add_shuffled - sel.base_add.numpy()[None]
+    concentration = {
+        "layers": layers,
+        "addition_effect": add_effect.mean(1).tolist(),
+        "addition_effect_shuffled": add_shuffled.mean(1).tolist(),
+        "ablation_score": sel.ablation.mean(1).tolist(),
+        "base_ablation_score": float(sel.base_ablate.mean()),
+        "kl": sel.kl.mean(1).tolist(),
+        "middle": [n_layers / 3, 2 * n_layers / 3],
+        "peak_layer": int(layers[int(add_effect.mean(1).argmax())]),
+        "share_peak_in_middle": middle_share(add_effect, layers, n_layers, p.resamples, seed),
+        "share_peak_in_middle_shuffled": middle_share(
+            add_shuffled, layers, n_layers, p.resamples, seed
+        ),
+    }
+
+    # steering and ablation on the test split
+    sweep = alpha_sweep(
+        model,
+        test.reasoning,
+        direction,
+        f"layers.{layer}.{SITE}",
+        p.alphas,
+        behaviour=lambda _t: 0.0,
+        control_prompts=test.control,
+        max_new_tokens=p.max_new_tokens,
+        n_random=p.n_random,
+        controls={"shuffled labels": control_dir},
+        seed=seed,
+        chat=False,
+        batch_size=bs,
+        resamples=p.resamples,
+    )
+    answers = [x["answer"] for x in items["test"]]
+    scored = torch.tensor(
+        [[[solved(t, answers[i]) for i, t in enumerate(row)] for row in v] for v in sweep.texts],
+        dtype=torch.float64,
+    )
+    sweep = dataclasses.replace(sweep, metric=scored)
+    top = max(p.alphas)
+    steer = sweep.to_dict()
+    steer["metric"] = "solved (checker: first number written = the answer)"
+    steer["versus_random_at_max_alpha"] = _verdict(sweep.versus_random(top, "increase"))
+    steer["examples"] = {
+        str(a): sweep.texts[0][i][:3]
+        for i, a in enumerate(sweep.alphas)
+        if a in (min(p.alphas), 0.0, top)
+    }
+    ablation = ablation_effect(
+        model,
+        direction,
+        test.reasoning,
+        logit_difference(test.answer, test.copy),
+        control_prompts=test.control,
+        n_random=p.n_random,
+        controls={"shuffled labels": control_dir},
+        seed=seed,
+        chat=False,
+        batch_size=bs,
+        resamples=p.resamples,
+    )
+    abl = ablation.to_dict()
+    abl["metric"] = "computation score: logit(answer) - logit(first number), last prompt token"
+    abl["versus_random"] = _verdict(ablation.versus_random("decrease"))
+    sweep.plot(directory / "steering.png", f"Steering at layer {layer}: {label}")
+    record = {
+        "label": label,
+        "source": source,
+        "n_layers": n_layers,
+        "d": model.d_model,
+        "direction_norm": dirs.norms[:, 0].tolist(),
+        "direction_norm_shuffled": None
+        if dirs.shuffled is None
+        else dirs.shuffled_norms()[0, :, 0].tolist(),
+        "probe": probe,
+        "logit_lens": {k: {x: v[x] for x in ("median_rank", "top1")} for k, v in lens.items()},
+        "selection": {**sel.to_dict(), "fallback": fallback},
+        "chosen": {
+            "layer": layer,
+            "site": f"layers.{layer}.{SITE}",
+            "norm": float(direction.norm()),
+        },
+        "concentration": concentration,
+        "steering": steer,
+        "ablation": abl,
+    }
+    return ModelAnalysis(record, {"raw": raw, "shuffled": shuffled})
+
+
+def _verdict(v) -> dict:
+    return {"word": v.word, "why": v.why, "label": v.label}
+
+
+def compare_models(
+    models: list[tuple[str, str]],
+    records: list[dict],
+    vectors: list[dict],
+    items: dict,
+    p: DirectionsPreset,
+    settings: Settings,
+) -> dict:
+    """CKA per layer pair, direction cosines per layer (bootstrap over train prompts, paired
+    across the models), transfer of each model's chosen direction to the other."""
+    import torch
+
+    from reasonlens.analyses import stats
+    from reasonlens.analyses.similarity import cka_matrix
+    from reasonlens.analyses.steering import alpha_sweep
+    from reasonlens.models import load_model
+
+    loaded = []
+    for source, label in models:
+        m = load_model(source, device=settings.device)
+        m.name = label
+        loaded.append(m)
+    a, b = loaded
+    out: dict[str, Any] = {"models": [label for _, label in models]}
+    fa, fb = (format_split(m.tokenizer, items["train"]) for m in loaded)
+    same_tokens = fa.reasoning == fb.reasoning and fa.control == fb.control
+    acts = [
+        (_capture(m, f.reasoning, p.batch_size), _capture(m, f.control, p.batch_size))
+        for m, f in ((a, fa), (b, fb))
+    ]
+    if not same_tokens:
+        out["cka"] = {"not_measurable": "the two models tokenize the prompts differently"}
+    else:
+        from reasonlens.trace.capture import Activations
+
+        def both(r, c):
+            data = {s: torch.cat([r.get(s), c.get(s)]) for s in r.sites}
+            offsets = torch.cat([r.row_offsets, c.row_offsets[1:] + r.row_offsets[-1]])
+            positions = torch.cat([r.positions(), c.positions()])
+            return Activations(
+                list(r.sites), data, offsets, positions, r.tokens + c.tokens, dict(r.meta)
+            )
+
+        try:
+            cka = cka_matrix(both(*acts[0]), both(*acts[1]), site=SITE, seed=settings.seed)
+            out["cka"] = cka.to_dict()
+        except UserError as err:
+            out["cka"] = {"not_measurable": str(err)}
+    if a.d_model != b.d_model or not same_tokens:
+        why = "different widths" if a.d_model != b.d_model else "different tokens"
+        out["cosines"] = {"not_measurable": f"the two models have {why}"}
+        out["transfer"] = {"not_measurable": f"the two models have {why}"}
+        return out
+    # cosine of the two models' directions at each common layer, paired bootstrap over prompts
+    n = min(a.n_layers, b.n_layers)
+    idx = stats.resample_indices(len(fa.reasoning), p.resamples, settings.seed)
+    cos, low, high, shuffled = [], [], [], []
+    for layer in range(n):
+        ra, ca = (_rows(x, layer) for x in acts[0])
+        rb, cb = (_rows(x, layer) for x in acts[1])
+        da, db = ra.mean(0) - ca.mean(0), rb.mean(0) - cb.mean(0)
+        cos.append(float(torch.nn.functional.cosine_similarity(da, db, dim=0)))
+        t = torch.as_tensor(idx)
+        sa = ra[t].mean(1) - ca[t].mean(1)
+        sb = rb[t].mean(1) - cb[t].mean(1)
+        boot = torch.nn.functional.cosine_similarity(sa, sb, dim=-1).numpy()
+        lo_, hi_ = stats.percentile_interval(boot)
+        low.append(float(lo_))
+        high.append(float(hi_))
+        shuffled.append(
+            float(
+                torch.nn.functional.cosine_similarity(
+                    vectors[0]["shuffled"][layer].double(),
+                    vectors[1]["shuffled"][layer].double(),
+                    dim=0,
+                )
+            )
+        )
+    out["cosines"] = {
+        "layers": list(range(n)),
+        "cosine": cos,
+        "low": low,
+        "high": high,
+        "shuffled_labels": shuffled,
+        "random_95": 1.959964 / float(np.sqrt(a.d_model)),
+        "interval": f"95% percentile bootstrap over the {len(fa.reasoning)} train problems, "
+        "paired across the models",
+    }
+    # transfer: each model's chosen direction steering the other at the matching depth
+    test = [format_split(m.tokenizer, items["test"]) for m in loaded]
+    answers = [x["answer"] for x in items["test"]]
+    transfer = {}
+    for i, j in ((0, 1), (1, 0)):
+        src_layer = records[i]["chosen"]["layer"]
+        layer = min(
+            loaded[j].n_layers - 1, round(src_layer * loaded[j].n_layers / loaded[i].n_layers)
+        )
+        sweep = alpha_sweep(
+            loaded[j],
+            test[j].reasoning,
+            vectors[i]["raw"][src_layer].double(),
+            f"layers.{layer}.{SITE}",
+            p.alphas,
+            behaviour=lambda _t: 0.0,
+            control_prompts=test[j].control,
+            max_new_tokens=p.max_new_tokens,
+            n_random=p.n_random,
+            seed=settings.seed,
+            chat=False,
+            batch_size=p.batch_size,
+            resamples=p.resamples,
+        )
+        scored = torch.tensor(
+            [
+                [[solved(t, answers[k]) for k, t in enumerate(row)] for row in v]
+                for v in sweep.texts
+            ],
+            dtype=torch.float64,
+        )
+        sweep = dataclasses.replace(sweep, metric=scored)
+        key = f"{models[i][1]} -> {models[j][1]}"
+        transfer[key] = {
+            **sweep.to_dict(),
+            "source_layer": src_layer,
+            "target_layer": layer,
+            "versus_random_at_max_alpha": _verdict(sweep.versus_random(max(p.alphas), "increase")),
+        }
+    out["transfer"] = transfer
+    return out
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _fingerprints(settings: Settings) -> dict[str, str]:
+    if settings.model_weights is None:  # re-rendering a report: nothing runs
+        return {}
+    from reasonlens.models.fingerprint import weights_fingerprint
+    from reasonlens.models.loading import check_model
+
+    return {
+        role: weights_fingerprint(check_model(source).path)
+        for role, (source, _) in zip(ROLES, models_of(settings), strict=False)
+    }
+
+
+def stages(p: DirectionsPreset, settings: Settings) -> list[Stage]:
+    models = models_of(settings)
+    weights = _fingerprints(settings)
+    common = {"preset": p.to_dict(), "seed": settings.seed, "layers": settings.option("layers")}
+
+    def prompts(directory: Path, upstream: dict) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        data = split_items(settings, p)
+        (directory / "prompts.json").write_text(json.dumps(data, indent=1))
+
+    def read_prompts_stage(directory: Path) -> dict:
+        return json.loads((directory / "prompts.json").read_text())
+
+    out = [
+        Stage(
+            "prompts",
+            {**common, "prompts": settings.option("prompts")},
+            prompts,
+            read_prompts_stage,
+        )
+    ]
+    for role, (source, label) in zip(ROLES, models, strict=False):
+
+        def compute(directory: Path, upstream: dict, source=source, label=label):
+            return analyse_model(source, label, upstream["prompts"], p, settings, directory)
+
+        inputs = {**common, "model": source, "weights": weights.get(role)}
+        out.append(analysis_stage(role, inputs if weights else {}, compute))
+    if len(models) == 2:
+
+        def compare(directory: Path, upstream: dict) -> dict:
+            from reasonlens.analyses.result import load_per_example
+
+            vectors = []
+            for role in ROLES:
+                arrays = load_per_example(directory.parent / role, role)
+                vectors.append({k: __import__("torch").as_tensor(v) for k, v in arrays.items()})
+            records = [upstream[r] for r in ROLES]
+            return compare_models(models, records, vectors, upstream["prompts"], p, settings)
+
+        inputs = {**common, "weights": [weights.get(r) for r in ROLES]}
+        out.append(analysis_stage("compare", inputs if weights else {}, compare))
+    return out
+
+
+__all__ = ["PRESETS", "stages", "models_of", "parse_layers", "split_items"]

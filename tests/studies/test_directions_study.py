@@ -1,0 +1,126 @@
+"""The directions study on tiny random models: one model and two, end to end (results,
+report, summary PNG), a resume that recomputes nothing, and bad inputs refused before anything
+is written. A random model has no reasoning direction: these tests check the wiring and the
+controls, not the science."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reasonlens.studies import Settings, get_study, run_study
+from reasonlens.studies.directions import presets, stages
+from reasonlens.studies.directions.presets import DirectionsPreset
+from reasonlens.tasks.reasoning import arithmetic_items, read_prompts
+from reasonlens.testing import run_cli, save_tiny_model
+
+TINY = DirectionsPreset(
+    "tiny",
+    "test only",
+    train=8,
+    val=4,
+    test=4,
+    candidates=2,
+    alphas=(-1.0, 0.0, 1.0),
+    n_random=1,
+    max_new_tokens=2,
+    batch_size=8,
+    resamples=50,
+)
+
+
+@pytest.fixture
+def tiny_preset(monkeypatch):
+    monkeypatch.setitem(presets.PRESETS, "tiny", TINY)
+
+
+@pytest.fixture(scope="module")
+def second_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-b"), "llama", seed=1)
+
+
+def _run(model, out, **options):
+    settings = Settings(preset="tiny", model=model, progress=False, options=options)
+    return run_study(get_study("directions"), settings, out)
+
+
+def test_arithmetic_items_are_checkable_and_distinct():
+    items = arithmetic_items(40, seed=3)
+    assert len({x.question for x in items}) == 40
+    for x in items:
+        assert x.answer != x.copy and len(x.answer) == 1 and x.question.split()[2] == x.copy
+
+
+def test_one_model_end_to_end_and_resume(tiny_dir, tmp_path, tiny_preset, monkeypatch):
+    out = tmp_path / "one"
+    results = _run(tiny_dir, out)
+    m = results["per_model"]["model_a"]
+    assert m["chosen"]["layer"] in (0, 1) and m["n_layers"] == 2
+    assert (
+        len(m["probe"]["accuracy"]) == 2 and len(m["logit_lens"]["reasoning (answer)"]["top1"]) == 2
+    )
+    assert [r["alpha"] for r in m["steering"]["per_alpha"]] == [-1.0, 0.0, 1.0]
+    assert m["steering"]["vectors"] == ["direction", "random 0", "shuffled labels"]
+    assert results["comparison"] is None and results["prompts"]["train"] == 8
+    assert (out / "summary.png").stat().st_size > 0
+    report = (out / "report.md").read_text()
+    assert "chosen layer" in report and "KL on control prompts" in report
+    assert "steering along it raises the solve rate" in report
+    assert json.loads((out / "results.json").read_text())["per_model"]["model_a"]["label"]
+    calls = []
+    monkeypatch.setattr(stages, "analyse_model", lambda *a, **k: calls.append(1))
+    assert _run(tiny_dir, out)["per_model"] == results["per_model"]
+    assert calls == []  # a resumed run recomputes nothing
+
+
+def test_two_models_compare(tiny_dir, second_dir, tmp_path, tiny_preset):
+    results = _run(tiny_dir, tmp_path / "two", models=f"{tiny_dir},{second_dir}")
+    c = results["comparison"]
+    assert set(results["per_model"]) == {"model_a", "model_b"}
+    assert len(c["cosines"]["cosine"]) == 2 and len(c["cka"]["diagonal"]) == 2
+    assert len(c["transfer"]) == 2
+    report = (tmp_path / "two" / "report.md").read_text()
+    assert "Across the two models" in report and "directions align beyond random" in report
+
+
+def test_user_prompts_file(tiny_dir, tmp_path, tiny_preset):
+    path = tmp_path / "p.jsonl"
+    rows = [{"question": x.question, "answer": f"so #### {x.answer}"} for x in arithmetic_items(12)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items, dropped = read_prompts(path)
+    assert len(items) == 12 and dropped == 0
+    split = stages.split_items(Settings("tiny", tiny_dir, options={"prompts": str(path)}), TINY)
+    assert split["source"]["kind"] == "file" and len(split["train"]) == 6
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["three", "missing", "empty", "no_answer", "layers", "pair", "needs_layers"],
+)
+def test_bad_input_exit_2_nothing_written(case, tiny_dir, second_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["study", "directions", "--preset", "quick", "--model", tiny_dir, "--out", out]
+    prompts = tmp_path / "p.jsonl"
+    if case == "three":
+        args += ["--models", f"{tiny_dir},{second_dir},{tiny_dir}"]
+    elif case == "missing":
+        args += ["--models", f"{tiny_dir},{tmp_path / 'nope'}"]
+    elif case == "empty":
+        prompts.write_text("")
+        args += ["--prompts", prompts]
+    elif case == "no_answer":
+        prompts.write_text(json.dumps({"question": "Ana has 3 pens."}) + "\n")
+        args += ["--prompts", prompts]
+    elif case == "layers":
+        args[3] = "layer_specific"
+        args += ["--layers", "1-5"]
+    elif case == "pair":
+        (tmp_path / "pairdir").mkdir()
+        args += ["--pair", tmp_path / "pairdir"]
+    elif case == "needs_layers":
+        args[3] = "layer_specific"
+    code, _, err = run_cli(args, capsys)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
