@@ -15,7 +15,8 @@ diagonal), or from XᵀY when that is cheaper (many rows, narrow models). CKA is
 tokens of massive activation (the first token, and a few others; Sun et al. 2024), so the
 matrix is given twice, from the same pass over the Gram blocks: over every row, and without
 the first token of each example and any row whose largest |activation| in some layer is over
-`massive_abs` and over `massive_ratio` times that layer's median |activation|. Control: a
+`massive_abs` and over `massive_ratio` times that layer's median |activation| (estimated
+on at most ~128 rows spread over it). Control: a
 layer against a copy of itself with its rows shuffled (near 0 debiased; the biased estimator's
 floor for this many rows otherwise).
 
@@ -75,18 +76,28 @@ def linear_cka(x, y, debiased: bool = False) -> float:
         raise UserError(f"X has {n} rows but Y has {y.shape[0]}: CKA needs the same inputs")
     if n < (4 if debiased else 2):
         raise UserError(f"CKA needs at least {4 if debiased else 2} rows, got {n}")
+    return _pair_cka(x, y, debiased, torch.float64)
+
+
+def _pair_cka(
+    x: torch.Tensor, y: torch.Tensor, debiased: bool, gemm: torch.dtype, same_self: bool = False
+) -> float:
+    """CKA of two float64 matrices, the products XᵀY in `gemm` (sums float64). `same_self`:
+    Y is X with its rows permuted, so ‖YᵀY‖ = ‖XᵀX‖ and is not computed again."""
+    n = x.shape[0]
     x = x - x.mean(0)
     y = y - y.mean(0)
     a, b = (x * x).sum(1), (y * y).sum(1)  # diag of the Gram matrices; K1 = 0 (centred)
 
     def h(p, q, pa, qa):
-        kl = float((p.T @ q).square().sum())
+        kl = float((p.to(gemm).T @ q.to(gemm)).double().square().sum())
         ab = float(pa @ qa)
         r_dot = ab if debiased else 0.0  # (r - a)ᵀ(r' - b) with r = 0
         sums = float(pa.sum()), float(qa.sum())
         return _hsic(kl, ab, r_dot, *sums, 0.0, 0.0, n, debiased)
 
-    xy, xx, yy = h(x, y, a, b), h(x, x, a, a), h(y, y, b, b)
+    xy, xx = h(x, y, a, b), h(x, x, a, a)
+    yy = xx if same_self else h(y, y, b, b)
     if xx <= 0 or yy <= 0:
         return math.nan
     return xy / math.sqrt(xx * yy)
@@ -103,8 +114,9 @@ def _gram_products(
     [La] and ⟨L_m, L_m⟩ [Lb] over the rows it keeps, for xs [La, n, da] and ys [Lb, n, db].
 
     One pass over the Gram blocks on and above the diagonal (off-diagonal ones counted twice)
-    serves every subset: its products are the blocks with the other rows and columns zeroed.
-    The blocks are products in `gemm`; everything summed from them is float64."""
+    serves every subset: its products are the blocks with the other rows and columns zeroed
+    (subsets are nested, each within the one before, so the zeroing accumulates). The blocks
+    are products in `gemm`; everything summed from them is float64."""
     n = xs.shape[1]
     xs, ys = xs.to(gemm), ys.to(gemm)
     out = [
@@ -115,6 +127,7 @@ def _gram_products(
         )
         for _ in masks
     ]
+    dropped = [None if m is None else ~m for m in masks]
     starts = list(range(0, n, block))
     for i, lo in enumerate(starts):
         rows_i = slice(lo, min(lo + block, n))
@@ -123,12 +136,12 @@ def _gram_products(
             weight = 1.0 if hi_start == lo else 2.0
             k = torch.bmm(xs[:, rows_i], xs[:, rows_j].transpose(1, 2)).double()
             m = torch.bmm(ys[:, rows_i], ys[:, rows_j].transpose(1, 2)).double()
-            for (cross, self_x, self_y), mask in zip(out, masks, strict=True):
-                if mask is None:
-                    kk, mm = k.flatten(1), m.flatten(1)
-                else:
-                    keep = (mask[rows_i, None] & mask[None, rows_j]).to(torch.float64)
-                    kk, mm = (k * keep).flatten(1), (m * keep).flatten(1)
+            for (cross, self_x, self_y), drop in zip(out, dropped, strict=True):
+                if drop is not None:  # subsets are nested: zero the rows and columns it drops
+                    for g in (k, m):
+                        g[:, drop[rows_i], :] = 0
+                        g[:, :, drop[rows_j]] = 0
+                kk, mm = k.flatten(1), m.flatten(1)
                 cross += weight * (kk @ mm.T)
                 self_x += weight * kk.square().sum(1)
                 self_y += weight * mm.square().sum(1)
@@ -156,13 +169,14 @@ def cka_all_pairs(
     ys: Sequence[torch.Tensor],
     debiased: bool = False,
     block: int = 512,
-    exact: bool = True,
+    exact: bool = False,
 ) -> torch.Tensor:
     """CKA of every (X_l, Y_m): [len(xs), len(ys)]; all X share their rows with all Y.
 
-    Centring, every sum and every ratio are float64. With ``exact=False`` the matrix products
-    themselves (Gram blocks, or XᵀY) run in float32 on the float64-centred data, about 2.5x
-    faster on a CPU; the result then agrees with the float64 one to about 1e-6."""
+    Centring, every sum and every ratio are float64. The matrix products themselves (Gram
+    blocks, or XᵀY) run in float32 on the float64-centred data (about 2x faster on a CPU;
+    measured within 5e-9 of all-float64 on SmolLM2-135M's 30 x 30 layers, 2,000 rows), or in
+    float64 with ``exact=True``."""
     return cka_subsets(xs, ys, [None], debiased, block, exact)[0]
 
 
@@ -172,18 +186,22 @@ def cka_subsets(
     subsets: Sequence[torch.Tensor | None],
     debiased: bool = False,
     block: int = 512,
-    exact: bool = True,
+    exact: bool = False,
 ) -> list[torch.Tensor]:
-    """:func:`cka_all_pairs` over several subsets of the rows (bool masks; None: every row),
-    from one pass of the matrix products. The data are centred at the mean of the rows of the
-    last subset, so that subset (e.g. the rows left after leaving out massive activations) is
-    computed from exactly centred data; the others are centred in the formula (float64)."""
+    """:func:`cka_all_pairs` over nested subsets of the rows (bool masks, each within the one
+    before; None: every row, first), from one pass of the matrix products. The data are
+    centred at the mean of the last subset's rows, so that subset (e.g. the rows left after
+    leaving out massive activations) is computed from exactly centred data; the others are
+    centred in the formula (float64)."""
     if not xs or not ys:
         raise UserError("no layers to compare")
     n = xs[0].shape[0]
     if any(x.shape[0] != n for x in [*xs, *ys]):
         raise UserError("every layer must have the same rows")
     masks = [None if m is None else torch.as_tensor(m, dtype=torch.bool) for m in subsets]
+    for before, after in zip(masks, masks[1:], strict=False):
+        if after is None or (before is not None and bool((after & ~before).any())):
+            raise UserError("row subsets must be nested, each within the one before")
     sizes = [n if m is None else int(m.sum()) for m in masks]
     least = 4 if debiased else 2
     if min(sizes) < least:
@@ -367,11 +385,11 @@ def cka_matrix(
     massive_ratio: float = 1000.0,
     control_layers: int = 3,
     seed: int = 0,
-    exact: bool = True,
+    exact: bool = False,
 ) -> CKAResult:
     """Linear CKA of every layer of `a` against every layer of `b` at `site` (see the module
-    doc). Both stores must hold the same token sequences and positions. ``exact=False``: the
-    matrix products in float32 (see :func:`cka_all_pairs`)."""
+    doc). Both stores must hold the same token sequences and positions. ``exact=True``: the
+    matrix products in float64 too (see :func:`cka_all_pairs`)."""
     _check_same_tokens(a, b)
     la = _layer_sites(a, site, layers_a, "store A")
     lb = _layer_sites(b, site, layers_b, "store B")
@@ -386,7 +404,9 @@ def cka_matrix(
     for layer in [*xs, *ys]:
         magnitude = layer.abs().float()
         top = magnitude.max(1).values
-        median = float(magnitude.median())
+        # the median |activation| from at most ~128 rows spread over the layer (a threshold
+        # needs no more; the median of every entry would cost more than the CKA itself)
+        median = float(magnitude[:: max(1, n // 128)].median())
         massive |= (top > massive_abs) & (top > massive_ratio * median)
     keep = ~(first | massive)
     if int(keep.sum()) < (4 if debiased else 2):
@@ -413,11 +433,12 @@ def cka_matrix(
     keep_idx = torch.nonzero(keep).flatten()
     perm_kept = keep_idx[torch.as_tensor(stats.generator(seed + 1).permutation(len(keep_idx)))]
     shuffled = {"layers": picks, "every_token": [], "without_first_and_massive": []}
+    gemm = torch.float64 if exact else torch.float32
     for x in picks:
-        rows = xs[la.index(x)]
-        shuffled["every_token"].append(linear_cka(rows, rows[perm], debiased))
+        rows = xs[la.index(x)].to(torch.float64)
+        shuffled["every_token"].append(_pair_cka(rows, rows[perm], debiased, gemm, True))
         shuffled["without_first_and_massive"].append(
-            linear_cka(rows[keep_idx], rows[perm_kept], debiased)
+            _pair_cka(rows[keep_idx], rows[perm_kept], debiased, gemm, True)
         )
     tokens_all = [t for ids in a.token_ids() for t in ids]
     offsets = _row_tokens(a)
