@@ -150,6 +150,7 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
+        from reasonlens.parallel import launched_rank
         from reasonlens.runs import check_out
         from reasonlens.train import build_config, train
         from reasonlens.train.config import check_lora_targets
@@ -166,6 +167,8 @@ def register(app: typer.Typer) -> None:
 
             check_grpo(cfg)  # the data's task, its verifier and the reward, before any write
         result = train(cfg, out, overwrite=overwrite, progress=not quiet)
+        if launched_rank() != 0:  # under accelerate launch: one summary, from rank 0
+            return
         r = result.results
         if cfg.method == "grpo":
             first, last = r.get("reward_first_fifth"), r.get("reward_last_fifth")

@@ -104,9 +104,11 @@ class GroupedSFTTrainer(AtomicCheckpoints, SFTTrainer):
         super().__init__(*args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
-        return LengthGroupedSampler(
-            self._lengths, self.args.per_device_train_batch_size, seed=self.args.seed
-        )
+        # grouped by the batch of all processes together: accelerate deals each process its
+        # share of every global batch, so N processes train on the examples, step by step,
+        # that one process with the same global batch does
+        global_batch = self.args.per_device_train_batch_size * self.args.world_size
+        return LengthGroupedSampler(self._lengths, global_batch, seed=self.args.seed)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         if "attention_mask" in inputs:
