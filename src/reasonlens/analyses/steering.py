@@ -40,7 +40,9 @@ from reasonlens.analyses.effects import (
     vector_site,
 )
 from reasonlens.errors import UserError
+from reasonlens.evaluate.generation import generate_tokens
 from reasonlens.models.loading import LoadedModel
+from reasonlens.trace.hooks import site_hooks
 from reasonlens.trace.interventions import Add, intervene
 
 
@@ -204,8 +206,6 @@ def alpha_sweep(
     directions of the direction's norm (seeded by `seed`) and the vectors in `controls` are
     swept with the same alphas. `batch_size` caps the rows of one generate call (default: all
     rows at once); rows mix alphas whatever it is."""
-    from reasonlens.evaluate.generation import generate_tokens
-
     ref = vector_site(model, site)
     vector = check_direction(model, direction)
     if alphas is None or len(alphas) == 0:
@@ -241,8 +241,6 @@ def alpha_sweep(
 
     def fn(x, ctx):
         return add_rows(current["rows"])(x, ctx)
-
-    from reasonlens.trace.hooks import site_hooks
 
     outputs: list[list[int]] = []
     with site_hooks(model, [(ref, fn)]):
