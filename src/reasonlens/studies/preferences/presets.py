@@ -132,47 +132,42 @@ PAPER_INTROSPECT = dataclasses.replace(
 #: shown both ways (300 passes a scenario, 1,800 in all, 225 steps).
 CPU_INSTIL = QUICK_INSTIL
 
+QUICK = PreferencesPreset(
+    name="quick",
+    description="a 2-core CPU in under 20 minutes: 5 instilled scenarios x 100 training "
+    "trials, each also shown mirrored (one epoch of full fine-tuning), 2 native; "
+    "experiments 1-3 with the untrained model as control and a held-out learning curve",
+    n_instilled=5,
+    n_native=2,
+    instil=QUICK_INSTIL,
+    introspect=QUICK_INTROSPECT,
+    train_trials=100,
+    mirror=True,
+    val_trials=10,
+    test_trials=25,
+    native_trials=25,
+    reports=2,
+    introspect_examples=6,
+    read_val=False,
+    base_native=False,
+    report_tokens=96,
+)
+
 PRESETS: dict[str, PreferencesPreset] = {
-    "quick": PreferencesPreset(
-        name="quick",
-        description="a 2-core CPU in under 20 minutes: 5 instilled scenarios x 100 training "
-        "trials, each also shown mirrored (one epoch of full fine-tuning), 2 native; "
-        "experiments 1-3 with the untrained model as control and a held-out learning curve",
-        n_instilled=5,
-        n_native=2,
-        instil=QUICK_INSTIL,
-        introspect=QUICK_INTROSPECT,
-        train_trials=100,
-        mirror=True,
-        val_trials=10,
-        test_trials=25,
-        native_trials=25,
-        reports=2,
-        introspect_examples=6,
-        read_val=False,
-        base_native=False,
-        report_tokens=96,
-    ),
-    "cpu": PreferencesPreset(
+    "quick": QUICK,
+    # the quick design on more passes a scenario, more validation and test trials
+    "cpu": dataclasses.replace(
+        QUICK,
         name="cpu",
         description="a 2-core CPU in about an hour: 6 instilled scenarios x 150 training "
         "trials, each also shown mirrored (1,800 passes of full fine-tuning), 30 validation "
         "trials a scenario read every 75 steps with their null, 40 test trials a scenario, "
         "2 native; experiments 1-3 with the untrained model as control",
         n_instilled=6,
-        n_native=2,
         instil=CPU_INSTIL,
-        introspect=QUICK_INTROSPECT,
         train_trials=150,
-        mirror=True,
         val_trials=30,
         test_trials=40,
-        native_trials=25,
-        reports=2,
-        introspect_examples=6,
-        read_val=False,
-        base_native=False,
-        report_tokens=96,
         # a point reads 180 prompts (measured: ~140 CPU-s on one thread): 4 points, not 6
         curve_every=75,
     ),
