@@ -247,12 +247,11 @@ def _train(config, run, precision, tokenizer, data: GrpoData, args, progress, ex
 def _grpo_args(config: TrainConfig, precision, output_dir: Path):
     from trl import GRPOConfig
 
+    from reasonlens.train.run import trainer_arguments
+
     per_step = config.completions_per_step
     return GRPOConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps if config.max_steps is not None else -1,
-        per_device_train_batch_size=config.batch_size,
+        **trainer_arguments(config, precision, output_dir),
         # one optimizer step = one generation of prompts_per_step x num_generations completions
         gradient_accumulation_steps=per_step // config.batch_size,
         num_generations=config.num_generations,
@@ -264,23 +263,6 @@ def _grpo_args(config: TrainConfig, precision, output_dir: Path):
         epsilon=config.epsilon,
         loss_type=config.loss_type,
         scale_rewards=config.scale_rewards,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        seed=config.seed,
-        logging_steps=config.logging_steps,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        use_cpu=precision.device == "cpu",
-        bf16=precision.dtype == "bfloat16",
-        fp16=precision.dtype == "float16",
-        activation_checkpointing=config.gradient_checkpointing,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
         log_completions=False,
         remove_unused_columns=False,
     )

@@ -192,15 +192,14 @@ def _train(
     return TrainResult(run.path, model_dir, adapter_dir, results)
 
 
-def _training_args(config: TrainConfig, precision: Precision, output_dir: Path):
-    from trl import SFTConfig
-
-    return SFTConfig(
+def trainer_arguments(config: TrainConfig, precision: Precision, output_dir: Path) -> dict:
+    """The transformers Trainer arguments every reasonlens trainer (SFT, GRPO) shares: the
+    schedule, checkpoints, precision and quiet logging."""
+    return dict(
         output_dir=str(output_dir),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps if config.max_steps is not None else -1,
         per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
@@ -218,6 +217,15 @@ def _training_args(config: TrainConfig, precision: Precision, output_dir: Path):
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+    )
+
+
+def _training_args(config: TrainConfig, precision: Precision, output_dir: Path):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **trainer_arguments(config, precision, output_dir),
+        gradient_accumulation_steps=config.gradient_accumulation,
         # Our dataset is already tokenised, labelled and length-checked (see train.data).
         dataset_kwargs={"skip_prepare_dataset": True},
         max_length=None,
