@@ -29,6 +29,7 @@ largest change it makes is reported.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -201,14 +202,16 @@ class _Patches:
         e = pair[r]
         hd = self.head_dim
 
-        def fn(x: torch.Tensor, _ctx: ForwardContext) -> torch.Tensor:
+        def fn(x: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+            # positions are absolute; a run that continues a cached prefix starts at ctx.offset
             x = x.clone(memory_format=torch.contiguous_format)
             s = src.to(x.device, x.dtype)
+            col = p - ctx.offset
             if per_head:
                 view, sv = x.view(*x.shape[:-1], -1, hd), s.view(*s.shape[:-1], -1, hd)
-                view[r, p, h] = sv[e, p, h]
+                view[r, col, h] = sv[e, p, h]
             else:
-                x[r, p] = s[e, p]
+                x[r, col] = s[e, p]
             return x
 
         return fn
@@ -226,17 +229,70 @@ def patched_metric(
     bar: Progress | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The metric [rows] and logits [rows, vocab] of `target` runs (row i: ``target[pair[i]]``)
-    with row i's cells patched from `source` (site name -> [pairs, n, width])."""
+    with row i's cells patched from `source` (site name -> [pairs, n, width]).
+
+    A patch at position p changes nothing before p (causal attention), so rows are grouped by
+    their first patched position s and run from s on, continuing the KV cache of the target's
+    first s tokens (computed once per group): half the tokens of the full runs, on average,
+    for a grid of single-position cells."""
     patches = _Patches(model, source)
-    values, logits = [], []
-    for lo in range(0, len(rows), batch_size):
-        hi = min(lo + batch_size, len(rows))
-        out, _ = _forward(model, target[pair[lo:hi]], patches.hooks(rows[lo:hi], pair[lo:hi]), read)
-        values.append(apply_metric(metric, out, pair[lo:hi]))
-        logits.append(out)
-        if bar is not None:
-            bar.advance(hi - lo)
-    return torch.cat(values), torch.cat(logits)
+    values = torch.empty(len(rows), dtype=torch.float64)
+    logits = torch.empty(len(rows), model.vocab_size)
+    starts = torch.tensor([min((c.position for c in cells), default=0) for cells in rows])
+    starts = starts.clamp(max=read)  # a patch after the read position changes nothing
+    for start in starts.unique().tolist():
+        group = torch.nonzero(starts == start).flatten()
+        prefix = _prefix_cache(model, target, start)
+        for lo in range(0, len(group), batch_size):
+            idx = group[lo : lo + batch_size]
+            chunk_rows = [rows[i] for i in idx.tolist()]
+            out = _continue(
+                model, target, pair[idx], start, prefix, read, patches.hooks(chunk_rows, pair[idx])
+            )
+            values[idx] = apply_metric(metric, out, pair[idx])
+            logits[idx] = out
+            if bar is not None:
+                bar.advance(len(idx))
+    return values, logits
+
+
+@torch.inference_mode()
+def _prefix_cache(model: LoadedModel, target: torch.Tensor, start: int):
+    """The KV cache of every pair's first `start` target tokens (None for start 0)."""
+    if start == 0:
+        return None
+    ids = target[:, :start].to(model.device)
+    return model.hf(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+
+
+@torch.inference_mode()
+def _continue(
+    model: LoadedModel,
+    target: torch.Tensor,
+    pair: torch.Tensor,
+    start: int,
+    prefix,
+    read: int,
+    hooks: list,
+) -> torch.Tensor:
+    """Logits [rows, vocab] at `read` of each row's target run from token `start` on, after a
+    copy of the prefix cache narrowed to the rows' pairs."""
+    ids = target[pair, start:].to(model.device)
+    cache = None
+    if prefix is not None:
+        cache = copy.deepcopy(prefix)
+        cache.batch_select_indices(pair.to(model.device))
+    mask = torch.ones(len(pair), target.shape[1], dtype=torch.long, device=model.device)
+    keep = torch.tensor([read - start], device=model.device)
+    with site_hooks(model, hooks):
+        out = model.hf(
+            input_ids=ids,
+            attention_mask=mask,
+            past_key_values=cache,
+            use_cache=cache is not None,
+            logits_to_keep=keep,
+        ).logits
+    return out[:, -1].float().cpu()
 
 
 @dataclass
