@@ -1,1 +1,3 @@
-"""Analyses: extraction rate (logit lens), information flow, key masking, probes."""
+"""Analyses: extraction rate (logit lens), information flow, key masking, probes; the causal
+toolkit: directions (difference in means) and their selection, steering, ablation, patching,
+similarity (CKA)."""
