@@ -124,7 +124,7 @@ class Directions:
     def per_example(self) -> dict[str, torch.Tensor]:
         """The vectors themselves (a direction has no per-example values): what a later stage
         needs to steer or ablate with."""
-        out = {"raw": self.raw, "mean_a": self.mean_a, "mean_b": self.mean_b}
+        out = {"raw": self.raw, "unit": self.unit, "mean_a": self.mean_a, "mean_b": self.mean_b}
         if self.shuffled is not None:
             out["shuffled"] = self.shuffled
         return {k: v.contiguous() for k, v in out.items()}
