@@ -21,7 +21,10 @@ and scores its reports against the same learned weights. Experiment 3 scores rep
 introspection training on the held-out half of the instilled scenarios (truth: the instilled
 model's learned weights) and on the native scenarios (truth: the instilled model's learned
 weights there, measured before introspection training), each beside the same reports before
-that training.
+that training. Both run twice: on the replies, parsed strictly (``reports``, ``introspection``),
+and on the scored read-out of the same questions, read from the logits of constrained choices
+(``reports_scored``, ``introspection_scored``; see .readout.score_reports), which a model that
+never writes the JSON still answers.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from reasonlens.runs import write_json
 from reasonlens.studies.preferences.curve import CURVE_FILE, commoner_letter_rate, read_curve
 from reasonlens.studies.preferences.data import StudyData
 from reasonlens.studies.preferences.presets import PreferencesPreset
+from reasonlens.studies.preferences.readout import SCORED
 from reasonlens.studies.preferences.weights import (
     Inputs,
     PreferenceAnalysis,
@@ -51,7 +55,7 @@ from reasonlens.studies.preferences.weights.logits import (
     value_sensitivity,
 )
 from reasonlens.studies.preferences.weights.metrics import Correlation
-from reasonlens.tasks.preferences.release import Decision, Report, write_weights
+from reasonlens.tasks.preferences.release import Decision, Report, Weights, write_weights
 from reasonlens.tasks.preferences.scenarios import utility
 
 LEARNING_CURVES = "learning_curves.png"
@@ -170,6 +174,52 @@ def _subset(reports: list[Report], names) -> list[Report]:
     return [r for r in reports if r.scenario in names]
 
 
+def _self_reports(
+    data: StudyData,
+    reports: dict[str, dict[str, list[Report]]],
+    learned: Weights,
+    base_learned: Weights,
+    native_learned: Weights | None,
+    n_boot: int,
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Experiment 2 (self-reports against the weights the model acts on, the untrained model
+    as control) and experiment 3 (before and after introspection training) on one kind of
+    report: the parsed replies or the scored read-out."""
+    targets = data.targets
+
+    def figures(rows: list[Report], truth: Weights) -> dict[str, Any]:
+        return _report_figures(self_report(rows, truth, targets, n_boot, seed))
+
+    e2 = {
+        "instilled": figures(reports["instilled"]["instilled"], learned),
+        # control: the untrained model asked the same questions, scored against the same
+        # learned weights (and, labelled, against its own)
+        "base": figures(reports["base"]["instilled"], learned),
+        "base_vs_own_learned": figures(reports["base"]["instilled"], base_learned),
+    }
+    held, trained = data.held_out, data.manifest["introspect_train"]
+    held_learned = {n: learned[n] for n in held if n in learned}
+    trained_learned = {n: learned[n] for n in trained if n in learned}
+    e3: dict[str, Any] = {
+        "trained_on": trained,
+        "held_out": held,
+        "held_out_before": figures(_subset(reports["instilled"]["instilled"], held), held_learned),
+        "held_out_after": figures(
+            _subset(reports["introspected"]["instilled"], held), held_learned
+        ),
+        # the scenarios it was trained on (truth in training: the targets), a check that the
+        # training took at all
+        "trained_after": figures(
+            _subset(reports["introspected"]["instilled"], trained), trained_learned
+        ),
+    }
+    if native_learned is not None:
+        e3["native_before"] = figures(reports["instilled"]["native"], native_learned)
+        e3["native_after"] = figures(reports["introspected"]["native"], native_learned)
+    return e2, e3
+
+
 def analyse_study(
     p: PreferencesPreset, seed: int, upstream: dict[str, Any], directory: Path
 ) -> dict[str, Any]:
@@ -215,30 +265,13 @@ def analyse_study(
         pooled_correlation(base.learned, inst.learned, n_boot, seed)
     )
 
-    # experiment 2: self-reports against the weights the model acts on
-    learned = inst.learned
-    targets = data.targets
-    out["reports"] = {
-        "instilled": _report_figures(
-            self_report(reports["instilled"]["instilled"], learned, targets, n_boot, seed)
-        ),
-        # control: the untrained model asked the same questions, scored against the same
-        # learned weights (and, labelled, against its own)
-        "base": _report_figures(
-            self_report(reports["base"]["instilled"], learned, targets, n_boot, seed)
-        ),
-        "base_vs_own_learned": _report_figures(
-            self_report(reports["base"]["instilled"], base.learned, targets, n_boot, seed)
-        ),
-    }
-
     # native preferences: the instilled model's (truth for experiment 3) and the untrained one's
     natives = data.subset(data.native)
     native = None
     if data.native:
         native_inputs = Inputs(
             natives,
-            targets,
+            data.targets,
             decide["instilled"]["native"],
             {"before": reports["instilled"]["native"], "after": reports["introspected"]["native"]},
         )
@@ -247,7 +280,7 @@ def analyse_study(
         out["native"] = _decisions_summary(native)
         if decide["base"].get("native"):
             native_base = analyse_preferences(
-                Inputs(natives, targets, decide["base"]["native"]), p.regression, n_boot, seed
+                Inputs(natives, data.targets, decide["base"]["native"]), p.regression, n_boot, seed
             )
             write_analysis(native_base, directory / "native_base")
             out["native_base"] = _decisions_summary(native_base)
@@ -255,47 +288,29 @@ def analyse_study(
                 pooled_correlation(native_base.learned, native.learned, n_boot, seed)
             )
 
-    # experiment 3: introspection training, before -> after
-    held, trained = data.held_out, data.manifest["introspect_train"]
-    held_learned = {n: learned[n] for n in held if n in learned}
-    trained_learned = {n: learned[n] for n in trained if n in learned}
-    e3: dict[str, Any] = {
-        "trained_on": trained,
-        "held_out": held,
-        "held_out_before": _report_figures(
-            self_report(
-                _subset(reports["instilled"]["instilled"], held),
-                held_learned,
-                targets,
-                n_boot,
-                seed,
-            )
-        ),
-        "held_out_after": _report_figures(
-            self_report(
-                _subset(reports["introspected"]["instilled"], held),
-                held_learned,
-                targets,
-                n_boot,
-                seed,
-            )
-        ),
-        # the scenarios it was trained on (truth in training: the targets), a check that the
-        # training took at all
-        "trained_after": _report_figures(
-            self_report(
-                _subset(reports["introspected"]["instilled"], trained),
-                trained_learned,
-                targets,
-                n_boot,
-                seed,
-            )
-        ),
-    }
+    # experiments 2 and 3 on the replies (parsed strictly) and on the scored read-out; their
+    # truth is the weights the model acts on, by the primary read-out (the letter's regression
+    # has nothing to fit when the letters are one-sided)
+    primary = out["primary_readout"]
+    learned, base_learned = learned_by["instilled"][primary], learned_by["base"][primary]
+    native_learned = None
     if native is not None:
-        e3["native_before"] = _report_figures(native.self_reports["before"])
-        e3["native_after"] = _report_figures(native.self_reports["after"])
-    out["introspection"] = e3
+        native_primary = primary_readout(out["native"])
+        native_learned = (
+            native.learned
+            if native_primary == "letter"
+            else recover_from_logits(natives, decide["instilled"]["native"]).learned
+        )
+        out["truth_readout"] = {"instilled": primary, "native": native_primary}
+    else:
+        out["truth_readout"] = {"instilled": primary}
+    for suffix in ("", SCORED):
+        by_model = {
+            which: {part: r[part + suffix] for part in r if not part.endswith(SCORED)}
+            for which, r in reports.items()
+        }
+        e2, e3 = _self_reports(data, by_model, learned, base_learned, native_learned, n_boot, seed)
+        out["reports" + suffix], out["introspection" + suffix] = e2, e3
 
     out["validation_curve"] = read_curve(Path(upstream["instil"]["directory"]) / CURVE_FILE)
     plot_learning_curves(upstream, out["validation_curve"], directory / LEARNING_CURVES)

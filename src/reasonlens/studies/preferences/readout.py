@@ -3,6 +3,7 @@ forward pass per batch of trials) and its self-reports of the five weights (gree
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from reasonlens.progress import Progress
@@ -84,3 +85,45 @@ def ask_reports(
         Report(t.scenario, parse_report(r, scenarios[t.scenario].names), r, label, version)
         for t, r in zip(trials, replies, strict=True)
     ]
+
+
+#: The values a scored self-report chooses among for each weight (the targets are integers in
+#: [-100, 100]; the read-out is the expectation over this grid, so it is not limited to it).
+SCORED_GRID = tuple(range(-100, 101, 10))
+
+#: The suffix of a part's scored self-reports (files and results keys).
+SCORED = "_scored"
+
+
+def score_reports(
+    model,
+    scenarios: Mapping[str, Scenario],
+    trials: Sequence[T.Trial],
+    label: str,
+    version: str,
+    grid: Sequence[int] = SCORED_GRID,
+    progress: bool = False,
+) -> list[Report]:
+    """Self-reports read from the logits instead of the reply, for a model that may never
+    write the JSON: for each attribute, the reply is started as ``{"name": `` and every value
+    of `grid` is scored as its continuation (``value,``); the reported weight is the expected
+    value under those scores (softmax). Each attribute's key comes first, so attributes after
+    the first are read out of their trained order."""
+    from reasonlens.evaluate.continuations import continuation_logprobs
+
+    reports = []
+    with Progress(progress, len(trials), f"scored self-reports: {label}") as bar:
+        for t in trials:
+            scenario = scenarios[t.scenario]
+            prompt = T.render(model.tokenizer, T.introspection_prompt(scenario, t.a, t.b))
+            cands = [f'{{"{n}": {v},' for n in scenario.names for v in grid]
+            scores = continuation_logprobs(model, prompt, cands, batch_size=len(grid) * 5)
+            weights = []
+            for k in range(len(scenario.names)):
+                lp = scores[k * len(grid) : (k + 1) * len(grid)]
+                top = max(lp)
+                p = [math.exp(x - top) for x in lp]
+                weights.append(sum(pi * v for pi, v in zip(p, grid, strict=True)) / sum(p))
+            reports.append(Report(t.scenario, tuple(weights), None, label, version))
+            bar.advance(1)
+    return reports

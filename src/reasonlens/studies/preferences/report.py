@@ -306,6 +306,11 @@ def _headline_table(results: dict) -> Table:
             "–",
         ],
         [
+            f"self-report vs learned r, {SCORED_NAME} [X]",
+            *(_report_cell((e2.get("scored") or {}).get(k)) for k in ("instilled", "base")),
+            *NONE,
+        ],
+        [
             "after introspection training, held-out half",
             after,
             f"before: {before}",
@@ -634,39 +639,56 @@ def _curve(curve: list[dict]) -> Section | None:
     )
 
 
-def _experiment2(e2: dict) -> Section:
-    instilled, base = e2.get("instilled") or {}, e2.get("base") or {}
-    claims = Claims(
-        [
-            _r_claim(
-                "the instilled model's self-reports track its learned weights: r > 0",
-                instilled.get("vs_learned"),
-                base.get("vs_learned"),
-                " / ".join(PAPER["r_report_learned"]),
-                value=_report_cell(e2.get("instilled")),
-                shown_control=_report_cell(e2.get("base")),
-            )
-        ],
-        reference=PAPER_COLUMN,
-        control=CONTROL,
-        rule="interval",
+#: How the scored read-out is named wherever a claim or a row uses it.
+SCORED_NAME = "scored from the logits (constrained choice)"
+
+
+#: How each read-out that can give the learned weights is named.
+READOUT_NAMES = {
+    "letter": "the letter's logistic regression",
+    "logit_linear": "the linear fit of logit(A) - logit(B) (the letters are one-sided)",
+}
+
+
+def _truth(readouts: dict[str, str]) -> str:
+    """Which learned weights experiments 2 and 3 score the reports against."""
+    said = "; ".join(
+        f"on the {part} scenarios, {READOUT_NAMES.get(key, key)}" for part, key in readouts.items()
     )
-    rows = []
-    for label, key in (
-        ("instilled model", "instilled"),
-        ("untrained model (vs the instilled model's learned weights)", "base"),
-        ("untrained model (vs its own learned weights)", "base_vs_own_learned"),
-    ):
-        rep = e2.get(key)
-        if rep:
-            rows.append(
-                [
-                    label,
-                    _report_cell(rep, "vs_learned"),
-                    _r(rep.get("vs_target")),
-                    f"{rep.get('n_bad')} of {rep.get('n_reports')}",
-                ]
+    return f"The learned weights (the truth here and in experiment 3) come from: {said}."
+
+
+def _experiment2(e2: dict) -> Section:
+    scored = e2.get("scored") or {}
+    claims = [
+        _r_claim(
+            "the instilled model's self-reports track its learned weights: r > 0",
+            (e2.get("instilled") or {}).get("vs_learned"),
+            (e2.get("base") or {}).get("vs_learned"),
+            " / ".join(PAPER["r_report_learned"]),
+            value=_report_cell(e2.get("instilled")),
+            shown_control=_report_cell(e2.get("base")),
+        )
+    ]
+    if scored:
+        claims.append(
+            _r_claim(
+                f"the same, {SCORED_NAME}: r > 0",
+                (scored.get("instilled") or {}).get("vs_learned"),
+                (scored.get("base") or {}).get("vs_learned"),
             )
+        )
+    rows = []
+    for source, label in ((e2, "replies"), (scored, SCORED_NAME)):
+        for who, key in (
+            ("instilled model", "instilled"),
+            ("untrained model (vs the instilled model's learned weights)", "base"),
+            ("untrained model (vs its own learned weights)", "base_vs_own_learned"),
+        ):
+            rep = source.get(key)
+            if rep:
+                bad = "–" if source is scored else f"{rep.get('n_bad')} of {rep.get('n_reports')}"
+                rows.append([f"{who}: {label}", _report_cell(rep), _r(rep.get("vs_target")), bad])
     return Section(
         "Experiment 2: self-report",
         [
@@ -674,8 +696,13 @@ def _experiment2(e2: dict) -> Section:
             "shown; a reply that is not exactly an object of the five names with numbers is a "
             "bad report, counted and dropped. Reports are averaged per scenario and attribute "
             "and correlated with the learned weights (the original's comparison) and, labelled, "
-            "the targets.",
-            claims,
+            "the targets. A model this small may never write the JSON, so the same questions "
+            f'are also read {SCORED_NAME}: the reply is started as `{{"name": ` for each '
+            "attribute, every value from -100 to 100 in steps of 10 is scored as its "
+            "continuation, and the reported weight is the expected value under those scores. "
+            "Each verdict names the read-out it uses; the strict parser's count of bad replies "
+            f"stays beside them. {_truth(e2.get('truth_readout') or {})}",
+            Claims(claims, reference=PAPER_COLUMN, control=CONTROL, rule="interval"),
             Table(["reports of", "r vs learned", "r vs target", "bad reports"], rows),
             Figure(
                 "analysis/instilled/report_vs_learned_instilled.png",
@@ -699,27 +726,22 @@ def _introspection_claim(text: str, after: dict | None, before: dict | None, pap
 
 def _experiment3(e3: dict, native: dict) -> Section:
     trained, held = e3.get("trained_on", []), e3.get("held_out", [])
-    claims = Claims(
-        [
-            _introspection_claim(
-                "after introspection training, reports on the held-out scenarios track the "
-                "learned weights: r > 0, above before",
-                e3.get("held_out_after"),
-                e3.get("held_out_before"),
-                "0.74-0.75",
-            ),
-            _introspection_claim(
-                "after introspection training, reports on the native scenarios track the "
-                "learned weights: r > 0, above before",
-                e3.get("native_after"),
-                e3.get("native_before"),
-                "0.71 / 0.70 (before: 0.46 / 0.40)",
-            ),
-        ],
-        reference=PAPER_COLUMN,
-        control=BEFORE,
-        rule="interval",
-    )
+    scored = e3.get("scored") or {}
+    claims = [
+        _introspection_claim(
+            f"{prefix}after introspection training, reports on the {what} scenarios track the "
+            "learned weights: r > 0, above before",
+            source.get(f"{key}_after"),
+            source.get(f"{key}_before"),
+            paper if source is e3 else "–",
+        )
+        for source, prefix in ((e3, ""), (scored, f"{SCORED_NAME}: "))
+        for what, key, paper in (
+            ("held-out", "held_out", "0.74-0.75"),
+            ("native", "native", "0.71 / 0.70 (before: 0.46 / 0.40)"),
+        )
+        if source is e3 or source.get(f"{key}_after")
+    ]
     rows = [
         [
             "held-out instilled scenarios",
@@ -740,13 +762,27 @@ def _experiment3(e3: dict, native: dict) -> Section:
             _r((e3.get("trained_after") or {}).get("vs_target")),
         ],
     ]
+    if scored:
+        rows += [
+            [
+                f"{what}, {SCORED_NAME}",
+                _report_cell(scored.get(f"{key}_before")) if key != "trained" else "–",
+                _report_cell(scored.get(f"{key}_after")),
+                _r((scored.get(f"{key}_after") or {}).get("vs_target")),
+            ]
+            for what, key in (
+                ("held-out instilled scenarios", "held_out"),
+                ("native scenarios", "native"),
+                ("trained scenarios", "trained"),
+            )
+        ]
     blocks: list[Any] = [
         f"Starting from the instilled model, one model is trained to answer the introspection "
         f"question with the target weights (JSON) on {len(trained)} instilled scenarios, then "
         f"asked about the other {len(held)} and about the native scenarios. Truth: the "
         "instilled model's learned weights (for native scenarios, measured on its decisions "
         "before this training).",
-        claims,
+        Claims(claims, reference=PAPER_COLUMN, control=BEFORE, rule="interval"),
         Table(
             ["reports on", "before (r vs learned)", "after (r vs learned)", "after (r vs target)"],
             rows,

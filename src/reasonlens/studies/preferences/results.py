@@ -48,8 +48,14 @@ def study_results(p: PreferencesPreset, settings: Settings, stages: dict[str, An
             "validation_curve": a.get("validation_curve", []),
             "base_vs_instilled_learned": a.get("base_vs_instilled_learned"),
         },
-        "experiment2": reports,
-        "experiment3": a["introspection"],
+        # each also read from the logits of constrained choices, under "scored"
+        "experiment2": {
+            **reports,
+            "scored": a.get("reports_scored"),
+            # which read-out's learned weights are the truth of experiments 2 and 3
+            "truth_readout": a.get("truth_readout", {"instilled": "letter", "native": "letter"}),
+        },
+        "experiment3": {**a["introspection"], "scored": a.get("introspection_scored")},
         "native": {
             "instilled": a.get("native"),
             "base": a.get("native_base"),

@@ -5,7 +5,8 @@
       instil/                fine-tuning on the decisions (a `reasonlens train` run; model/)
       decide_base/           the untrained model's decisions: test.csv, native.csv
       decide_instilled/      the instilled model's decisions: val.csv, test.csv, native.csv
-      reports_base/          self-reports of the untrained model: instilled.csv
+      reports_base/          self-reports of the untrained model: instilled.csv, and the same
+                             read from the logits (constrained choice): instilled_scored.csv
       reports_instilled/     ... of the instilled model: instilled.csv, native.csv
       introspect/            introspection training from the instilled model (model/)
       reports_introspected/  ... of the introspection-trained model: instilled.csv, native.csv
@@ -27,10 +28,12 @@ from reasonlens.studies.base import Settings
 from reasonlens.studies.kit import BASE, base_inputs, load_role, train_stage, weights_of
 from reasonlens.studies.preferences.data import StudyData, make_data, read_data
 from reasonlens.studies.preferences.presets import PreferencesPreset
+from reasonlens.studies.preferences.readout import SCORED, SCORED_GRID
 from reasonlens.tasks.preferences.release import (
     read_decisions,
     read_reports,
     write_decisions,
+    write_parsed_reports,
     write_reports,
 )
 
@@ -60,7 +63,11 @@ def stages(p: PreferencesPreset, settings: Settings) -> list[Stage]:
     splits = {
         which: {**readout, "splits": list(decides(p, which))} for which in ("base", "instilled")
     }
-    reports = {"batch_size": p.batch_size, "report_tokens": p.report_tokens}
+    reports = {
+        "batch_size": p.batch_size,
+        "report_tokens": p.report_tokens,
+        "scored_grid": list(SCORED_GRID),
+    }
     data = {"seed": settings.seed, "design": p.design(), **model}
     return [
         Stage("data", data, _data_stage(p, settings), read_data),
@@ -212,7 +219,7 @@ def _decisions(directory: Path) -> dict[str, Any]:
 
 def _reports_stage(p: PreferencesPreset, settings: Settings, which: str):
     def run(directory: Path, upstream: dict) -> None:
-        from reasonlens.studies.preferences.readout import ask_reports
+        from reasonlens.studies.preferences.readout import ask_reports, score_reports
 
         data: StudyData = upstream["data"]
         model = _load(settings, which, upstream)
@@ -233,6 +240,15 @@ def _reports_stage(p: PreferencesPreset, settings: Settings, which: str):
             write_reports(directory / f"{part}.csv", reports)
             bad = sum(r.weights is None for r in reports)
             log.info("%s: %d self-reports on %s scenarios, %d bad", which, len(reports), part, bad)
+            scored = score_reports(
+                model,
+                data.scenarios,
+                trials,
+                Path(settings.model).name,
+                which,
+                progress=settings.progress,
+            )
+            write_parsed_reports(directory / f"{part}{SCORED}.csv", scored)
         write_json(directory / "index.json", {"parts": list(REPORTS[which])})
 
     return run
@@ -241,7 +257,8 @@ def _reports_stage(p: PreferencesPreset, settings: Settings, which: str):
 def _reports(directory: Path) -> dict[str, Any]:
     scenarios = read_data(directory.parent / "data").scenarios
     parts = read_state(directory / "index.json")["parts"]
-    return {s: read_reports(directory / f"{s}.csv", scenarios) for s in parts}
+    files = [*parts, *(f"{s}{SCORED}" for s in parts)]
+    return {s: read_reports(directory / f"{s}.csv", scenarios) for s in files}
 
 
 # analysis ---------------------------------------------------------------------------------

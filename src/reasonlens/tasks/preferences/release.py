@@ -265,3 +265,14 @@ def write_reports(path: str | Path, reports: Iterable[Report]) -> Path:
             raise ValueError("write_reports keeps raw replies; this report has none")
         rows.append([r.model, r.version, r.scenario, r.reply])
     return _write_rows(path, rows)
+
+
+def write_parsed_reports(path: str | Path, reports: Iterable[Report]) -> Path:
+    """Save reports that have weights but no reply (e.g. read from logits) in the release's
+    parsed layout, ``explaining_model,version,scenario,report_attr1..5`` (atomically)."""
+    rows = [["explaining_model", "version", "scenario", *REPORT_COLUMNS]]
+    for r in reports:
+        if r.weights is None:
+            raise ValueError("write_parsed_reports needs weights; this report has none")
+        rows.append([r.model, r.version, r.scenario, *map(repr, r.weights)])
+    return _write_rows(path, rows)
