@@ -28,7 +28,9 @@ def test_scored_weights_are_the_expected_value_of_the_planted_scores(tiny_llama,
 
     monkeypatch.setattr("reasonlens.evaluate.continuations.continuation_logprobs", scores)
     trial = T.Trial(scenario.short_name, (1.0,) * 5, (2.0,) * 5, "A")
-    (report,) = readout.score_reports(tiny_llama, {scenario.short_name: scenario}, [trial], "m", "v", grid)
+    (report,) = readout.score_reports(
+        tiny_llama, {scenario.short_name: scenario}, [trial], "m", "v", grid
+    )
     assert report.weights == pytest.approx([200 * h - 100 for h in planted], abs=1e-6)
     assert report.reply is None and (report.model, report.version) == ("m", "v")
 
@@ -36,6 +38,8 @@ def test_scored_weights_are_the_expected_value_of_the_planted_scores(tiny_llama,
 def test_scored_reports_on_a_real_forward_pass_stay_in_the_grid(tiny_llama):
     scenario = next(iter(load_catalogue().values()))
     trial = T.Trial(scenario.short_name, (1.0,) * 5, (2.0,) * 5, "A")
-    (report,) = readout.score_reports(tiny_llama, {scenario.short_name: scenario}, [trial], "m", "v")
+    (report,) = readout.score_reports(
+        tiny_llama, {scenario.short_name: scenario}, [trial], "m", "v"
+    )
     assert len(report.weights) == 5
     assert all(-100 <= w <= 100 for w in report.weights)
