@@ -124,3 +124,29 @@ def test_bad_input_exit_2_nothing_written(case, tiny_dir, second_dir, tmp_path, 
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_study_with_the_backtracking_direction(tiny_dir, tmp_path, monkeypatch):
+    import dataclasses
+
+    tiny = dataclasses.replace(
+        TINY,
+        maze_train=4,
+        maze_val=2,
+        maze_test=2,
+        window=2,
+        chain_tokens=6,
+        behaviour_alphas=(-1.0, 0.0, 1.0),
+        generate_batch=8,
+    )
+    monkeypatch.setitem(presets.PRESETS, "tiny", tiny)
+    out = tmp_path / "run"
+    results = _run(tiny_dir, out, behaviour="backtracking")
+    b = results["per_model"]["model_a"]["behaviour"]
+    assert b["chosen"]["layer"] in b["layers"] and len(b["val_auc"]) == len(b["layers"])
+    s = b["steering"]
+    assert s["vectors"] == ["direction", "random 0", "random windows"]
+    assert s["n_prompts"] == 2 and 0.0 <= s["monotone_share"] <= 1.0
+    assert (out / "model_a" / "steering_backtracking.png").stat().st_size > 0
+    report = (out / "report.md").read_text()
+    assert "backtracking direction" in report

@@ -119,6 +119,22 @@ class SteeringResult:
             out.append(row)
         return out
 
+    def monotone_share(self, expect: str = "increase", vectors: Sequence[int] = (0,)) -> float:
+        """Share of bootstrap resamples of the prompts (the same prompts at every alpha) in
+        which the mean metric of `vectors` (averaged: e.g. the random controls) never falls
+        (`expect` increase; never rises: decrease) from one alpha to the next and ends higher
+        (lower) than it starts: a dose-response, not a flat line."""
+        from reasonlens.analyses.stats import resample_indices
+
+        order = np.argsort(self.alphas)
+        values = self.metric[list(vectors)].mean(0).numpy()[order]  # [alphas, prompts]
+        idx = resample_indices(values.shape[1], self.resamples, self.seed)
+        means = values[:, idx].mean(-1)  # [alphas, resamples]
+        sign = 1.0 if expect == "increase" else -1.0
+        steps = sign * np.diff(means, axis=0)
+        ok = (steps >= 0).all(axis=0) & (sign * (means[-1] - means[0]) > 0)
+        return float(ok.mean())
+
     def versus_random(self, alpha: float, expect: str = "increase"):
         """Verdict on "at `alpha` the direction moves the metric further (`expect`: increase
         or decrease) than its random controls, with 95% confidence" (report.verdicts)."""

@@ -23,6 +23,11 @@ OPTIONS = (
         "control asks for the question's first number.",
     ),
     StudyOption("layers", "Candidate layers: a range (8-20) or a list (4,8,12)."),
+    StudyOption(
+        "behaviour",
+        "backtracking: also the backtracking direction from maze search traces, steered and "
+        "scored by the maze checker (on by default with a --pair built on the maze task).",
+    ),
 )
 
 
@@ -35,7 +40,12 @@ def _check(settings: Settings) -> None:
     layers (checked against each model's depth)."""
     from reasonlens.errors import UserError
     from reasonlens.models.loading import check_model, layer_count
-    from reasonlens.studies.directions.stages import models_of, parse_layers, split_items
+    from reasonlens.studies.directions.stages import (
+        behaviour_of,
+        models_of,
+        parse_layers,
+        split_items,
+    )
 
     p = PRESETS[settings.preset]
     if settings.option("pair") and settings.option("models"):
@@ -51,6 +61,7 @@ def _check(settings: Settings) -> None:
             if n is not None:
                 parse_layers(settings.option("layers"), n)
     split_items(settings, p)  # a bad --prompts file is refused here
+    behaviour_of(settings)  # a bad --behaviour is refused here
 
 
 def _results(p: DirectionsPreset, settings: Settings, stages: dict) -> dict:

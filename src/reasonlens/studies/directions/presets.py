@@ -26,6 +26,17 @@ class DirectionsPreset:
     batch_size: int = 16
     resamples: int = 1000
     transfer: bool = True
+    # the backtracking direction (maze models): windows of `window` tokens before each
+    # backtrack in gold traces (train / val / test mazes), steered with `behaviour_alphas` on
+    # the test mazes for `chain_tokens` new tokens, `generate_batch` rows a generate call
+    window: int = 8
+    maze_train: int = 24
+    maze_val: int = 8
+    maze_test: int = 16
+    maze_rooms: tuple[int, int] = (5, 7)
+    behaviour_alphas: tuple[float, ...] = (-4.0, -2.0, 0.0, 2.0, 4.0)
+    chain_tokens: int = 160
+    generate_batch: int = 64
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,6 +60,12 @@ FULL = DirectionsPreset(
     max_new_tokens=8,
     shuffles=5,
     batch_size=64,
+    maze_train=200,
+    maze_val=50,
+    maze_test=100,
+    maze_rooms=(6, 12),
+    behaviour_alphas=(-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0),
+    chain_tokens=512,
 )
 LAYERS = DirectionsPreset(
     "layer_specific",

@@ -120,6 +120,87 @@ def _model_section(role: str, m: dict) -> Section:
     )
 
 
+def _behaviour_section(role: str, m: dict) -> Section:
+    """The backtracking direction of one model: where it is chosen, what steering it does to
+    backtracks per chain (the maze checker), and what it costs on control prompts."""
+    b = m["behaviour"]
+    steer, chosen = b["steering"], b["chosen"]
+    top = max(steer["alphas"])
+    top_row = _alpha_row(steer, top)
+    kl_top = Estimate.of(top_row["direction"].get("kl")).show(4)
+    monotone = steer["monotone_share"]
+    claims = [
+        Claim(
+            f"steering along the backtracking direction raises backtracks per chain at the "
+            f"largest alpha ({top:g})",
+            Estimate.of(top_row["direction"]["metric"]).show(),
+            _verdict(steer["versus_random_at_max_alpha"]),
+            control=f"random: {Estimate.of(top_row['random_mean']['metric']).show()}; "
+            f"random windows: "
+            f"{Estimate.of(top_row.get('random windows', {}).get('metric')).show()}",
+        ),
+        Claim(
+            "the dose-response is monotone (backtracks never fall as alpha rises, and rise "
+            "overall)",
+            f"{monotone:.0%} of resamples",
+            by_support(monotone, steer["monotone_share_random"], "the random directions"),
+            control=f"random directions: {steer['monotone_share_random']:.0%}",
+        ),
+    ]
+    dose = Table(
+        [
+            "alpha",
+            "backtracks / chain (direction)",
+            "random mean",
+            "random windows",
+            "new tokens",
+            "KL on control prompts",
+        ],
+        [
+            [
+                r["alpha"],
+                Estimate.of(r["direction"]["metric"]).show(),
+                Estimate.of(r["random_mean"]["metric"]).show(),
+                Estimate.of(r.get("random windows", {}).get("metric")).show(),
+                Estimate.of(r["direction"]["length"]).show(1),
+                Estimate.of(r["direction"].get("kl")).show(4),
+            ]
+            for r in steer["per_alpha"]
+        ],
+    )
+    auc = Table(
+        ["layer", "validation AUC", "random-window direction's AUC", "norm"],
+        [
+            [x, f"{a:.3f}", f"{c:.3f}", f"{n:.3f}"]
+            for x, a, c, n in zip(
+                b["layers"],
+                b["val_auc"],
+                b["val_auc_random_windows"],
+                b["direction_norm"],
+                strict=True,
+            )
+        ],
+    )
+    n = b["n_traces"]
+    return Section(
+        f"{m['label']} ({role}): the backtracking direction",
+        [
+            f"From {n['train']} gold maze search traces ({b['n_windows']} backtracks), the mean "
+            f"residual over the {b['window']} tokens before each backtrack minus the mean over "
+            f"every token, per candidate layer; chosen on {n['val']} validation traces by the "
+            "AUC with which its projection separates the window tokens from the rest: layer "
+            f"{chosen['layer']} (AUC {chosen['val_auc']:.3f}, norm {chosen['norm']:.3f}; KL on "
+            f"control prompts at alpha {top:g}: {kl_top}). Steered on {n['test']} held-out "
+            f"maze prompts (gold traces: {b['gold_backtracks_per_chain']:.2f} backtracks per "
+            "chain); the checker counts backtracks in each chain.",
+            Claims(claims, reference=None, control="control"),
+            dose,
+            auc,
+            Figure(f"{role}/steering_backtracking.png", f"backtracking steering, {m['label']}"),
+        ],
+    )
+
+
 def _comparison_section(c: dict) -> Section:
     blocks: list[Any] = []
     claims = []
@@ -246,7 +327,11 @@ def summary_figure(run: RunDir, results: dict) -> str:
 
 def directions_report(run: RunDir, results: dict, stages: dict) -> Report:
     png = summary_figure(run, results)
-    sections = [_model_section(role, m) for role, m in results["per_model"].items()]
+    sections = []
+    for role, m in results["per_model"].items():
+        sections.append(_model_section(role, m))
+        if m.get("behaviour"):
+            sections.append(_behaviour_section(role, m))
     if results.get("comparison"):
         sections.append(_comparison_section(results["comparison"]))
     pr = results["prompts"]

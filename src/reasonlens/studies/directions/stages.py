@@ -34,6 +34,7 @@ from reasonlens.tasks.reasoning.contrast import (
 SITE = "resid_post"
 ROLES = ("model_a", "model_b")
 MIN_USER_ITEMS = 8
+BEHAVIOURS = ("backtracking",)
 
 
 # ----------------------------------------------------------------------------- settings
@@ -62,6 +63,24 @@ def models_of(settings: Settings) -> list[tuple[str, str]]:
             raise UserError(f"--models names {names[0]} twice: give two different models")
         return [(n, Path(n).name) for n in names]
     return [(settings.model, Path(settings.model).name)]
+
+
+def behaviour_of(settings: Settings) -> str | None:
+    """Which behaviour direction the study adds: "backtracking" with --behaviour backtracking
+    or a pair built on the maze task (its models write search traces), else None."""
+    given = settings.option("behaviour")
+    if given:
+        if given not in BEHAVIOURS:
+            raise UserError(f"--behaviour {given!r}: valid: {', '.join(BEHAVIOURS)}")
+        return given
+    pair = settings.option("pair")
+    if pair and (Path(pair) / "pair.json").is_file():
+        try:
+            task = json.loads((Path(pair) / "pair.json").read_text()).get("task")
+        except ValueError:
+            task = None
+        return "backtracking" if task == "maze" else None
+    return None
 
 
 def parse_layers(spec: str | None, n_layers: int) -> list[int] | None:
@@ -413,6 +432,11 @@ def analyse_model(
     abl["metric"] = "computation score: logit(answer) - logit(first number), last prompt token"
     abl["versus_random"] = _verdict(ablation.versus_random("decrease"))
     sweep.plot(directory / "steering.png", f"Steering at layer {layer}: {label}")
+    behaviour = None
+    if behaviour_of(settings) == "backtracking":
+        from reasonlens.studies.directions.behaviour import behaviour_directions
+
+        behaviour = behaviour_directions(model, p, layers, test.control, settings, directory)
     record = {
         "label": label,
         "source": source,
@@ -433,6 +457,7 @@ def analyse_model(
         "concentration": concentration,
         "steering": steer,
         "ablation": abl,
+        "behaviour": behaviour,
     }
     return ModelAnalysis(record, {"raw": raw, "shuffled": shuffled})
 
@@ -590,7 +615,12 @@ def _fingerprints(settings: Settings) -> dict[str, str]:
 def stages(p: DirectionsPreset, settings: Settings) -> list[Stage]:
     models = models_of(settings)
     weights = _fingerprints(settings)
-    common = {"preset": p.to_dict(), "seed": settings.seed, "layers": settings.option("layers")}
+    common = {
+        "preset": p.to_dict(),
+        "seed": settings.seed,
+        "layers": settings.option("layers"),
+        "behaviour": behaviour_of(settings),
+    }
 
     def prompts(directory: Path, upstream: dict) -> None:
         directory.mkdir(parents=True, exist_ok=True)
