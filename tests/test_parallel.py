@@ -72,3 +72,12 @@ def test_eval_two_processes_write_the_one_process_results(tiny_dir, bw_file, tmp
     assert a == b
     rows = [json.loads(x) for x in (two / "examples.jsonl").read_text().splitlines()]
     assert [r["index"] for r in rows] == list(range(16))
+
+
+def test_a_study_under_a_launch_is_refused_before_writing(tiny_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "study"
+    argv = ["study", "preferences", "-m", tiny_dir, "-o", out, "--quiet"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "one of 2 launched processes" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()

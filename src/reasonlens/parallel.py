@@ -125,6 +125,19 @@ def process_device(world: World, device: str | None) -> str | None:
     return device
 
 
+def refuse_launch(what: str) -> None:
+    """A study's stages (data, training, read-outs, analyses) run in one process: under a
+    launch of several, each process would run every stage into the same run directory."""
+    n = launched_size()
+    if n > 1:
+        raise UserError(
+            f"the {what} study runs in one process, but this is one of {n} launched processes: "
+            "run it without accelerate launch (its training stages use every local device "
+            "through --device); `reasonlens train`, `trace` and `eval` are the commands that "
+            "split across processes"
+        )
+
+
 def refuse_sharding(world: World, device_map: str | None) -> None:
     """A model sharded across devices and a job of several processes do not mix here."""
     if world.parallel and device_map:

@@ -33,11 +33,13 @@ def _study_command(app: typer.Typer, name: str) -> None:
     ) -> None:
         from rich.console import Console
 
+        from reasonlens.parallel import refuse_launch
         from reasonlens.runs import check_out
         from reasonlens.studies import Settings
         from reasonlens.studies.base import finish_study, open_study
 
         check_out(out)  # a bad --out fails first, before anything is read or written
+        refuse_launch(name)
 
         settings = Settings(
             preset=preset,
