@@ -20,6 +20,32 @@ def _alpha_row(steer: dict, alpha: float) -> dict:
     return next(r for r in steer["per_alpha"] if r["alpha"] == alpha)
 
 
+def _dose_table(steer: dict, metric: str, control: str) -> Table:
+    """A steering sweep per alpha: the metric for the direction, its random controls and the
+    named control vector, the completion length and the KL on control prompts."""
+    return Table(
+        [
+            "alpha",
+            f"{metric} (direction)",
+            f"{metric} (random mean)",
+            f"{metric} ({control})",
+            "new tokens",
+            "KL on control prompts",
+        ],
+        [
+            [
+                r["alpha"],
+                Estimate.of(r["direction"]["metric"]).show(),
+                Estimate.of(r["random_mean"]["metric"]).show(),
+                Estimate.of(r.get(control, {}).get("metric")).show(),
+                Estimate.of(r["direction"]["length"]).show(1),
+                Estimate.of(r["direction"].get("kl")).show(4),
+            ]
+            for r in steer["per_alpha"]
+        ],
+    )
+
+
 def _model_section(role: str, m: dict) -> Section:
     chosen, conc, steer, abl = m["chosen"], m["concentration"], m["steering"], m["ablation"]
     top = max(steer["alphas"])
@@ -69,27 +95,7 @@ def _model_section(role: str, m: dict) -> Section:
             + Estimate.of(abl["vectors"].get("shuffled labels", {}).get("effect")).show(),
         ),
     ]
-    dose = Table(
-        [
-            "alpha",
-            "solved (direction)",
-            "solved (random mean)",
-            "solved (shuffled labels)",
-            "new tokens",
-            "KL on control prompts",
-        ],
-        [
-            [
-                r["alpha"],
-                Estimate.of(r["direction"]["metric"]).show(),
-                Estimate.of(r["random_mean"]["metric"]).show(),
-                Estimate.of(r.get("shuffled labels", {}).get("metric")).show(),
-                Estimate.of(r["direction"]["length"]).show(1),
-                Estimate.of(r["direction"].get("kl")).show(4),
-            ]
-            for r in steer["per_alpha"]
-        ],
-    )
+    dose = _dose_table(steer, "solved", "shuffled labels")
     layers = Table(
         ["layer", "addition effect", "shuffled-label addition", "ablation score", "KL (ablated)"],
         [
@@ -147,27 +153,7 @@ def _behaviour_section(role: str, m: dict) -> Section:
             control=f"random directions: {steer['monotone_share_random']:.0%}",
         ),
     ]
-    dose = Table(
-        [
-            "alpha",
-            "backtracks / chain (direction)",
-            "random mean",
-            "random windows",
-            "new tokens",
-            "KL on control prompts",
-        ],
-        [
-            [
-                r["alpha"],
-                Estimate.of(r["direction"]["metric"]).show(),
-                Estimate.of(r["random_mean"]["metric"]).show(),
-                Estimate.of(r.get("random windows", {}).get("metric")).show(),
-                Estimate.of(r["direction"]["length"]).show(1),
-                Estimate.of(r["direction"].get("kl")).show(4),
-            ]
-            for r in steer["per_alpha"]
-        ],
-    )
+    dose = _dose_table(steer, "backtracks / chain", "random windows")
     auc = Table(
         ["layer", "validation AUC", "random-window direction's AUC", "norm"],
         [
