@@ -150,3 +150,5 @@ def test_study_with_the_backtracking_direction(tiny_dir, tmp_path, monkeypatch):
     assert (out / "model_a" / "steering_backtracking.png").stat().st_size > 0
     report = (out / "report.md").read_text()
     assert "backtracking direction" in report
+    # a random model writes no search: no condition has a backtrack, so no verdict is given
+    assert "not measurable (every chain of every condition (18: direction and controls at" in report

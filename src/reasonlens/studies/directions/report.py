@@ -126,6 +126,28 @@ def _model_section(role: str, m: dict) -> Section:
     )
 
 
+def constant_sweep(steer: dict, what: str) -> str | None:
+    """Why a sweep cannot be judged, when every condition (the direction and every control at
+    every alpha) gave the same value on every prompt (each mean equal, each interval of zero
+    width); None otherwise."""
+    cells = [
+        row[name]["metric"]
+        for row in steer["per_alpha"]
+        for name in steer["vectors"]
+        if name in row
+    ]
+    first = cells[0]["value"] if cells else None
+    if first is None or any(
+        (c["value"], c["low"], c["high"]) != (first, first, first) for c in cells
+    ):
+        return None
+    n = steer["n_prompts"] * len(cells)
+    return (
+        f"every chain of every condition ({n}: direction and controls at every alpha) has "
+        f"{first:g} {what}"
+    )
+
+
 def _behaviour_section(role: str, m: dict) -> Section:
     """The backtracking direction of one model: where it is chosen, what steering it does to
     backtracks per chain (the maze checker), and what it costs on control prompts."""
@@ -135,12 +157,15 @@ def _behaviour_section(role: str, m: dict) -> Section:
     top_row = _alpha_row(steer, top)
     kl_top = Estimate.of(top_row["direction"].get("kl")).show(4)
     monotone = steer["monotone_share"]
+    degenerate = constant_sweep(steer, "backtracks")
     claims = [
         Claim(
             f"steering along the backtracking direction raises backtracks per chain at the "
             f"largest alpha ({top:g})",
             Estimate.of(top_row["direction"]["metric"]).show(),
-            _verdict(steer["versus_random_at_max_alpha"]),
+            not_measurable(degenerate)
+            if degenerate
+            else _verdict(steer["versus_random_at_max_alpha"]),
             control=f"random: {Estimate.of(top_row['random_mean']['metric']).show()}; "
             f"random windows: "
             f"{Estimate.of(top_row.get('random windows', {}).get('metric')).show()}",
@@ -149,7 +174,9 @@ def _behaviour_section(role: str, m: dict) -> Section:
             "the dose-response is monotone (backtracks never fall as alpha rises, and rise "
             "overall)",
             f"{monotone:.0%} of resamples",
-            by_support(monotone, steer["monotone_share_random"], "the random directions"),
+            not_measurable(degenerate)
+            if degenerate
+            else by_support(monotone, steer["monotone_share_random"], "the random directions"),
             control=f"random directions: {steer['monotone_share_random']:.0%}",
         ),
     ]
