@@ -43,3 +43,21 @@ def test_scored_reports_on_a_real_forward_pass_stay_in_the_grid(tiny_llama):
     )
     assert len(report.weights) == 5
     assert all(-100 <= w <= 100 for w in report.weights)
+
+
+def test_a_preset_without_the_scored_read_out_writes_and_reports_none(
+    tiny_dir, preferences_tiny_preset, tmp_path, monkeypatch
+):
+    import dataclasses
+
+    from reasonlens.studies import Settings, get_study, run_study
+    from reasonlens.studies.preferences import presets
+
+    preset = dataclasses.replace(preferences_tiny_preset, scored_reports=False)
+    monkeypatch.setitem(presets.PRESETS, "tiny", preset)
+    out = tmp_path / "run"
+    results = run_study(get_study("preferences"), Settings("tiny", tiny_dir, progress=False), out)
+    assert results["experiment2"]["scored"] is None
+    assert results["experiment3"]["scored"] is None
+    assert not list(out.glob("reports_*/*_scored.csv"))
+    assert "constrained choice): r > 0" not in (out / "report.md").read_text()

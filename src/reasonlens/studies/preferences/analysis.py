@@ -304,7 +304,8 @@ def analyse_study(
         out["truth_readout"] = {"instilled": primary, "native": native_primary}
     else:
         out["truth_readout"] = {"instilled": primary}
-    for suffix in ("", SCORED):
+    scored = all(f"instilled{SCORED}" in r for r in reports.values())
+    for suffix in ("", SCORED) if scored else ("",):
         by_model = {
             which: {part: r[part + suffix] for part in r if not part.endswith(SCORED)}
             for which, r in reports.items()

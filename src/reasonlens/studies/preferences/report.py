@@ -306,11 +306,6 @@ def _headline_table(results: dict) -> Table:
             "–",
         ],
         [
-            f"self-report vs learned r, {SCORED_NAME} [X]",
-            *(_report_cell((e2.get("scored") or {}).get(k)) for k in ("instilled", "base")),
-            *NONE,
-        ],
-        [
             "after introspection training, held-out half",
             after,
             f"before: {before}",
@@ -325,6 +320,15 @@ def _headline_table(results: dict) -> Table:
             "–",
         ],
     ]
+    if e2.get("scored"):
+        rows.insert(
+            -2,
+            [
+                f"self-report vs learned r, {SCORED_NAME} [X]",
+                *(_report_cell(e2["scored"].get(k)) for k in ("instilled", "base")),
+                *NONE,
+            ],
+        )
     header = [
         "measure",
         "this run: instilled model",

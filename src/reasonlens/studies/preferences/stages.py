@@ -66,7 +66,7 @@ def stages(p: PreferencesPreset, settings: Settings) -> list[Stage]:
     reports = {
         "batch_size": p.batch_size,
         "report_tokens": p.report_tokens,
-        "scored_grid": list(SCORED_GRID),
+        "scored_grid": list(SCORED_GRID) if p.scored_reports else None,
     }
     data = {"seed": settings.seed, "design": p.design(), **model}
     return [
@@ -240,24 +240,29 @@ def _reports_stage(p: PreferencesPreset, settings: Settings, which: str):
             write_reports(directory / f"{part}.csv", reports)
             bad = sum(r.weights is None for r in reports)
             log.info("%s: %d self-reports on %s scenarios, %d bad", which, len(reports), part, bad)
-            scored = score_reports(
-                model,
-                data.scenarios,
-                trials,
-                Path(settings.model).name,
-                which,
-                progress=settings.progress,
-            )
-            write_parsed_reports(directory / f"{part}{SCORED}.csv", scored)
-        write_json(directory / "index.json", {"parts": list(REPORTS[which])})
+            if p.scored_reports:
+                scored = score_reports(
+                    model,
+                    data.scenarios,
+                    trials,
+                    Path(settings.model).name,
+                    which,
+                    progress=settings.progress,
+                )
+                write_parsed_reports(directory / f"{part}{SCORED}.csv", scored)
+        write_json(
+            directory / "index.json",
+            {"parts": list(REPORTS[which]), "scored": p.scored_reports},
+        )
 
     return run
 
 
 def _reports(directory: Path) -> dict[str, Any]:
     scenarios = read_data(directory.parent / "data").scenarios
-    parts = read_state(directory / "index.json")["parts"]
-    files = [*parts, *(f"{s}{SCORED}" for s in parts)]
+    index = read_state(directory / "index.json")
+    parts = index["parts"]
+    files = [*parts, *(f"{s}{SCORED}" for s in parts if index.get("scored", True))]
     return {s: read_reports(directory / f"{s}.csv", scenarios) for s in files}
 
 
