@@ -81,3 +81,20 @@ def test_counts_backtracks_with_the_checker():
     got = B.count_backtracks(texts, [t.maze for t in traces])
     assert got.tolist() == [len(t.backtracks) for t in traces]
     assert B.count_backtracks(["no search here"], [traces[0].maze]).tolist() == [0]
+
+
+def test_rescored_scores_each_completion_with_its_prompt_index():
+    texts = [[["a", "bb"], ["ccc", "d"]]]  # [vectors][alphas][prompts]
+    sweep = SteeringResult(
+        "layers.0.resid_post",
+        [0.0, 1.0],
+        ["direction"],
+        torch.zeros(1, 2, 2, dtype=torch.float64),
+        torch.zeros(1, 2, 2),
+        None,
+        texts,
+        1.0,
+    )
+    got = sweep.rescored(lambda i, text: 10.0 * i + len(text)).metric
+    assert got.dtype == torch.float64
+    assert got.tolist() == [[[1.0, 12.0], [3.0, 11.0]]]

@@ -17,6 +17,7 @@ direction against the mean of its random controls, paired on the same resamples.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -118,6 +119,13 @@ class SteeringResult:
                 )
             out.append(row)
         return out
+
+    def rescored(self, score: Callable[[int, str], float]) -> SteeringResult:
+        """The same sweep with its metric from `score(prompt index, completion)`: for a
+        checker that needs each prompt's own problem (the answer, the maze), which the
+        sweep's `behaviour(text)` does not see."""
+        values = [[[score(i, t) for i, t in enumerate(row)] for row in v] for v in self.texts]
+        return dataclasses.replace(self, metric=torch.tensor(values, dtype=torch.float64))
 
     def monotone_share(self, expect: str = "increase", vectors: Sequence[int] = (0,)) -> float:
         """Share of bootstrap resamples of the prompts (the same prompts at every alpha) in

@@ -99,8 +99,6 @@ def behaviour_directions(
     """The backtracking direction of one model, its layer, and its steering dose-response."""
     import dataclasses
 
-    import torch
-
     from reasonlens.analyses.directions import window_contrast
     from reasonlens.analyses.steering import alpha_sweep
     from reasonlens.tasks.backtracking.traces import prompt_text
@@ -155,17 +153,13 @@ def behaviour_directions(
         resamples=p.resamples,
     )
     mazes = [t.maze for t in test]
-    counts = torch.tensor(
-        np.array([[count_backtracks(row, mazes) for row in v] for v in sweep.texts]),
-        dtype=torch.float64,
-    )
-    sweep = dataclasses.replace(sweep, metric=counts)
+    sweep = sweep.rescored(lambda i, text: count_backtracks([text], [mazes[i]])[0])
     top = max(p.behaviour_alphas)
     out = sweep.to_dict()
     out["metric"] = "backtracks per chain (the maze checker)"
     out["monotone_share"] = sweep.monotone_share("increase")
     out["monotone_share_random"] = sweep.monotone_share("increase", sweep.random)
-    out["versus_random_at_max_alpha"] = _said(sweep.versus_random(top, "increase"))
+    out["versus_random_at_max_alpha"] = dataclasses.asdict(sweep.versus_random(top, "increase"))
     out["examples"] = {str(a): sweep.texts[0][i][:2] for i, a in enumerate(sweep.alphas)}
     sweep.plot(directory / "steering_backtracking.png", f"Backtracking direction at layer {layer}")
     return {
@@ -180,7 +174,3 @@ def behaviour_directions(
         "gold_backtracks_per_chain": float(np.mean([len(t.backtracks) for t in test])),
         "steering": out,
     }
-
-
-def _said(v) -> dict:
-    return {"word": v.word, "why": v.why, "label": v.label}

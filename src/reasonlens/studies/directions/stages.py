@@ -40,20 +40,30 @@ BEHAVIOURS = ("backtracking",)
 # ----------------------------------------------------------------------------- settings
 
 
+def pair_record(settings: Settings) -> dict | None:
+    """The pair.json of --pair DIR (None without --pair), checked: it must name the
+    distilled and the RL model."""
+    pair = settings.option("pair")
+    if not pair:
+        return None
+    record = Path(pair) / "pair.json"
+    if not Path(pair).is_dir():
+        raise UserError(f"--pair {pair}: no such directory")
+    if not record.is_file():
+        raise UserError(f"--pair {pair}: no pair.json (make one with `reasonlens pair`)")
+    try:
+        data = json.loads(record.read_text())
+        str(data["distilled"]), str(data["rl"])
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{record}: not a pair record (needs 'distilled' and 'rl')") from None
+    return data
+
+
 def models_of(settings: Settings) -> list[tuple[str, str]]:
     """(source, label) of each model: --pair DIR (distilled, RL), --models A [B], or --model."""
-    pair = settings.option("pair")
-    if pair:
-        record = Path(pair) / "pair.json"
-        if not Path(pair).is_dir():
-            raise UserError(f"--pair {pair}: no such directory")
-        if not record.is_file():
-            raise UserError(f"--pair {pair}: no pair.json (make one with `reasonlens pair`)")
-        try:
-            data = json.loads(record.read_text())
-            return [(str(data["distilled"]), "distilled"), (str(data["rl"]), "RL")]
-        except (ValueError, KeyError, TypeError):
-            raise UserError(f"{record}: not a pair record (needs 'distilled' and 'rl')") from None
+    record = pair_record(settings)
+    if record is not None:
+        return [(str(record["distilled"]), "distilled"), (str(record["rl"]), "RL")]
     given = settings.option("models")
     if given:
         names = [x for x in re.split(r"[,\s]+", str(given)) if x]
@@ -69,18 +79,12 @@ def behaviour_of(settings: Settings) -> str | None:
     """Which behaviour direction the study adds: "backtracking" with --behaviour backtracking
     or a pair built on the maze task (its models write search traces), else None."""
     given = settings.option("behaviour")
-    if given:
+    if given is not None:
         if given not in BEHAVIOURS:
             raise UserError(f"--behaviour {given!r}: valid: {', '.join(BEHAVIOURS)}")
         return given
-    pair = settings.option("pair")
-    if pair and (Path(pair) / "pair.json").is_file():
-        try:
-            task = json.loads((Path(pair) / "pair.json").read_text()).get("task")
-        except ValueError:
-            task = None
-        return "backtracking" if task == "maze" else None
-    return None
+    record = pair_record(settings)
+    return "backtracking" if record is not None and record.get("task") == "maze" else None
 
 
 def parse_layers(spec: str | None, n_layers: int) -> list[int] | None:
@@ -401,15 +405,11 @@ def analyse_model(
         resamples=p.resamples,
     )
     answers = [x["answer"] for x in items["test"]]
-    scored = torch.tensor(
-        [[[solved(t, answers[i]) for i, t in enumerate(row)] for row in v] for v in sweep.texts],
-        dtype=torch.float64,
-    )
-    sweep = dataclasses.replace(sweep, metric=scored)
+    sweep = sweep.rescored(lambda i, text: solved(text, answers[i]))
     top = max(p.alphas)
     steer = sweep.to_dict()
     steer["metric"] = "solved (checker: first number written = the answer)"
-    steer["versus_random_at_max_alpha"] = _verdict(sweep.versus_random(top, "increase"))
+    steer["versus_random_at_max_alpha"] = dataclasses.asdict(sweep.versus_random(top, "increase"))
     steer["examples"] = {
         str(a): sweep.texts[0][i][:3]
         for i, a in enumerate(sweep.alphas)
@@ -430,7 +430,7 @@ def analyse_model(
     )
     abl = ablation.to_dict()
     abl["metric"] = "computation score: logit(answer) - logit(first number), last prompt token"
-    abl["versus_random"] = _verdict(ablation.versus_random("decrease"))
+    abl["versus_random"] = dataclasses.asdict(ablation.versus_random("decrease"))
     sweep.plot(directory / "steering.png", f"Steering at layer {layer}: {label}")
     behaviour = None
     if behaviour_of(settings) == "backtracking":
@@ -460,10 +460,6 @@ def analyse_model(
         "behaviour": behaviour,
     }
     return ModelAnalysis(record, {"raw": raw, "shuffled": shuffled})
-
-
-def _verdict(v) -> dict:
-    return {"word": v.word, "why": v.why, "label": v.label}
 
 
 def compare_models(
@@ -578,20 +574,15 @@ def compare_models(
             batch_size=p.batch_size,
             resamples=p.resamples,
         )
-        scored = torch.tensor(
-            [
-                [[solved(t, answers[k]) for k, t in enumerate(row)] for row in v]
-                for v in sweep.texts
-            ],
-            dtype=torch.float64,
-        )
-        sweep = dataclasses.replace(sweep, metric=scored)
+        sweep = sweep.rescored(lambda k, text: solved(text, answers[k]))
         key = f"{models[i][1]} -> {models[j][1]}"
         transfer[key] = {
             **sweep.to_dict(),
             "source_layer": src_layer,
             "target_layer": layer,
-            "versus_random_at_max_alpha": _verdict(sweep.versus_random(max(p.alphas), "increase")),
+            "versus_random_at_max_alpha": dataclasses.asdict(
+                sweep.versus_random(max(p.alphas), "increase")
+            ),
         }
     out["transfer"] = transfer
     return out

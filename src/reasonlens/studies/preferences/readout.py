@@ -117,7 +117,7 @@ def score_reports(
             scenario = scenarios[t.scenario]
             prompt = T.render(model.tokenizer, T.introspection_prompt(scenario, t.a, t.b))
             cands = [f'{{"{n}": {v},' for n in scenario.names for v in grid]
-            scores = continuation_logprobs(model, prompt, cands, batch_size=len(grid) * 5)
+            scores = continuation_logprobs(model, prompt, cands, batch_size=len(cands))
             weights = []
             for k in range(len(scenario.names)):
                 lp = scores[k * len(grid) : (k + 1) * len(grid)]
