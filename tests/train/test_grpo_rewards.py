@@ -46,13 +46,15 @@ def test_blocksworld_reward_orders_plans_as_intended():
     )
     assert BW.score(ITEM, BW.cut(longer))["goal_reached"]
     assert bw(longer) == pytest.approx(0.8)  # no optimal bonus
-    # legal but stops short of the goal: parsed + every step legal, nothing else
-    assert bw(steps[0] + "\n") == pytest.approx(0.3)
+    # legal but stops short of the goal: parsed + every step legal, no relation made yet
+    assert bw(steps[0] + "\n") == pytest.approx(0.2)
+    # red onto green: one of the two missing relations (red on green, blue on red) made
+    assert bw("\n".join(steps[:2]) + "\n") == pytest.approx(0.2 + 0.2 * 0.5)
     # first step illegal (red is on blue), the rest never runs: parsed, no legal step
     assert bw("step 1: pick-up blue\n" + "\n".join(steps[1:]) + "\n") == pytest.approx(0.1)
-    # two legal steps, then an illegal one: half of four steps legal
+    # two legal steps (red on green), then an illegal one: half of four steps legal
     half = steps[:2] + ["step 3: pick-up green", steps[3]]
-    assert bw("\n".join(half) + "\n") == pytest.approx(0.1 + 0.2 * 0.5)
+    assert bw("\n".join(half) + "\n") == pytest.approx(0.1 + 0.1 * 0.5 + 0.2 * 0.5)
     assert bw("I do not know.\n") == 0.0  # unparsed
     assert bw("") == 0.0
 

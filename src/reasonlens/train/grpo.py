@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonlens.errors import UserError
+from reasonlens.parallel import launched_size
 from reasonlens.runs import RunDir, reopen_or_refuse
 from reasonlens.tasks import task_for_record
 from reasonlens.tasks.base import Task, TaskItem
@@ -109,6 +110,7 @@ def check_grpo(config: TrainConfig) -> GrpoData:
     """Every check a GRPO run makes before it writes anything (the command calls it)."""
     config.validate()
     check_lora_targets(config)
+    accumulation(config, launched_size())
     return prepare(config)
 
 
@@ -194,7 +196,14 @@ def _train(config, run, precision, tokenizer, data: GrpoData, args, progress, ex
     from reasonlens.models import load_model
     from reasonlens.train.callbacks import JsonlLogCallback, ProgressCallback, read_log
     from reasonlens.train.rewards import TaskReward
-    from reasonlens.train.run import RESULTS, TrainResult, _lora_config, _save_model, _step_of
+    from reasonlens.train.run import (
+        RESULTS,
+        TrainResult,
+        _device_name,
+        _lora_config,
+        _save_model,
+        _step_of,
+    )
     from reasonlens.train.trainer import resume_point
 
     with args.main_process_first(desc="checkpoints"):
@@ -232,7 +241,7 @@ def _train(config, run, precision, tokenizer, data: GrpoData, args, progress, ex
         resumed_from_step=_step_of(last),
         model_dir=str(model_dir),
         adapter_dir=str(adapter_dir) if adapter_dir else None,
-        device=str(trainer.args.device),
+        device=_device_name(trainer.args.device, trainer.accelerator.num_processes),
         precision=precision.dtype,
     )
     if trainer.is_world_process_zero():
@@ -249,11 +258,11 @@ def _grpo_args(config: TrainConfig, precision, output_dir: Path):
 
     from reasonlens.train.run import trainer_arguments
 
-    per_step = config.completions_per_step
     return GRPOConfig(
         **trainer_arguments(config, precision, output_dir),
-        # one optimizer step = one generation of prompts_per_step x num_generations completions
-        gradient_accumulation_steps=per_step // config.batch_size,
+        # one optimizer step = one generation of prompts_per_step x num_generations completions,
+        # split across the launched processes (each generates and back-propagates its share)
+        gradient_accumulation_steps=accumulation(config, launched_size()),
         num_generations=config.num_generations,
         max_completion_length=config.max_completion_length,
         temperature=config.temperature,
@@ -266,6 +275,21 @@ def _grpo_args(config: TrainConfig, precision, output_dir: Path):
         log_completions=False,
         remove_unused_columns=False,
     )
+
+
+def accumulation(config: TrainConfig, processes: int) -> int:
+    """Micro-batches per process in one optimizer step, so that a step is the same
+    ``prompts_per_step x num_generations`` completions whatever the number of processes; a
+    step that does not split evenly across them is a UserError (nothing written)."""
+    per_step, batch = config.completions_per_step, config.batch_size
+    if per_step % (batch * processes):
+        raise UserError(
+            f"a GRPO step's {per_step} completions ({config.prompts_per_step} prompts x "
+            f"{config.num_generations}) do not split into batches of {batch} across {processes} "
+            f"processes: make prompts_per_step x num_generations a multiple of "
+            f"{batch * processes}, or lower --batch-size"
+        )
+    return per_step // (batch * processes)
 
 
 def _mean(values: list[float]) -> float | None:

@@ -32,9 +32,14 @@ RewardFn = Callable[[TaskItem, str, Mapping[str, Any]], float]
 
 
 def blocksworld_reward(item: TaskItem, completion: str, verdicts: Mapping[str, Any]) -> float:
-    """Blocksworld: 0.1 for a plan that parses, up to 0.2 for the share of its steps that are
-    legal before the first illegal one, 0.5 for reaching the goal, 0.2 for an optimal plan
-    (as short as the planner's): 1.0 for an optimal plan, 0.0 for no plan."""
+    """Blocksworld: 0.1 for a plan that parses, up to 0.1 for the share of its steps that are
+    legal before the first illegal one, up to 0.2 for the share of the goal's missing "X on Y"
+    relations its legal steps make true, 0.4 for reaching the goal, 0.2 for an optimal plan
+    (as short as the planner's): 1.0 for an optimal plan, 0.0 for no plan.
+
+    The progress term is what moves a policy past safe plans: with legality alone worth 0.3,
+    GRPO on a 135M model settled on short legal plans that go nowhere (measured: every group
+    at 0.3, zero variance, from step 33 of 40)."""
     if not verdicts.get("parsed"):
         return 0.0
     n = verdicts.get("n_steps") or 0
@@ -43,8 +48,9 @@ def blocksworld_reward(item: TaskItem, completion: str, verdicts: Mapping[str, A
     share = legal / n if n else 0.0
     return (
         0.1
-        + 0.2 * share
-        + 0.5 * bool(verdicts.get("goal_reached"))
+        + 0.1 * share
+        + 0.2 * (verdicts.get("goal_progress") or 0.0)
+        + 0.4 * bool(verdicts.get("goal_reached"))
         + 0.2 * bool(verdicts.get("optimal"))
     )
 

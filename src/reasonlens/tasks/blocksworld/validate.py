@@ -8,7 +8,7 @@ file, and test problems without a unique optimal plan.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,8 @@ from reasonlens.jsonl import scan_jsonl
 from reasonlens.tasks.blocksworld.example import NO_TABLE_LIMIT, Example, example_from_record
 from reasonlens.tasks.blocksworld.formats import parse_plan
 from reasonlens.tasks.blocksworld.planner import solve
-from reasonlens.tasks.blocksworld.state import Action, Problem, run_plan
+from reasonlens.tasks.blocksworld.colors import TABLE
+from reasonlens.tasks.blocksworld.state import Action, Problem, World, run_plan
 
 
 @dataclass
@@ -32,6 +33,9 @@ class PlanCheck:
     first_illegal_step: int | None = None  # 1-based
     illegal_reason: str | None = None
     goal_reached: bool = False
+    # the share of the goal's "X on Y" relations missing at the start that hold after the
+    # plan's legal steps (1.0 when none is missing; None when the plan does not parse)
+    goal_progress: float | None = None
     optimal_length: int | None = None  # steps; None if the goal is unreachable
     n_optimal_plans: int | None = None
     optimal: bool = False  # legal, reaches the goal, and as short as the planner's plan
@@ -44,6 +48,21 @@ class PlanCheck:
 
 def _actions(plan: str | Sequence[Action]) -> tuple[Action, ...]:
     return parse_plan(plan) if isinstance(plan, str) else tuple(plan)
+
+
+def on_relations(piles: Iterable[Sequence[str]]) -> set[tuple[str, str]]:
+    """(block, what it sits on) for every block of ``piles`` (bottom to top; ``table``)."""
+    return {(b, pile[k - 1] if k else TABLE) for pile in piles for k, b in enumerate(pile)}
+
+
+def goal_progress(problem: Problem, world: World) -> float:
+    """The share of the goal's relations missing at the start that ``world`` has made true:
+    a dense measure of how far a plan got (a held block sits on nothing)."""
+    goal = on_relations(problem.goal)
+    missing = goal - on_relations(problem.init)
+    if not missing:
+        return 1.0
+    return len(missing & on_relations(world.piles)) / len(missing)
 
 
 def check_plan(
@@ -75,6 +94,7 @@ def check_plan(
     check.legal = bad_step is None
     check.first_illegal_step, check.illegal_reason = bad_step, reason
     check.goal_reached = check.legal and world.satisfies(problem.goal)
+    check.goal_progress = goal_progress(problem, world)
     check.optimal = check.goal_reached and len(actions) == solution.length
     if ref is not None:
         check.exact_match = actions == ref
