@@ -15,10 +15,10 @@ from typing import Any
 
 from reasonlens.errors import UserError
 from reasonlens.jsonl import scan_jsonl
+from reasonlens.tasks.blocksworld.colors import TABLE
 from reasonlens.tasks.blocksworld.example import NO_TABLE_LIMIT, Example, example_from_record
 from reasonlens.tasks.blocksworld.formats import parse_plan
 from reasonlens.tasks.blocksworld.planner import solve
-from reasonlens.tasks.blocksworld.colors import TABLE
 from reasonlens.tasks.blocksworld.state import Action, Problem, World, run_plan
 
 
