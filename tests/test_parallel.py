@@ -79,5 +79,5 @@ def test_a_study_under_a_launch_is_refused_before_writing(tiny_dir, tmp_path, ca
     out = tmp_path / "study"
     argv = ["study", "preferences", "-m", tiny_dir, "-o", out, "--quiet"]
     code, _, err = run_cli(argv, capsys)
-    assert code == 2 and "one of 2 launched processes" in err
+    assert code == 2 and "one of 2 launched processes" in err and "--processes 2" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()

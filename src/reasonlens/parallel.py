@@ -127,15 +127,67 @@ def process_device(world: World, device: str | None) -> str | None:
 
 def refuse_launch(what: str) -> None:
     """A study's stages (data, training, read-outs, analyses) run in one process: under a
-    launch of several, each process would run every stage into the same run directory."""
+    launch of several, each process would run every stage into the same run directory. Its
+    training stages launch themselves across processes (``--processes N``)."""
     n = launched_size()
     if n > 1:
         raise UserError(
             f"the {what} study runs in one process, but this is one of {n} launched processes: "
-            "run it without accelerate launch (its training stages use every local device "
-            "through --device); `reasonlens train`, `trace` and `eval` are the commands that "
-            "split across processes"
+            f"run it without accelerate launch and give --processes {n} (its training stages "
+            "are then launched across that many processes)"
         )
+
+
+def check_processes(n: Any) -> int:
+    """A number of processes to launch: a whole number of at least 1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UserError(f"--processes must be a whole number of at least 1, got {n!r}")
+    return n
+
+
+def refuse_fsdp_on_cpus() -> None:
+    """accelerate runs FSDP (and DeepSpeed) on GPUs only: launched with such a config on a
+    machine with none, its processes fall back to plain data parallelism, each holding the
+    whole model. Say so rather than run a job that is not what was asked for."""
+    import torch
+
+    wants = [
+        name
+        for name, var in (
+            ("FSDP", "ACCELERATE_USE_FSDP"),
+            ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"),
+        )
+        if os.environ.get(var, "").lower() == "true"
+    ]
+    if wants and launched_size() > 1 and not torch.cuda.is_available():
+        raise UserError(
+            f"this launch asks for {wants[0]}, which accelerate runs on GPUs only: here (no "
+            "GPU) each process would hold and train the whole model; launch with --multi_gpu "
+            "--num_processes N for data parallelism on CPUs, or run the config on GPUs"
+        )
+
+
+def launch_command(
+    target: list[str], processes: int, port: int | None = None, python: str | None = None
+) -> list[str]:
+    """`accelerate launch` of ``target`` (``["-m", "reasonlens", ...]`` or a script and its
+    arguments) in ``processes`` processes, one a GPU where there are GPUs, else on the CPU
+    (gloo). ``--multi_gpu`` starts them through torchrun whatever the devices:
+    accelerate 1.x's ``--cpu`` would run ONE process whatever --num_processes says."""
+    import socket
+    import sys
+    from pathlib import Path
+
+    if port is None:  # a free port: other jobs may be launching at the same time
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+    accelerate = Path(python or sys.executable).with_name("accelerate")
+    return [
+        str(accelerate), "launch", "--multi_gpu", "--num_processes", str(processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(port), *target,
+    ]  # fmt: skip
 
 
 def refuse_sharding(world: World, device_map: str | None) -> None:

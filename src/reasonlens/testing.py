@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 
@@ -54,17 +52,11 @@ def launch(args: list, cwd: str | Path, processes: int = 2, timeout: float = 300
 
     `--multi_gpu` starts them through torchrun; finding no GPU they use gloo (accelerate 1.x's
     `--cpu` would run one process whatever --num_processes says)."""
-    accelerate = Path(sys.executable).with_name("accelerate")
+    from reasonlens.parallel import launch_command
+
     script = str(args[0]).endswith(".py")
     target = [str(args[0])] if script else ["-m", "reasonlens"]
     rest = args[1:] if script else args
-    with socket.socket() as sock:  # a free port: other jobs may be launching at the same time
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [
-        str(accelerate), "launch", "--multi_gpu", "--num_processes", str(processes),
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(port), *target, *map(str, rest),
-    ]  # fmt: skip
+    cmd = launch_command([*target, *map(str, rest)], processes)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -16,6 +16,12 @@ ModelOpt = typer.Option(
     DEFAULT_MODEL, "--model", "-m", help="Built-in name, HF id, model directory or .gguf file."
 )
 DeviceOpt = typer.Option("auto", help="cpu, cuda, cuda:N or auto (GPU when there is one).")
+ProcessesOpt = typer.Option(
+    1,
+    "--processes",
+    help="Launch each training stage across N processes (accelerate launch: one a GPU, or "
+    "CPU processes), on the 1-process global batch.",
+)
 DtypeOpt = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
 DeviceMapOpt = typer.Option(
     None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from reasonlens.commands.models import DeviceOpt, ModelOpt
+from reasonlens.commands.models import DeviceOpt, ModelOpt, ProcessesOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
         device: str = DeviceOpt,
+        processes: int = ProcessesOpt,
     ) -> None:
         """Build an RL-trained vs distilled pair from one base model, on one task.
 
@@ -32,18 +33,21 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
+        from reasonlens.parallel import check_processes, refuse_launch
         from reasonlens.runs import check_out
         from reasonlens.studies import Settings
         from reasonlens.studies.base import finish_study, open_study
         from reasonlens.studies.pair import STUDY
 
         check_out(out)
+        refuse_launch("pair")
         settings = Settings(
             preset=preset,
             model=model,
             seed=seed,
             device=None if device == "auto" else device,
             progress=not quiet,
+            processes=check_processes(processes),
             options={"task": task},
         )
         runner = open_study(STUDY, settings, out, overwrite=overwrite)  # refusals write nothing

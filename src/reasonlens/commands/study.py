@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from reasonlens.commands.models import DeviceOpt, ModelOpt
+from reasonlens.commands.models import DeviceOpt, ModelOpt, ProcessesOpt
 
 
 def _study_command(app: typer.Typer, name: str) -> None:
@@ -29,11 +29,12 @@ def _study_command(app: typer.Typer, name: str) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
         device: str = DeviceOpt,
+        processes: int = ProcessesOpt,
         **options,
     ) -> None:
         from rich.console import Console
 
-        from reasonlens.parallel import refuse_launch
+        from reasonlens.parallel import check_processes, refuse_launch
         from reasonlens.runs import check_out
         from reasonlens.studies import Settings
         from reasonlens.studies.base import finish_study, open_study
@@ -47,6 +48,7 @@ def _study_command(app: typer.Typer, name: str) -> None:
             seed=seed,
             device=None if device == "auto" else device,
             progress=not quiet,
+            processes=check_processes(processes),
             options=options,
         )
         target = out or study.default_out(settings)

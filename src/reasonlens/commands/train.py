@@ -150,12 +150,13 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from reasonlens.parallel import launched_rank
+        from reasonlens.parallel import launched_rank, refuse_fsdp_on_cpus
         from reasonlens.runs import check_out
         from reasonlens.train import build_config, train
         from reasonlens.train.config import check_lora_targets
 
         check_out(out)  # a bad --out fails first, before anything is read or written
+        refuse_fsdp_on_cpus()
 
         overrides = {k: v for k, v in locals().items() if k in _D}
         if overrides.get("data") is not None:

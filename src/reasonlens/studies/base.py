@@ -68,6 +68,8 @@ class Settings:
     model_weights: str | None = None
     # the study's own options (Study.options), by name; unset ones hold their defaults
     options: Mapping[str, Any] = field(default_factory=dict)
+    # processes each training stage is launched across (accelerate launch; 1: in this one)
+    processes: int = 1
 
     def option(self, name: str) -> Any:
         return self.options.get(name)

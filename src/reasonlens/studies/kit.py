@@ -95,15 +95,34 @@ def train_stage(
     depends: Callable[[dict[str, Any]], Mapping[str, Any]] | None = None,
 ) -> Stage:
     """Fine-tune the model of role `start` on `files(upstream)` with `recipe` (anything with
-    ``.config(model, data, seed, device) -> TrainConfig``); the stage's result is
-    :func:`trained` (directory, results, the weights' fingerprint)."""
+    ``.config(model, data, seed, device) -> TrainConfig`` and a ``batch_size``); the stage's
+    result is :func:`trained` (directory, results, the weights' fingerprint). With
+    ``settings.processes`` > 1 the run is launched across that many processes (the same
+    global batch), and the stage's inputs record how many."""
+
+    processes = settings.processes
+    if processes > 1:  # refused here, when the study is opened, before anything is written
+        from reasonlens.errors import UserError
+        from reasonlens.train.launch import split_batch
+
+        split_batch(recipe.batch_size, processes, f"the {name} stage's batch")
+        if callbacks is not None:
+            raise UserError(
+                f"the {name} stage measures the model from inside its trainer, which runs in "
+                "this one process: drop --processes"
+            )
+        inputs = {**inputs, "processes": processes}
 
     def run(directory: Path, upstream: dict[str, Any]) -> None:
         from reasonlens.train import train
+        from reasonlens.train.launch import train_launched
 
         config = recipe.config(
             model_source(start, settings, upstream), files(upstream), settings.seed, settings.device
         )
+        if processes > 1:
+            train_launched(config, directory, processes, progress=settings.progress)
+            return
         extra = callbacks(directory, upstream) if callbacks else []
         train(config, directory, progress=settings.progress, callbacks=extra)
 

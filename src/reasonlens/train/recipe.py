@@ -92,6 +92,10 @@ class Recipe:
         config.validate()
         return config
 
+    @property
+    def batch_size(self) -> int:
+        return self.train.batch_size
+
     def to_dict(self) -> dict[str, Any]:
         out = {**asdict(self.train), "save_steps": self.save_steps, "max_length": self.max_length}
         if self.train.method == "lora":

@@ -148,7 +148,8 @@ def _data_stage(p: PreferencesPreset, settings: Settings):
 
 
 def _curve(p: PreferencesPreset, settings: Settings):
-    """With `curve_every`, the validation trials are read along the way (see .curve)."""
+    """With `curve_every`, the validation trials are read along the way (see .curve); None
+    without it (the training stage then needs no callback and can be launched)."""
 
     def callbacks(directory: Path, upstream: dict) -> list:
         data = upstream["data"]
@@ -156,7 +157,7 @@ def _curve(p: PreferencesPreset, settings: Settings):
             return []
         return [_validation_curve(settings, data, directory, p.curve_every)]
 
-    return callbacks
+    return callbacks if p.curve_every else None
 
 
 def _validation_curve(settings: Settings, data: StudyData, directory: Path, every: int):
