@@ -180,3 +180,30 @@ def test_bad_sweeps_are_refused_in_one_line(tiny_llama, kwargs, message):
     with pytest.raises(UserError, match=message) as err:
         alpha_sweep(tiny_llama, **args, max_new_tokens=2)
     assert "\n" not in str(err.value)
+
+
+def test_the_kl_bounded_grid_takes_the_largest_alpha_within_the_budget(tiny_llama):
+    """The KL at each candidate equals a forward with `steering` against one without; the
+    grid is -a..a around the largest candidate whose KL (both signs) is within the budget,
+    and the smallest candidate when none is."""
+    from reasonlens.analyses.effects import kl, last_logits
+    from reasonlens.analyses.steering import kl_bounded_alphas
+
+    torch.set_num_threads(1)
+    r, site, candidates = _direction(), "layers.1.resid_post", (0.5, 2.0, 8.0)
+    base = last_logits(tiny_llama, PROMPTS)
+    manual = []
+    for a in candidates:
+        pair = []
+        for sign in (-1.0, 1.0):
+            with steering(tiny_llama, site, r, sign * a):
+                pair.append(float(kl(base, last_logits(tiny_llama, PROMPTS)).mean()))
+        manual.append(pair)
+    assert manual[0][1] < manual[1][1] < manual[2][1]  # a constructed case: KL grows with alpha
+    budget = (max(manual[1]) + max(manual[2])) / 2  # 2.0 within, 8.0 beyond
+    grid = kl_bounded_alphas(tiny_llama, r, site, PROMPTS, candidates, budget, chat=False)
+    for got, want in zip(grid.kl, manual, strict=True):
+        assert got == pytest.approx(tuple(want), rel=1e-4, abs=1e-7)
+    assert grid.largest == 2.0 and grid.alphas == (-2.0, -1.0, 0.0, 1.0, 2.0)
+    tight = kl_bounded_alphas(tiny_llama, r, site, PROMPTS, candidates, 0.0, steps=1, chat=False)
+    assert tight.largest == 0.5 and tight.alphas == (-0.5, 0.0, 0.5)

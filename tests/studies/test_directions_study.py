@@ -22,7 +22,8 @@ TINY = DirectionsPreset(
     val=4,
     test=4,
     candidates=2,
-    alphas=(-1.0, 0.0, 1.0),
+    alpha_candidates=(1.0, 2.0),
+    doses=1,
     n_random=1,
     max_new_tokens=2,
     batch_size=8,
@@ -60,12 +61,14 @@ def test_one_model_end_to_end_and_resume(tiny_dir, tmp_path, tiny_preset, monkey
     assert (
         len(m["probe"]["accuracy"]) == 2 and len(m["logit_lens"]["reasoning (answer)"]["top1"]) == 2
     )
-    assert [r["alpha"] for r in m["steering"]["per_alpha"]] == [-1.0, 0.0, 1.0]
+    top = m["steering"]["dose_grid"]["largest"]  # the KL budget's choice among 1 and 2
+    assert [r["alpha"] for r in m["steering"]["per_alpha"]] == [-top, 0.0, top]
     assert m["steering"]["vectors"] == ["direction", "random 0", "shuffled labels"]
     assert results["comparison"] is None and results["prompts"]["train"] == 8
     assert (out / "summary.png").stat().st_size > 0
     report = (out / "report.md").read_text()
     assert "chosen layer" in report and "KL on control prompts" in report
+    assert "up to the largest candidate whose steering" in report
     assert "steering along it raises the solve rate" in report
     assert json.loads((out / "results.json").read_text())["per_model"]["model_a"]["label"]
     calls = []
@@ -136,7 +139,6 @@ def test_study_with_the_backtracking_direction(tiny_dir, tmp_path, monkeypatch):
         maze_test=2,
         window=2,
         chain_tokens=6,
-        behaviour_alphas=(-1.0, 0.0, 1.0),
         generate_batch=8,
     )
     monkeypatch.setitem(presets.PRESETS, "tiny", tiny)
@@ -147,6 +149,9 @@ def test_study_with_the_backtracking_direction(tiny_dir, tmp_path, monkeypatch):
     s = b["steering"]
     assert s["vectors"] == ["direction", "random 0", "random windows"]
     assert s["n_prompts"] == 2 and 0.0 <= s["monotone_share"] <= 1.0
+    grid = s["dose_grid"]  # chosen by the KL budget on validation prompts: 3 doses
+    assert s["alphas"] == list(grid["alphas"]) and len(grid["alphas"]) == 3
+    assert grid["largest"] in (1.0, 2.0) and len(grid["kl"]) == 2
     assert (out / "model_a" / "steering_backtracking.png").stat().st_size > 0
     report = (out / "report.md").read_text()
     assert "backtracking direction" in report

@@ -94,13 +94,15 @@ def count_backtracks(texts: list[str], mazes) -> np.ndarray:
 
 
 def behaviour_directions(
-    model, p, layers: list[int], control_prompts, settings, directory
+    model, p, layers: list[int], val_control, control_prompts, settings, directory
 ) -> dict[str, Any]:
-    """The backtracking direction of one model, its layer, and its steering dose-response."""
+    """The backtracking direction of one model, its layer, and its steering dose-response
+    (doses chosen by their KL on `val_control`, reported on `control_prompts`)."""
     import dataclasses
 
     from reasonlens.analyses.directions import window_contrast
     from reasonlens.analyses.steering import alpha_sweep
+    from reasonlens.studies.directions.stages import dose_grid
     from reasonlens.tasks.backtracking.traces import prompt_text
     from reasonlens.trace.capture import capture
     from reasonlens.trace.inputs import TraceInput
@@ -136,12 +138,13 @@ def behaviour_directions(
 
     test = traces["test"]
     prompts = [prompt_text(t.maze) for t in test]
+    grid = dose_grid(model, direction, layer, val_control, p)
     sweep = alpha_sweep(
         model,
         prompts,
         direction,
         f"layers.{layer}.{SITE}",
-        p.behaviour_alphas,
+        grid.alphas,
         behaviour=lambda _t: 0.0,
         control_prompts=control_prompts,
         max_new_tokens=p.chain_tokens,
@@ -154,9 +157,10 @@ def behaviour_directions(
     )
     mazes = [t.maze for t in test]
     sweep = sweep.rescored(lambda i, text: count_backtracks([text], [mazes[i]])[0])
-    top = max(p.behaviour_alphas)
+    top = max(grid.alphas)
     out = sweep.to_dict()
     out["metric"] = "backtracks per chain (the maze checker)"
+    out["dose_grid"] = grid.to_dict()
     out["monotone_share"] = sweep.monotone_share("increase")
     out["monotone_share_random"] = sweep.monotone_share("increase", sweep.random)
     out["versus_random_at_max_alpha"] = dataclasses.asdict(sweep.versus_random(top, "increase"))

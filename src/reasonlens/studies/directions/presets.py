@@ -18,7 +18,12 @@ class DirectionsPreset:
     # user's --layers (layer_specific)
     candidates: int | None = 8
     needs_layers: bool = False
-    alphas: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
+    # steering doses, per model and direction: -a..a in `doses` steps a side, `a` the largest
+    # candidate whose steering (either sign) moves the next token on validation control
+    # prompts by a mean KL <= steer_kl_max nats (analyses.steering.kl_bounded_alphas)
+    alpha_candidates: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+    steer_kl_max: float = 0.5
+    doses: int = 2
     n_random: int = 2
     max_new_tokens: int = 5
     shuffles: int = 1
@@ -27,16 +32,13 @@ class DirectionsPreset:
     resamples: int = 1000
     transfer: bool = True
     # the backtracking direction (maze models): windows of `window` tokens before each
-    # backtrack in gold traces (train / val / test mazes), steered with `behaviour_alphas` on
-    # the test mazes for `chain_tokens` new tokens, `generate_batch` rows a generate call
+    # backtrack in gold traces (train / val / test mazes), steered on the test mazes for
+    # `chain_tokens` new tokens, `generate_batch` rows a generate call
     window: int = 8
     maze_train: int = 24
     maze_val: int = 8
     maze_test: int = 16
     maze_rooms: tuple[int, int] = (5, 7)
-    # measured on the maze warm-up model (SmolLM2-135M): +2 raised backtracks per chain
-    # 0.125 -> 2.0 at a KL of 0.37 on control prompts, +4 broke the text (KL 3.5, no backtracks)
-    behaviour_alphas: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
     chain_tokens: int = 160
     generate_batch: int = 64
 
@@ -47,17 +49,18 @@ class DirectionsPreset:
 QUICK = DirectionsPreset(
     "quick_test",
     "CPU, <= 15 min on smollm2-135m: 32/16/24 problems per split, 8 candidate layers, "
-    "alphas -2..2 with 2 random-direction controls and a shuffled-label direction",
+    "5 doses up to the largest alpha within a KL of 0.5 on validation prompts, 2 "
+    "random-direction controls and a shuffled-label direction",
 )
 FULL = DirectionsPreset(
     "full_analysis",
-    "GPU, the seed's size: 500 problems (300/100/100), every layer a candidate, alphas -4..4, "
-    "5 random controls",
+    "GPU, the seed's size: 500 problems (300/100/100), every layer a candidate, 7 doses up "
+    "to the largest alpha within a KL of 0.5, 5 random controls",
     train=300,
     val=100,
     test=100,
     candidates=None,
-    alphas=(-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0),
+    doses=3,
     n_random=5,
     max_new_tokens=8,
     shuffles=5,
@@ -66,7 +69,6 @@ FULL = DirectionsPreset(
     maze_val=50,
     maze_test=100,
     maze_rooms=(6, 12),
-    behaviour_alphas=(-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0),
     chain_tokens=512,
 )
 LAYERS = DirectionsPreset(

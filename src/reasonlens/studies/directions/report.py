@@ -20,6 +20,22 @@ def _alpha_row(steer: dict, alpha: float) -> dict:
     return next(r for r in steer["per_alpha"] if r["alpha"] == alpha)
 
 
+def doses_line(steer: dict) -> str:
+    """How the sweep's alphas were chosen (the KL budget on validation prompts)."""
+    g = steer.get("dose_grid")
+    if not g:
+        return f"Alphas: {', '.join(f'{a:g}' for a in steer['alphas'])} (fixed)."
+    kls = ", ".join(f"{a:g}: {max(k):.3g}" for a, k in zip(g["candidates"], g["kl"], strict=True))
+    within = any(max(k) <= g["kl_max"] for k in g["kl"])
+    return (
+        f"Alphas {', '.join(f'{a:g}' for a in g['alphas'])}: up to the largest candidate whose "
+        f"steering (either sign) moves the next token on validation control prompts by a mean "
+        f"KL of at most {g['kl_max']:g} nats"
+        + ("" if within else " (none does: the smallest is used)")
+        + f"; KL per candidate: {kls}."
+    )
+
+
 def _dose_table(steer: dict, metric: str, control: str) -> Table:
     """A steering sweep per alpha: the metric for the direction, its random controls and the
     named control vector, the completion length and the KL on control prompts."""
@@ -51,7 +67,7 @@ def _model_section(role: str, m: dict) -> Section:
     top = max(steer["alphas"])
     top_row = _alpha_row(steer, top)
     where = Table(
-        ["model", "chosen layer", "site", "why", "norm", "KL on control prompts (alpha=1)"],
+        ["model", "chosen layer", "site", "why", "norm", f"KL on control prompts (alpha {top:g})"],
         [
             [
                 m["label"],
@@ -59,9 +75,7 @@ def _model_section(role: str, m: dict) -> Section:
                 chosen["site"],
                 m["selection"].get("fallback") or m["selection"].get("why", ""),
                 f"{chosen['norm']:.3f}",
-                Estimate.of(_alpha_row(steer, 1.0)["direction"].get("kl")).show(4)
-                if 1.0 in steer["alphas"]
-                else "–",
+                Estimate.of(top_row["direction"].get("kl")).show(4),
             ]
         ],
     )
@@ -116,7 +130,7 @@ def _model_section(role: str, m: dict) -> Section:
             where,
             Claims(claims, reference=None, control="control"),
             "Steering dose-response on the test prompts (checker: the first number written "
-            "equals the answer), 95% bootstrap intervals over prompts:",
+            "equals the answer), 95% bootstrap intervals over prompts. " + doses_line(steer),
             dose,
             "Candidate layers on the validation prompts (addition: computation score on control "
             "prompts with the raw direction added, minus no intervention):",
@@ -207,6 +221,7 @@ def _behaviour_section(role: str, m: dict) -> Section:
             f"maze prompts (gold traces: {b['gold_backtracks_per_chain']:.2f} backtracks per "
             "chain); the checker counts backtracks in each chain.",
             Claims(claims, reference=None, control="control"),
+            doses_line(steer),
             dose,
             auc,
             Figure(f"{role}/steering_backtracking.png", f"backtracking steering, {m['label']}"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,24 @@ def logit_lens(model, acts, targets: list[int]) -> dict:
     }
 
 
+def dose_grid(model, direction, layer: int, prompts, p: DirectionsPreset):
+    """The steering doses for `direction` at `layer` of `model`, chosen on `prompts` (held
+    out from the scored split): the preset's KL budget rule."""
+    from reasonlens.analyses.steering import kl_bounded_alphas
+
+    return kl_bounded_alphas(
+        model,
+        direction,
+        f"layers.{layer}.{SITE}",
+        prompts,
+        p.alpha_candidates,
+        p.steer_kl_max,
+        p.doses,
+        chat=False,
+        batch_size=p.batch_size,
+    )
+
+
 def candidate_layers(n_layers: int, p: DirectionsPreset, given: list[int] | None) -> list[int]:
     if given is not None:
         return given
@@ -311,6 +330,15 @@ def analyse_model(
     from reasonlens.analyses.steering import alpha_sweep
     from reasonlens.models import load_model
 
+    started = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(part: str) -> None:  # where a model's time goes, for results.json (budgets)
+        nonlocal started
+        now = time.perf_counter()
+        seconds[part] = round(now - started, 1)
+        started = now
+
     model = load_model(source, device=settings.device)
     model.name = label
     tok, bs, seed = model.tokenizer, p.batch_size, settings.seed
@@ -340,6 +368,7 @@ def analyse_model(
         "control (first number)": logit_lens(model, acts["test", "control"], test.copy),
     }
 
+    lap("directions, probes, logit lens")
     # selection on the validation split
     layers = candidate_layers(n_layers, p, parse_layers(settings.option("layers"), n_layers))
     cand = mean_difference(
@@ -387,13 +416,15 @@ def analyse_model(
         ),
     }
 
-    # steering and ablation on the test split
+    lap("layer selection")
+    # steering and ablation on the test split, at doses chosen on the validation prompts
+    grid = dose_grid(model, direction, layer, val.control, p)
     sweep = alpha_sweep(
         model,
         test.reasoning,
         direction,
         f"layers.{layer}.{SITE}",
-        p.alphas,
+        grid.alphas,
         behaviour=lambda _t: 0.0,
         control_prompts=test.control,
         max_new_tokens=p.max_new_tokens,
@@ -406,15 +437,17 @@ def analyse_model(
     )
     answers = [x["answer"] for x in items["test"]]
     sweep = sweep.rescored(lambda i, text: solved(text, answers[i]))
-    top = max(p.alphas)
+    top = max(grid.alphas)
     steer = sweep.to_dict()
     steer["metric"] = "solved (checker: first number written = the answer)"
+    steer["dose_grid"] = grid.to_dict()
     steer["versus_random_at_max_alpha"] = dataclasses.asdict(sweep.versus_random(top, "increase"))
     steer["examples"] = {
         str(a): sweep.texts[0][i][:3]
         for i, a in enumerate(sweep.alphas)
-        if a in (min(p.alphas), 0.0, top)
+        if a in (min(grid.alphas), 0.0, top)
     }
+    lap("steering")
     ablation = ablation_effect(
         model,
         direction,
@@ -432,11 +465,14 @@ def analyse_model(
     abl["metric"] = "computation score: logit(answer) - logit(first number), last prompt token"
     abl["versus_random"] = dataclasses.asdict(ablation.versus_random("decrease"))
     sweep.plot(directory / "steering.png", f"Steering at layer {layer}: {label}")
+    lap("ablation")
     behaviour = None
     if behaviour_of(settings) == "backtracking":
         from reasonlens.studies.directions.behaviour import behaviour_directions
 
-        behaviour = behaviour_directions(model, p, layers, test.control, settings, directory)
+        behaviour = behaviour_directions(
+            model, p, layers, val.control, test.control, settings, directory
+        )
     record = {
         "label": label,
         "source": source,
@@ -459,6 +495,9 @@ def analyse_model(
         "ablation": abl,
         "behaviour": behaviour,
     }
+    if behaviour is not None:
+        lap("backtracking direction")
+    record["seconds"] = seconds
     return ModelAnalysis(record, {"raw": raw, "shuffled": shuffled})
 
 
@@ -552,6 +591,7 @@ def compare_models(
     }
     # transfer: each model's chosen direction steering the other at the matching depth
     test = [format_split(m.tokenizer, items["test"]) for m in loaded]
+    val = [format_split(m.tokenizer, items["val"]) for m in loaded]
     answers = [x["answer"] for x in items["test"]]
     transfer = {}
     for i, j in ((0, 1), (1, 0)):
@@ -559,12 +599,14 @@ def compare_models(
         layer = min(
             loaded[j].n_layers - 1, round(src_layer * loaded[j].n_layers / loaded[i].n_layers)
         )
+        vector = vectors[i]["raw"][src_layer].double()
+        grid = dose_grid(loaded[j], vector, layer, val[j].control, p)
         sweep = alpha_sweep(
             loaded[j],
             test[j].reasoning,
-            vectors[i]["raw"][src_layer].double(),
+            vector,
             f"layers.{layer}.{SITE}",
-            p.alphas,
+            grid.alphas,
             behaviour=lambda _t: 0.0,
             control_prompts=test[j].control,
             max_new_tokens=p.max_new_tokens,
@@ -580,8 +622,9 @@ def compare_models(
             **sweep.to_dict(),
             "source_layer": src_layer,
             "target_layer": layer,
+            "dose_grid": grid.to_dict(),
             "versus_random_at_max_alpha": dataclasses.asdict(
-                sweep.versus_random(max(p.alphas), "increase")
+                sweep.versus_random(max(grid.alphas), "increase")
             ),
         }
     out["transfer"] = transfer
