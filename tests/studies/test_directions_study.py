@@ -87,6 +87,30 @@ def test_two_models_compare(tiny_dir, second_dir, tmp_path, tiny_preset):
     assert "Across the two models" in report and "directions align beyond random" in report
 
 
+def test_a_pair_adds_the_model_both_arms_started_from(tiny_dir, second_dir, tmp_path, tiny_preset):
+    """A constructed pair whose start model IS its distilled arm: the distilled arm has moved
+    nowhere (divergence 0), the RL arm is as far from the start as from the distilled arm, so
+    the difference is 0 at every layer; the report states the three-model claim."""
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    record = {"task": "blocksworld", "start": "warmup", "distilled": tiny_dir, "rl": second_dir,
+              "models": {"warmup": tiny_dir, "distilled": tiny_dir, "rl": second_dir}}  # fmt: skip
+    (pair / "pair.json").write_text(json.dumps(record))
+    out = tmp_path / "run"
+    results = _run(tiny_dir, out, pair=str(pair))
+    three = results["comparison"]["three_models"]
+    assert three["reference"] == "start (warmup)"
+    assert three["layer"] == results["per_model"]["model_a"]["chosen"]["layer"]
+    for row in three["per_layer"]:
+        assert row["first_arm_to_start"] == pytest.approx(0.0, abs=1e-6)
+        assert row["second_arm_to_start"] == pytest.approx(row["arms"], abs=1e-6)
+        assert row["difference"] == pytest.approx(0.0, abs=1e-6)
+        assert row["low"] <= 1e-6 and row["high"] >= -1e-6
+        assert row["split_half"] > 0
+    report = (out / "report.md").read_text()
+    assert "the RL model's direction differs from the distilled model's more than either" in report
+
+
 def test_user_prompts_file(tiny_dir, tmp_path, tiny_preset):
     path = tmp_path / "p.jsonl"
     rows = [{"question": x.question, "answer": f"so #### {x.answer}"} for x in arithmetic_items(12)]

@@ -229,6 +229,43 @@ def _behaviour_section(role: str, m: dict) -> Section:
     )
 
 
+def _three_models(models: list[str], t: dict) -> tuple[Claim, Table | None]:
+    """The claim that the two arms' directions differ more from each other than either from
+    the model both started from, at the first arm's chosen layer, and the per-layer table."""
+    a, b = models
+    text = (
+        f"the {b} model's direction differs from the {a} model's more than either from "
+        f"the {t['reference']} model"
+    )
+    if "not_measurable" in t:
+        return Claim(text, "–", not_measurable(t["not_measurable"])), None
+    row = t["per_layer"][t["layer"]]
+    est = Estimate(row["difference"], row["low"], row["high"])
+    claim = Claim(
+        f"{text} (layer {t['layer']}, chosen on validation prompts)",
+        f"1 - cos: {a}-{b} {row['arms']:.4f}, {a}-start {row['first_arm_to_start']:.4f}, "
+        f"{b}-start {row['second_arm_to_start']:.4f}; difference {est.show(4)}",
+        by_interval(est),
+        control=f"split-half divergence of one model (noise floor): {row['split_half']:.4f}",
+    )
+    table = Table(
+        ["layer", f"1 - cos {a}-{b}", f"{a}-start", f"{b}-start", "difference [95% CI]",
+         "split-half"],
+        [
+            [
+                r["layer"],
+                f"{r['arms']:.4f}",
+                f"{r['first_arm_to_start']:.4f}",
+                f"{r['second_arm_to_start']:.4f}",
+                Estimate(r["difference"], r["low"], r["high"]).show(4),
+                f"{r['split_half']:.4f}",
+            ]
+            for r in t["per_layer"]
+        ],
+    )  # fmt: skip
+    return claim, table
+
+
 def _comparison_section(c: dict) -> Section:
     blocks: list[Any] = []
     claims = []
@@ -284,6 +321,12 @@ def _comparison_section(c: dict) -> Section:
                     control=f"random: {Estimate.of(row['random_mean']['metric']).show()}",
                 )
             )
+    three = c.get("three_models")
+    if three is not None:
+        claim, table = _three_models(c["models"], three)
+        claims.append(claim)
+        if table is not None:
+            blocks.append(table)
     cka = c.get("cka", {})
     if "not_measurable" in cka:
         blocks.append(f"CKA: not measurable ({cka['not_measurable']}).")

@@ -76,6 +76,17 @@ def models_of(settings: Settings) -> list[tuple[str, str]]:
     return [(settings.model, Path(settings.model).name)]
 
 
+def reference_of(settings: Settings) -> tuple[str, str] | None:
+    """(source, label) of the model a --pair's two arms both started from (its warm-up, or
+    the base when it had none): the third model of the comparison. None without --pair."""
+    record = pair_record(settings)
+    if record is None:
+        return None
+    start = record.get("start")
+    source = (record.get("models") or {}).get(start) if start else None
+    return (str(source), f"start ({start})") if source else None
+
+
 def behaviour_of(settings: Settings) -> str | None:
     """Which behaviour direction the study adds: "backtracking" with --behaviour backtracking
     or a pair built on the maze task (its models write search traces), else None."""
@@ -501,6 +512,78 @@ def analyse_model(
     return ModelAnalysis(record, {"raw": raw, "shuffled": shuffled})
 
 
+def _directions(acts: tuple, layer: int, idx):
+    """The difference in means (reasoning - control) at `layer`, and its bootstrap replicates
+    on the resample indices `idx` [resamples, n] (paired across models by sharing them)."""
+    r, c = (_rows(x, layer) for x in acts)
+    return r.mean(0) - c.mean(0), r[idx].mean(1) - c[idx].mean(1)
+
+
+def three_model_divergence(
+    reference, items, train, acts, layer, n_layers, idx, p, settings
+) -> dict:
+    """How far apart the two arms' reasoning directions are, against how far each moved from
+    the model both started from: per layer, the divergences 1 - cos (paired bootstrap over the
+    train prompts) and the difference between the arms' divergence and the larger of the two
+    start-to-arm ones. The layer judged is the first arm's chosen layer (chosen on the
+    validation prompts). The noise floor beside it: each model's split-half divergence (its
+    direction from one half of the prompts against the other half)."""
+    import torch
+    from torch.nn.functional import cosine_similarity
+
+    from reasonlens.analyses import stats
+    from reasonlens.models import load_model
+
+    source, label = reference
+    model = load_model(source, device=settings.device)
+    mine = format_split(model.tokenizer, items)
+    if mine.reasoning != train.reasoning or mine.control != train.control:
+        why = f"{label} tokenizes the prompts differently"
+        return {"reference": label, "not_measurable": why}
+    ref = (
+        _capture(model, train.reasoning, p.batch_size),
+        _capture(model, train.control, p.batch_size),
+    )
+    n = min(n_layers, model.n_layers)
+    gen = torch.Generator().manual_seed(settings.seed)
+    half = torch.randperm(len(train.reasoning), generator=gen)
+    halves = (half[: len(half) // 2], half[len(half) // 2 :])
+
+    def div(u, v):
+        return 1 - cosine_similarity(u, v, dim=-1)
+
+    rows = []
+    for x in range(n):
+        (da, sa), (db, sb), (dr, sr) = (_directions(m, x, idx) for m in (*acts, ref))
+        arms, a_start, b_start = div(da, db), div(da, dr), div(db, dr)
+        boot = (div(sa, sb) - torch.maximum(div(sa, sr), div(sb, sr))).double().numpy()
+        lo, hi = stats.percentile_interval(boot)
+        split = []
+        for m in (*acts, ref):
+            h0, h1 = (_directions(m, x, h[None])[1][0] for h in halves)
+            split.append(float(div(h0, h1)))
+        rows.append(
+            {
+                "layer": x,
+                "arms": float(arms),
+                "first_arm_to_start": float(a_start),
+                "second_arm_to_start": float(b_start),
+                "difference": float(arms - torch.maximum(a_start, b_start)),
+                "low": float(lo),
+                "high": float(hi),
+                "split_half": float(np.mean(split)),
+            }
+        )
+    return {
+        "reference": label,
+        "source": source,
+        "layer": layer,
+        "per_layer": rows,
+        "interval": f"95% percentile bootstrap over the {len(train.reasoning)} train problems, "
+        "paired across the three models",
+    }
+
+
 def compare_models(
     models: list[tuple[str, str]],
     records: list[dict],
@@ -556,16 +639,12 @@ def compare_models(
         return out
     # cosine of the two models' directions at each common layer, paired bootstrap over prompts
     n = min(a.n_layers, b.n_layers)
-    idx = stats.resample_indices(len(fa.reasoning), p.resamples, settings.seed)
+    idx = torch.as_tensor(stats.resample_indices(len(fa.reasoning), p.resamples, settings.seed))
     cos, low, high, shuffled = [], [], [], []
     for layer in range(n):
-        ra, ca = (_rows(x, layer) for x in acts[0])
-        rb, cb = (_rows(x, layer) for x in acts[1])
-        da, db = ra.mean(0) - ca.mean(0), rb.mean(0) - cb.mean(0)
+        da, sa = _directions(acts[0], layer, idx)
+        db, sb = _directions(acts[1], layer, idx)
         cos.append(float(torch.nn.functional.cosine_similarity(da, db, dim=0)))
-        t = torch.as_tensor(idx)
-        sa = ra[t].mean(1) - ca[t].mean(1)
-        sb = rb[t].mean(1) - cb[t].mean(1)
         boot = torch.nn.functional.cosine_similarity(sa, sb, dim=-1).numpy()
         lo_, hi_ = stats.percentile_interval(boot)
         low.append(float(lo_))
@@ -589,6 +668,11 @@ def compare_models(
         "interval": f"95% percentile bootstrap over the {len(fa.reasoning)} train problems, "
         "paired across the models",
     }
+    reference = reference_of(settings)
+    if reference is not None:
+        out["three_models"] = three_model_divergence(
+            reference, items["train"], fa, acts, records[0]["chosen"]["layer"], n, idx, p, settings
+        )
     # transfer: each model's chosen direction steering the other at the matching depth
     test = [format_split(m.tokenizer, items["test"]) for m in loaded]
     val = [format_split(m.tokenizer, items["val"]) for m in loaded]
@@ -692,6 +776,12 @@ def stages(p: DirectionsPreset, settings: Settings) -> list[Stage]:
             return compare_models(models, records, vectors, upstream["prompts"], p, settings)
 
         inputs = {**common, "weights": [weights.get(r) for r in ROLES]}
+        reference = reference_of(settings)
+        if reference is not None and weights:
+            from reasonlens.models.fingerprint import weights_fingerprint
+            from reasonlens.models.loading import check_model
+
+            inputs["reference"] = weights_fingerprint(check_model(reference[0]).path)
         out.append(analysis_stage("compare", inputs if weights else {}, compare))
     return out
 
