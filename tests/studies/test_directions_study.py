@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from reasonlens.studies import Settings, get_study, run_study
@@ -69,6 +70,13 @@ def test_one_model_end_to_end_and_resume(tiny_dir, tmp_path, tiny_preset, monkey
     report = (out / "report.md").read_text()
     assert "chosen layer" in report and "KL on control prompts" in report
     assert "up to the largest candidate whose steering" in report
+    ranges = m["layer_ablation"]  # 2 layers: windows of one layer, the pick from validation
+    assert ranges["width"] == 1 and [w["layers"] for w in ranges["reasoning"]["windows"]] == [
+        [0],
+        [1],
+    ]
+    assert ranges["chosen"]["index"] == int(np.argmin(ranges["val_effect"]))
+    assert "lowers the computation score more than the control prompts' copy score" in report
     assert "steering along it raises the solve rate" in report
     assert json.loads((out / "results.json").read_text())["per_model"]["model_a"]["label"]
     calls = []

@@ -109,6 +109,9 @@ def _model_section(role: str, m: dict) -> Section:
             + Estimate.of(abl["vectors"].get("shuffled labels", {}).get("effect")).show(),
         ),
     ]
+    ranges = m.get("layer_ablation")
+    if ranges is not None:
+        claims.append(_ranges_claim(ranges))
     dose = _dose_table(steer, "solved", "shuffled labels")
     layers = Table(
         ["layer", "addition effect", "shuffled-label addition", "ablation score", "KL (ablated)"],
@@ -132,12 +135,52 @@ def _model_section(role: str, m: dict) -> Section:
             "Steering dose-response on the test prompts (checker: the first number written "
             "equals the answer), 95% bootstrap intervals over prompts. " + doses_line(steer),
             dose,
+            *_ranges_blocks(ranges),
             "Candidate layers on the validation prompts (addition: computation score on control "
             "prompts with the raw direction added, minus no intervention):",
             layers,
             Figure(f"{role}/steering.png", f"steering sweep, {m['label']}"),
         ],
     )
+
+
+def _ranges_claim(r: dict) -> Claim:
+    layers = r["chosen"]["layers"]
+    row = r["reasoning"]["windows"][r["chosen"]["index"]]
+    ctrl = r["control"]["windows"][r["chosen"]["index"]]
+    est = Estimate.of(r["specificity"])
+    return Claim(
+        f"mean-ablating layers {layers[0]}-{layers[-1]} (the most harmful window on validation "
+        "prompts) lowers the computation score more than the control prompts' copy score",
+        f"computation score {Estimate.of(row['effect']).show()}; drop beyond the control's "
+        f"{est.show()}",
+        by_interval(est),
+        control=f"copy score on control prompts {Estimate.of(ctrl['effect']).show()}",
+    )
+
+
+def _ranges_blocks(r: dict | None) -> list:
+    if r is None:
+        return []
+    rows = [
+        [
+            f"{w['layers'][0]}-{w['layers'][-1]}",
+            f"{v:.3f}",
+            Estimate.of(w["effect"]).show(),
+            Estimate.of(c["effect"]).show(),
+        ]
+        for w, c, v in zip(
+            r["reasoning"]["windows"], r["control"]["windows"], r["val_effect"], strict=True
+        )
+    ]
+    return [
+        f"Layer ablation over windows of {r['width']} layers (each mean-ablated, attention and "
+        "MLP; effect on the score at the last token, 95% intervals over test prompts):",
+        Table(
+            ["layers", "validation effect", "computation score (test)", "copy score (control)"],
+            rows,
+        ),
+    ]
 
 
 def constant_sweep(steer: dict, what: str) -> str | None:

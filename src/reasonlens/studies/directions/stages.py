@@ -276,6 +276,45 @@ def dose_grid(model, direction, layer: int, prompts, p: DirectionsPreset):
     )
 
 
+def layer_range_ablation(model, train, val, test, p: DirectionsPreset, seed: int) -> dict:
+    """Mean-ablate windows of consecutive layers (attention and MLP outputs replaced by their
+    means over the train prompts); the window that lowers the computation score most on the
+    validation prompts is judged on the test prompts against the same ablation's effect on
+    the control prompts' own score (copy the first number), paired by item: a window the
+    reasoning needs should hurt the computation more than the copy."""
+    from reasonlens.analyses.ablation import layer_ablation_effect
+    from reasonlens.analyses.effects import estimate, logit_difference, mean_interval
+
+    width = max(1, round(model.n_layers / 6))
+    starts = list(range(0, model.n_layers, width))
+    common = dict(
+        layers=starts, mode="mean", window=width, reference=train.reasoning + train.control,
+        chat=False, batch_size=p.batch_size, resamples=p.resamples, seed=seed,
+    )  # fmt: skip
+    on_val = layer_ablation_effect(
+        model, val.reasoning, logit_difference(val.answer, val.copy), **common
+    )
+    pick = int(on_val.effect.mean(1).argmin())
+    reasoning = layer_ablation_effect(
+        model, test.reasoning, logit_difference(test.answer, test.copy), **common
+    )
+    control = layer_ablation_effect(
+        model, test.control, logit_difference(test.copy, test.answer), **common
+    )
+    specificity = (control.effect[pick] - reasoning.effect[pick]).numpy()[None]
+    spec = mean_interval(specificity, p.resamples, seed)
+    return {
+        "width": width,
+        "chosen": {"index": pick, "layers": reasoning.windows[pick]},
+        "val_effect": on_val.effect.mean(1).tolist(),
+        "reasoning": reasoning.to_dict(),
+        "control": control.to_dict(),
+        "specificity": estimate(*(x[0] for x in spec[:3])),
+        "metric": "reasoning: logit(answer) - logit(first number); control: logit(first "
+        "number) - logit(answer); last prompt token",
+    }
+
+
 def candidate_layers(n_layers: int, p: DirectionsPreset, given: list[int] | None) -> list[int]:
     if given is not None:
         return given
@@ -476,6 +515,7 @@ def analyse_model(
     abl["metric"] = "computation score: logit(answer) - logit(first number), last prompt token"
     abl["versus_random"] = dataclasses.asdict(ablation.versus_random("decrease"))
     sweep.plot(directory / "steering.png", f"Steering at layer {layer}: {label}")
+    ranges = layer_range_ablation(model, train, val, test, p, seed)
     lap("ablation")
     behaviour = None
     if behaviour_of(settings) == "backtracking":
@@ -504,6 +544,7 @@ def analyse_model(
         "concentration": concentration,
         "steering": steer,
         "ablation": abl,
+        "layer_ablation": ranges,
         "behaviour": behaviour,
     }
     if behaviour is not None:
