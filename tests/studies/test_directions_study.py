@@ -29,6 +29,8 @@ TINY = DirectionsPreset(
     max_new_tokens=2,
     batch_size=8,
     resamples=50,
+    patch_pool=40,
+    patch_pairs=3,
 )
 
 
@@ -77,6 +79,12 @@ def test_one_model_end_to_end_and_resume(tiny_dir, tmp_path, tiny_preset, monkey
     ]
     assert ranges["chosen"]["index"] == int(np.argmin(ranges["val_effect"]))
     assert "lowers the computation score more than the control prompts' copy score" in report
+    patching = m["patching"]  # the byte tokenizer aligns each prompt with its control
+    assert len(patching["restored"]) == 2 and patching["layer"] == m["chosen"]["layer"]
+    assert 2 <= patching["n_pairs"] <= 3
+    # at layer 0 the last token has seen nothing of the reasoning run: nothing is restored
+    assert patching["restored"][0]["value"] == pytest.approx(0.0, abs=1e-5)
+    assert "restores the computation score at the direction's layer" in report
     assert "steering along it raises the solve rate" in report
     assert json.loads((out / "results.json").read_text())["per_model"]["model_a"]["label"]
     calls = []
@@ -189,3 +197,25 @@ def test_study_with_the_backtracking_direction(tiny_dir, tmp_path, monkeypatch):
     assert "backtracking direction" in report
     # a random model writes no search: no condition has a backtrack, so no verdict is given
     assert "not measurable (every chain of every condition (18: direction and controls at" in report
+
+
+def test_patching_pairs_are_the_largest_group_of_one_length():
+    f = stages.Formatted(
+        reasoning=[[1, 2], [1, 2, 3], [4, 5, 6], [7, 8, 9], [1]],
+        control=[[1, 2], [1, 2, 4], [4, 5], [7, 8, 0], [2]],  # the third's control is shorter
+        answer=[1, 2, 3, 4, 5],
+        copy=[6, 7, 8, 9, 0],
+    )
+    group = stages.aligned_group(f, cap=5)
+    assert group.reasoning == [[1, 2, 3], [7, 8, 9]] and group.answer == [2, 4]
+    assert group.copy == [7, 9] and stages.aligned_group(f, cap=1) is None
+
+
+def test_each_reasoning_prompt_aligns_with_its_control_on_the_default_tokenizer():
+    """Patching between a prompt and its control needs them token for token the same length."""
+    from reasonlens.models import load_tokenizer
+
+    tok = load_tokenizer("smollm2-135m")
+    items = [x.to_dict() for x in arithmetic_items(20, seed=0)]
+    f = stages.format_split(tok, items)
+    assert all(len(r) == len(c) for r, c in zip(f.reasoning, f.control, strict=True))

@@ -31,6 +31,10 @@ class DirectionsPreset:
     batch_size: int = 16
     resamples: int = 1000
     transfer: bool = True
+    # activation patching: pairs of one token length, at most `patch_pairs`, found among
+    # `patch_pool` extra problems (built-in arithmetic; a user's file patches its test split)
+    patch_pool: int = 160
+    patch_pairs: int = 16
     # the backtracking direction (maze models): windows of `window` tokens before each
     # backtrack in gold traces (train / val / test mazes), steered on the test mazes for
     # `chain_tokens` new tokens, `generate_batch` rows a generate call
@@ -61,6 +65,8 @@ FULL = DirectionsPreset(
     test=100,
     candidates=None,
     doses=3,
+    patch_pool=1000,
+    patch_pairs=100,
     n_random=5,
     max_new_tokens=8,
     shuffles=5,

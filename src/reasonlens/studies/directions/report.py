@@ -112,6 +112,9 @@ def _model_section(role: str, m: dict) -> Section:
     ranges = m.get("layer_ablation")
     if ranges is not None:
         claims.append(_ranges_claim(ranges))
+    patching = m.get("patching")
+    if patching is not None:
+        claims.append(_patching_claim(patching))
     dose = _dose_table(steer, "solved", "shuffled labels")
     layers = Table(
         ["layer", "addition effect", "shuffled-label addition", "ablation score", "KL (ablated)"],
@@ -136,6 +139,7 @@ def _model_section(role: str, m: dict) -> Section:
             "equals the answer), 95% bootstrap intervals over prompts. " + doses_line(steer),
             dose,
             *_ranges_blocks(ranges),
+            *_patching_blocks(patching),
             "Candidate layers on the validation prompts (addition: computation score on control "
             "prompts with the raw direction added, minus no intervention):",
             layers,
@@ -157,6 +161,39 @@ def _ranges_claim(r: dict) -> Claim:
         by_interval(est),
         control=f"copy score on control prompts {Estimate.of(ctrl['effect']).show()}",
     )
+
+
+def _patching_claim(r: dict) -> Claim:
+    text = (
+        "patching the last token's residual stream from the reasoning run into its control "
+        "run restores the computation score"
+    )
+    if "not_measurable" in r:
+        return Claim(text, "–", not_measurable(r["not_measurable"]))
+    x = r["layer"]
+    return Claim(
+        f"{text} at the direction's layer ({x}) beyond a mismatched source",
+        f"restored {Estimate.of(r['restored'][x]).show()} of a clean-corrupt gap of "
+        f"{r['clean_minus_corrupt']:.3f}; beyond the mismatched source "
+        f"{Estimate.of(r['beyond_mismatched']).show()}",
+        by_interval(Estimate.of(r["beyond_mismatched"])),
+        control=f"another item's reasoning run: {Estimate.of(r['restored_mismatched'][x]).show()}",
+    )
+
+
+def _patching_blocks(r: dict | None) -> list:
+    if r is None or "not_measurable" in r:
+        return []
+    rows = [
+        [i, Estimate.of(a).show(), Estimate.of(b).show()]
+        for i, (a, b) in enumerate(zip(r["restored"], r["restored_mismatched"], strict=True))
+    ]
+    return [
+        f"Activation patching ({r['site']}, {r['position']}; {r['n_pairs']} test pairs): the "
+        "computation score restored in the control run, from its own reasoning run and from "
+        "another item's:",
+        Table(["layer", "restored (matched)", "restored (mismatched source)"], rows),
+    ]
 
 
 def _ranges_blocks(r: dict | None) -> list:

@@ -139,12 +139,16 @@ def split_items(settings: Settings, p: DirectionsPreset) -> dict[str, Any]:
         source = {"kind": "file", "path": str(path), "dropped": dropped}
     else:
         n_train, n_val, n_test = p.train, p.val, p.test
-        items = arithmetic_items(n_train + n_val + n_test, seed=settings.seed)
+        items = arithmetic_items(n_train + n_val + n_test + p.patch_pool, seed=settings.seed)
         source = {"kind": "arithmetic", "steps": [2, 3], "dropped": 0}
+    end = n_train + n_val + n_test
     splits = {
         "train": items[:n_train],
         "val": items[n_train : n_train + n_val],
-        "test": items[n_train + n_val : n_train + n_val + n_test],
+        "test": items[n_train + n_val : end],
+        # activation patching needs pairs of one token length: built-in problems draw them
+        # from a pool of their own; a user's file patches its test problems
+        "patch": items[end:] if not path else items[n_train + n_val : end],
     }
     return {"source": source, **{k: [x.to_dict() for x in v] for k, v in splits.items()}}
 
@@ -312,6 +316,63 @@ def layer_range_ablation(model, train, val, test, p: DirectionsPreset, seed: int
         "specificity": estimate(*(x[0] for x in spec[:3])),
         "metric": "reasoning: logit(answer) - logit(first number); control: logit(first "
         "number) - logit(answer); last prompt token",
+    }
+
+
+def aligned_group(f: Formatted, cap: int) -> Formatted | None:
+    """The largest set of prompts of one token length whose controls have that length too
+    (at most `cap`, in order), or None when no two are: what activation patching takes."""
+    lengths: dict[int, list[int]] = {}
+    for i, (r, c) in enumerate(zip(f.reasoning, f.control, strict=True)):
+        if len(r) == len(c):
+            lengths.setdefault(len(r), []).append(i)
+    best = max(lengths.values(), key=len, default=[])[:cap]
+    if len(best) < 2:
+        return None
+    return Formatted(
+        *([getattr(f, k)[i] for i in best] for k in ("reasoning", "control", "answer", "copy"))
+    )
+
+
+def answer_patching(model, pool: Formatted, layer: int, p: DirectionsPreset, seed: int) -> dict:
+    """Activation patching of the last token's residual stream (``resid_pre``, every layer)
+    from each reasoning run into its control run (denoising; the two prompts align token by
+    token): the computation score logit(answer) - logit(first number) the patch restores, per
+    layer. Control: the same patch taken from another problem's reasoning run (a mismatched
+    source, of the same length). The claim is read at the direction's chosen layer."""
+    from reasonlens.analyses.effects import estimate, logit_difference, mean_interval
+    from reasonlens.analyses.patching import activation_patching
+
+    group = aligned_group(pool, p.patch_pairs)
+    if group is None:
+        return {"not_measurable": "no two prompts align with their controls in token length"}
+    n = len(group.reasoning)
+    rolled = group.reasoning[1:] + group.reasoning[:1]  # problem i+1's run into i's control
+    metric = logit_difference(group.answer, group.copy)
+    layers = list(range(model.n_layers))
+    runs = [
+        activation_patching(
+            model, source, group.control, metric, sites=("resid_pre",), layers=layers,
+            positions=[-1], directions=("denoise",), batch_size=p.batch_size, control=False,
+        )
+        for source in (group.reasoning, rolled)
+    ]  # fmt: skip
+    matched, other = runs
+    gain = (matched.values["denoise"] - matched.corrupt[None]).double().numpy()  # [layers, n]
+    ctrl = (other.values["denoise"] - matched.corrupt[None]).double().numpy()
+    g, c = mean_interval(gain, p.resamples, seed), mean_interval(ctrl, p.resamples, seed)
+    diff = mean_interval(gain[layer] - ctrl[layer], p.resamples, seed)
+    return {
+        "site": "resid_pre",
+        "position": "last prompt token",
+        "layer": layer,
+        "n_pairs": n,
+        "tokens": len(group.reasoning[0]),
+        "clean_minus_corrupt": float((matched.clean - matched.corrupt).mean()),
+        "restored": [estimate(*(x[i] for x in g[:3])) for i in layers],
+        "restored_mismatched": [estimate(*(x[i] for x in c[:3])) for i in layers],
+        "beyond_mismatched": estimate(*diff[:3]),
+        "metric": "logit(answer) - logit(first number) in the control run, patched minus unpatched",
     }
 
 
@@ -517,6 +578,9 @@ def analyse_model(
     sweep.plot(directory / "steering.png", f"Steering at layer {layer}: {label}")
     ranges = layer_range_ablation(model, train, val, test, p, seed)
     lap("ablation")
+    pool = format_split(tok, items.get("patch") or items["test"])
+    patching = answer_patching(model, pool, layer, p, seed)
+    lap("patching")
     behaviour = None
     if behaviour_of(settings) == "backtracking":
         from reasonlens.studies.directions.behaviour import behaviour_directions
@@ -545,6 +609,7 @@ def analyse_model(
         "steering": steer,
         "ablation": abl,
         "layer_ablation": ranges,
+        "patching": patching,
         "behaviour": behaviour,
     }
     if behaviour is not None:

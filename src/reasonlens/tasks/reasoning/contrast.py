@@ -23,7 +23,10 @@ from pathlib import Path
 
 from reasonlens.errors import UserError
 
-REASONING_LINE = "Give the final answer."
+# The two lines differ in two words and have the same length in bytes and in common BPE
+# vocabularies (SmolLM2: 8 tokens each), so a prompt and its control align token by token:
+# activation patching between them needs that.
+REASONING_LINE = "Give the final answer to the question."
 CONTROL_LINE = "Give the first number in the question."
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
