@@ -4,10 +4,13 @@ models, and what steering or ablating it does, each effect beside its controls.
 Per model: the difference in means between reasoning prompts and matched controls (same
 question, "give the final answer" vs "give the first number") at every layer; a
 difference-in-means probe and the logit lens per layer; the layer chosen on validation
-prompts by its effect (Arditi et al.'s rule); steering over a sweep of alphas scored by the
-checker, beside random directions of equal norm and the shuffled-label direction; directional
-ablation. With two models (``--models A B`` or ``--pair DIR``): CKA per layer pair, the
-cosine of their directions per layer, and transfer of each model's direction to the other."""
+prompts by its effect (Arditi et al.'s rule); steering over doses chosen by their KL on
+validation prompts, scored by the checker, beside random directions of equal norm and the
+shuffled-label direction; directional ablation; layer ablation over windows of layers; activation
+patching of the last token from each reasoning run into its control run. With two models
+(``--models A B`` or ``--pair DIR``): CKA per layer pair, the cosine of their directions per
+layer, and transfer of each model's direction to the other; a pair adds the model both arms
+started from, and how far each arm's direction moved from it."""
 
 from __future__ import annotations
 
