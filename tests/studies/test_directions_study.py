@@ -13,7 +13,7 @@ import pytest
 from reasonlens.studies import Settings, get_study, run_study
 from reasonlens.studies.directions import presets, stages
 from reasonlens.studies.directions.presets import DirectionsPreset
-from reasonlens.tasks.reasoning import arithmetic_items, read_prompts
+from reasonlens.tasks.reasoning import arithmetic_items, blocksworld_items, maze_items, read_prompts
 from reasonlens.testing import run_cli, save_tiny_model
 
 TINY = DirectionsPreset(
@@ -219,3 +219,53 @@ def test_each_reasoning_prompt_aligns_with_its_control_on_the_default_tokenizer(
     items = [x.to_dict() for x in arithmetic_items(20, seed=0)]
     f = stages.format_split(tok, items)
     assert all(len(r) == len(c) for r, c in zip(f.reasoning, f.control, strict=True))
+
+
+def test_maze_contrast_items_are_checkable():
+    """The room after the start on the shortest path (the answer), by a search of the
+    question's own corridors; the start (the copy); the start has two or more exits."""
+    import re
+    from collections import deque
+
+    for item in maze_items(30, seed=2):
+        start, goal = re.search(r"from room (\w+) to room (\w+)", item.question).groups()
+        corridors = re.search(r"Corridors: (.*)\.", item.question).group(1).split(", ")
+        exits: dict[str, list[str]] = {}
+        for a, b in (c.split("-") for c in corridors):
+            exits.setdefault(a, []).append(b)
+            exits.setdefault(b, []).append(a)
+        back, todo = {start: None}, deque([start])
+        while todo:
+            room = todo.popleft()
+            for nxt in exits[room]:
+                if nxt not in back:
+                    back[nxt], _ = room, todo.append(nxt)
+        path = [goal]
+        while back[path[-1]] is not None:
+            path.append(back[path[-1]])
+        assert item.answer == path[-2] and item.copy == start and len(exits[start]) >= 2
+
+
+def test_blocksworld_contrast_items_are_checkable():
+    """The first block of the one optimal plan (the planner, on the question's own states) and
+    the top of the first pile; their first letters differ."""
+    from reasonlens.tasks.blocksworld import make_problem, optimal_plan, parse_text, solve
+
+    items = blocksworld_items(20, seed=1)
+    for item in items:
+        parsed = parse_text(item.question + "\nPlan:\n", "paper")
+        problem = make_problem(parsed.init, parsed.goal, slots=len(parsed.init))
+        assert solve(problem).n_optimal_plans == 1
+        assert item.answer == optimal_plan(problem)[0].block
+        assert item.copy == next(p[-1] for p in parsed.init if p)
+        assert item.answer[0] != item.copy[0]
+
+
+@pytest.mark.parametrize("contrast", ["maze", "blocksworld"])
+def test_study_on_a_task_contrast_set(tiny_dir, tmp_path, tiny_preset, contrast):
+    out = tmp_path / contrast
+    results = _run(tiny_dir, out, contrast=contrast)
+    assert results["prompts"]["source"]["kind"] == contrast
+    prompts = json.loads((out / "prompts" / "prompts.json").read_text())
+    assert prompts["test"][0]["source"] == contrast
+    assert "steering along it raises the solve rate" in (out / "report.md").read_text()

@@ -25,6 +25,12 @@ OPTIONS = (
         "Your own prompts: JSONL of {question, answer} (GSM8K '#### N' answers read); the "
         "control asks for the question's first number.",
     ),
+    StudyOption(
+        "contrast",
+        "The built-in contrast set: arithmetic (word problems), maze (the room after the start "
+        "vs the start) or blocksworld (the block an optimal plan picks up first vs the top of "
+        "the first pile); default: a --pair's task, else arithmetic.",
+    ),
     StudyOption("layers", "Candidate layers: a range (8-20) or a list (4,8,12)."),
     StudyOption(
         "behaviour",

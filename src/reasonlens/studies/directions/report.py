@@ -135,8 +135,9 @@ def _model_section(role: str, m: dict) -> Section:
         [
             where,
             Claims(claims, reference=None, control="control"),
-            "Steering dose-response on the test prompts (checker: the first number written "
-            "equals the answer), 95% bootstrap intervals over prompts. " + doses_line(steer),
+            "Steering dose-response on the test prompts (checker: the first number or word "
+            "written equals the answer), 95% bootstrap intervals over prompts. "
+            + doses_line(steer),
             dose,
             *_ranges_blocks(ranges),
             *_patching_blocks(patching),

@@ -26,9 +26,10 @@ from reasonlens.studies.base import Settings
 from reasonlens.studies.directions.presets import PRESETS, DirectionsPreset
 from reasonlens.studies.kit import analysis_stage
 from reasonlens.tasks.reasoning.contrast import (
+    CONTRAST_SETS,
     CONTROL_LINE,
+    NUMBER,
     REASONING_LINE,
-    arithmetic_items,
     read_prompts,
 )
 
@@ -87,6 +88,20 @@ def reference_of(settings: Settings) -> tuple[str, str] | None:
     return (str(source), f"start ({start})") if source else None
 
 
+def contrast_of(settings: Settings) -> str:
+    """Which built-in contrast set the reasoning direction is taken from: --contrast, else the
+    task a --pair was built on (its models were trained on that task's prompts), else the
+    arithmetic word problems."""
+    given = settings.option("contrast")
+    if given is not None:
+        if given not in CONTRAST_SETS:
+            raise UserError(f"--contrast {given!r}: valid: {', '.join(CONTRAST_SETS)}")
+        return given
+    record = pair_record(settings)
+    task = record.get("task") if record is not None else None
+    return task if task in CONTRAST_SETS else "arithmetic"
+
+
 def behaviour_of(settings: Settings) -> str | None:
     """Which behaviour direction the study adds: "backtracking" with --behaviour backtracking
     or a pair built on the maze task (its models write search traces), else None."""
@@ -121,8 +136,10 @@ def parse_layers(spec: str | None, n_layers: int) -> list[int] | None:
 
 
 def split_items(settings: Settings, p: DirectionsPreset) -> dict[str, Any]:
-    """The train/val/test problems (built-in arithmetic, or --prompts FILE)."""
+    """The train/val/test problems (a built-in contrast set, or --prompts FILE)."""
     path = settings.option("prompts")
+    if path and settings.option("contrast") is not None:
+        raise UserError("--prompts and --contrast both say which prompts to use: give one")
     if path:
         items, dropped = read_prompts(path)
         if len(items) < MIN_USER_ITEMS:
@@ -139,8 +156,11 @@ def split_items(settings: Settings, p: DirectionsPreset) -> dict[str, Any]:
         source = {"kind": "file", "path": str(path), "dropped": dropped}
     else:
         n_train, n_val, n_test = p.train, p.val, p.test
-        items = arithmetic_items(n_train + n_val + n_test + p.patch_pool, seed=settings.seed)
-        source = {"kind": "arithmetic", "steps": [2, 3], "dropped": 0}
+        kind = contrast_of(settings)
+        items = CONTRAST_SETS[kind](n_train + n_val + n_test + p.patch_pool, settings.seed)
+        source = {"kind": kind, "dropped": 0}
+        if kind == "arithmetic":
+            source["steps"] = [2, 3]
     end = n_train + n_val + n_test
     splits = {
         "train": items[:n_train],
@@ -187,17 +207,21 @@ def format_split(tok, items: list[dict]) -> Formatted:
         return tokenize(tok, f"Question: {question}\n{line}\n{end}")
 
     return Formatted(
-        reasoning=[ids(x["question"], REASONING_LINE) for x in items],
-        control=[ids(x["question"], CONTROL_LINE) for x in items],
+        reasoning=[ids(x["question"], x.get("reasoning_line", REASONING_LINE)) for x in items],
+        control=[ids(x["question"], x.get("control_line", CONTROL_LINE)) for x in items],
         answer=[_digit_token(tok, x["answer"], spaced) for x in items],
         copy=[_digit_token(tok, x["copy"], spaced) for x in items],
     )
 
 
 def solved(text: str, answer: str) -> float:
-    """The checker: the first number the completion writes equals the answer."""
-    found = re.findall(r"-?\d+(?:\.\d+)?", text.replace(",", ""))
-    return float(bool(found) and float(found[0]) == float(answer))
+    """The checker: the first number the completion writes equals a numeric answer; the
+    first word it writes equals any other (a room, a block colour; case ignored)."""
+    if NUMBER.fullmatch(str(answer)):
+        found = NUMBER.findall(text.replace(",", ""))
+        return float(bool(found) and float(found[0]) == float(answer))
+    found = re.findall(r"[A-Za-z0-9_]+", text)
+    return float(bool(found) and found[0].lower() == str(answer).lower())
 
 
 # ----------------------------------------------------------------------------- science
@@ -550,7 +574,7 @@ def analyse_model(
     sweep = sweep.rescored(lambda i, text: solved(text, answers[i]))
     top = max(grid.alphas)
     steer = sweep.to_dict()
-    steer["metric"] = "solved (checker: first number written = the answer)"
+    steer["metric"] = "solved (checker: the first number or word written = the answer)"
     steer["dose_grid"] = grid.to_dict()
     steer["versus_random_at_max_alpha"] = dataclasses.asdict(sweep.versus_random(top, "increase"))
     steer["examples"] = {
@@ -844,6 +868,7 @@ def stages(p: DirectionsPreset, settings: Settings) -> list[Stage]:
         "seed": settings.seed,
         "layers": settings.option("layers"),
         "behaviour": behaviour_of(settings),
+        "contrast": None if settings.option("prompts") else contrast_of(settings),
     }
 
     def prompts(directory: Path, upstream: dict) -> None:

@@ -38,26 +38,28 @@ THINGS = ("apples", "books", "coins", "pens", "shells", "stamps", "cards", "marb
 class ContrastItem:
     question: str
     answer: str  # what the reasoning prompt asks for (the computation's result)
-    copy: str  # what the control prompt asks for (the first number in the question)
+    copy: str  # what the control prompt asks for (read off the question)
     steps: int  # computation steps (0 when unknown: a user's question)
     source: str = "arithmetic"
+    reasoning_line: str = REASONING_LINE  # the instruction that asks for the computation
+    control_line: str = CONTROL_LINE  # the one that asks for the copy
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def reasoning_prompt(question: str) -> str:
-    return f"Question: {question}\n{REASONING_LINE}\nAnswer:"
+def reasoning_prompt(question: str, line: str = REASONING_LINE) -> str:
+    return f"Question: {question}\n{line}\nAnswer:"
 
 
-def control_prompt(question: str) -> str:
-    return f"Question: {question}\n{CONTROL_LINE}\nAnswer:"
+def control_prompt(question: str, line: str = CONTROL_LINE) -> str:
+    return f"Question: {question}\n{line}\nAnswer:"
 
 
 def contrast_prompts(items: list[ContrastItem]) -> tuple[list[str], list[str]]:
     """The reasoning prompts and their matched controls, item by item."""
-    return [reasoning_prompt(x.question) for x in items], [
-        control_prompt(x.question) for x in items
+    return [reasoning_prompt(x.question, x.reasoning_line) for x in items], [
+        control_prompt(x.question, x.control_line) for x in items
     ]
 
 
@@ -104,6 +106,85 @@ def arithmetic_items(n: int, seed: int = 0, steps: tuple[int, ...] = (2, 3)) -> 
             seen.add(item.question)
             out.append(item)
     return out
+
+
+#: The maze: which room follows the start on the path to the goal needs the search (the
+#: start has two or more corridors); which room the path starts in is read off the question.
+MAZE_LINES = ("Give the second room on the path.", "Give the first room on the path.")
+#: Blocksworld: which block an optimal plan picks up first needs the plan (problems with one
+#: optimal plan); which block is on top of the first pile is read off the init state.
+BLOCKS_LINES = (
+    "Give the block the optimal plan picks up first.",
+    "Give the block on top of the first pile.",
+)
+
+
+def _distinct(make, n: int, rng: random.Random, what: str) -> list[ContrastItem]:
+    """`n` items of distinct questions whose answer and copy differ from the first character
+    (so their first tokens differ under any tokenizer: the logit difference is defined)."""
+    out: list[ContrastItem] = []
+    seen: set[str] = set()
+    for _ in range(200 * n):
+        item = make(rng)
+        if item is None or item.question in seen:
+            continue
+        if item.answer[:1].lower() != item.copy[:1].lower():
+            seen.add(item.question)
+            out.append(item)
+            if len(out) == n:
+                return out
+    raise UserError(f"could not generate {n} distinct {what} problems")
+
+
+def maze_items(n: int, seed: int = 0, rooms: tuple[int, int] = (5, 7)) -> list[ContrastItem]:
+    """`n` distinct mazes (the maze task's prompt, seeded): the reasoning prompt asks for the
+    room after the start on the path to the goal, the control for the start room."""
+    from reasonlens.tasks.backtracking.puzzle import random_maze
+    from reasonlens.tasks.backtracking.traces import prompt_text
+
+    def make(rng: random.Random) -> ContrastItem | None:
+        maze = random_maze(rng, rng.randint(*rooms))
+        if len(maze.neighbours(maze.start)) < 2:  # one corridor out: nothing to search
+            return None
+        path = maze.shortest_path()
+        question = prompt_text(maze).strip()
+        return ContrastItem(question, path[1], path[0], len(path) - 1, "maze", *MAZE_LINES)
+
+    return _distinct(make, n, random.Random(seed), "maze")
+
+
+def blocksworld_items(n: int, seed: int = 0, blocks: int = 4) -> list[ContrastItem]:
+    """`n` distinct Blocksworld problems of levels 2 and 3 with one optimal plan each (the
+    planning prompt, seeded): the reasoning prompt asks for the block the plan picks up
+    first, the control for the block on top of the first pile."""
+    from reasonlens.tasks.blocksworld import generate_problems
+
+    pool = [
+        ex
+        for level in (2, 3)
+        for ex in generate_problems(blocks, level, 2 * n, unique=True, seed=seed + level)
+    ]
+    random.Random(seed).shuffle(pool)
+    examples = iter(pool)
+
+    def make(_rng: random.Random) -> ContrastItem | None:
+        ex = next(examples, None)
+        if ex is None:
+            return None
+        top = next(pile[-1] for pile in ex.problem.init if pile)
+        question = ex.prompt.removesuffix("Plan:\n").strip()
+        first = ex.plan[0].block
+        return ContrastItem(question, first, top, len(ex.plan), "blocksworld", *BLOCKS_LINES)
+
+    return _distinct(make, n, random.Random(seed), "Blocksworld")
+
+
+#: The built-in contrast sets: name -> f(n, seed).
+CONTRAST_SETS = {
+    "arithmetic": lambda n, seed: arithmetic_items(n, seed=seed),
+    "maze": lambda n, seed: maze_items(n, seed=seed),
+    "blocksworld": lambda n, seed: blocksworld_items(n, seed=seed),
+}
 
 
 def final_number(text: str) -> str | None:
