@@ -269,3 +269,61 @@ def test_study_on_a_task_contrast_set(tiny_dir, tmp_path, tiny_preset, contrast)
     prompts = json.loads((out / "prompts" / "prompts.json").read_text())
     assert prompts["test"][0]["source"] == contrast
     assert "steering along it raises the solve rate" in (out / "report.md").read_text()
+
+
+def _chains_file(path, n=10):
+    """Plain-layout chains: each has a backtracking span starting with 'Wait'."""
+    rows = []
+    for i in range(n):
+        head = f"Let me add {i} and {i + 2}. That gives {2 * i + 2}. "
+        span = f"Wait, I should check {i} again. "
+        tail = "Yes, it holds."
+        text = head + span + tail
+        rows.append(
+            {
+                "id": f"c{i}",
+                "text": text,
+                "problem": f"What is {i} plus {i + 2}?",
+                "spans": [{"start": len(head), "end": len(head + span), "label": "backtracking"}],
+            }
+        )
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_backtrack_words_per_100_words():
+    from reasonlens.studies.directions.behaviour import backtrack_words
+
+    assert backtrack_words("Wait, no. Hmm. waiting is fine") == pytest.approx(100 * 2 / 6)
+    assert backtrack_words("") == 0.0
+
+
+def test_study_with_a_users_annotated_chains(tiny_dir, tmp_path, monkeypatch):
+    import dataclasses
+
+    tiny = dataclasses.replace(TINY, window=2, chain_tokens=6, generate_batch=8)
+    monkeypatch.setitem(presets.PRESETS, "tiny", tiny)
+    chains = _chains_file(tmp_path / "chains.jsonl")
+    out = tmp_path / "run"
+    results = _run(tiny_dir, out, chains=str(chains))
+    b = results["per_model"]["model_a"]["behaviour"]
+    assert b["source"].startswith("annotated chains") and b["n_traces"] == {
+        "train": 5, "val": 2, "test": 3
+    }  # fmt: skip
+    assert b["n_windows"] >= 1 and b["steering"]["metric"] == "'Wait'/'Hmm' per 100 words"
+    assert b["steering"]["n_prompts"] == 3
+    # a chain 'Wait ...' per 7-9 words in the gold chains
+    assert 5 < b["gold_backtracks_per_chain"] < 10
+    assert "'Wait'/'Hmm' per 100 words" in (out / "report.md").read_text()
+
+
+def test_chains_without_backtracking_are_refused(tiny_dir, tmp_path, capsys):
+    path = tmp_path / "c.jsonl"
+    rows = [{"id": f"c{i}", "text": "Fine. Done.", "spans": [], "problem": "Q?"} for i in range(8)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        ["study", "directions", "-m", tiny_dir, "--chains", path, "-o", out, "--quiet"], capsys
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "backtracking" in err
+    assert not out.exists()

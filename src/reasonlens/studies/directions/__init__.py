@@ -14,6 +14,8 @@ started from, and how far each arm's direction moved from it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from reasonlens.studies.base import Settings, Study, StudyOption, lazy
 from reasonlens.studies.directions.presets import PRESETS, DirectionsPreset
 
@@ -32,6 +34,12 @@ OPTIONS = (
         "the first pile); default: a --pair's task, else arithmetic.",
     ),
     StudyOption("layers", "Candidate layers: a range (8-20) or a list (4,8,12)."),
+    StudyOption(
+        "chains",
+        "Your annotated chains (Ward et al.'s all_annotated_chains.json layout, or JSONL of "
+        "{id, text, spans, problem}): the backtracking direction from their spans, steered on "
+        "their held-out problems and scored by 'Wait'/'Hmm' per 100 words.",
+    ),
     StudyOption(
         "behaviour",
         "backtracking: also the backtracking direction from maze search traces, steered and "
@@ -71,6 +79,15 @@ def _check(settings: Settings) -> None:
                 parse_layers(settings.option("layers"), n)
     split_items(settings, p)  # a bad --prompts file is refused here
     behaviour_of(settings)  # a bad --behaviour is refused here
+    chains = settings.option("chains")
+    if chains:  # a bad chains file is refused here, read with each model's tokenizer
+        from reasonlens.models import load_tokenizer
+        from reasonlens.studies.directions.behaviour import chains_data
+
+        if not Path(chains).is_file():
+            raise UserError(f"--chains {chains}: no such file")
+        for source, _ in models:
+            chains_data(load_tokenizer(source), chains, settings.seed)
 
 
 def _results(p: DirectionsPreset, settings: Settings, stages: dict) -> dict:

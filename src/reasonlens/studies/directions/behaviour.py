@@ -13,6 +13,9 @@ bootstrap CIs beside random directions of equal norm and the random-window direc
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -93,8 +96,111 @@ def count_backtracks(texts: list[str], mazes) -> np.ndarray:
     return np.array([check_trace(m, t).n_backtracks for t, m in zip(texts, mazes, strict=True)])
 
 
+@dataclass
+class BehaviourData:
+    """Where a behaviour direction comes from and how its steering is scored: token ids and
+    backtrack start tokens of the training and validation chains, the held-out prompts that
+    are steered, and the score of a steered completion (prompt index, text)."""
+
+    source: str
+    train: tuple[list[list[int]], list[list[int]]]
+    val: tuple[list[list[int]], list[list[int]]]
+    prompts: list[Any]
+    score: Callable[[int, str], float]
+    metric: str
+    gold: float | None  # the behaviour in the held-out gold chains, per chain (None: unknown)
+    n: dict[str, int]
+
+
+def maze_data(tokenizer, p, seed: int) -> BehaviourData:
+    """Gold maze search traces, teacher-forced as the pair trains them; steered on held-out
+    maze prompts, scored by the maze checker (backtracks per chain)."""
+    from reasonlens.tasks.backtracking.traces import prompt_text
+
+    traces = maze_traces(p.maze_train, p.maze_val, p.maze_test, p.maze_rooms, seed)
+    test = traces["test"]
+    mazes = [t.maze for t in test]
+    return BehaviourData(
+        source="gold maze search traces",
+        train=encode_traces(tokenizer, traces["train"]),
+        val=encode_traces(tokenizer, traces["val"]),
+        prompts=[prompt_text(m) for m in mazes],
+        score=lambda i, text: float(count_backtracks([text], [mazes[i]])[0]),
+        metric="backtracks per chain (the maze checker)",
+        gold=float(np.mean([len(t.backtracks) for t in test])),
+        n={k: len(v) for k, v in traces.items()},
+    )
+
+
+#: Ward et al.'s metric for free text: "Wait" and "Hmm" per 100 whitespace words.
+BACKTRACK_WORDS = re.compile(r"\b(wait|hmm)\b", re.IGNORECASE)
+
+
+def backtrack_words(text: str) -> float:
+    """'Wait' and 'Hmm' (any case) per 100 whitespace-separated words; 0 for no words."""
+    words = len(text.split())
+    return 100.0 * len(BACKTRACK_WORDS.findall(text)) / words if words else 0.0
+
+
+def chains_data(tokenizer, path: str, seed: int) -> BehaviourData:
+    """A user's annotated chains (either layout of ``read_chains``): backtracking spans to
+    token starts with the tokenizer's chat template (raw text when it has none); the chains
+    split 50/20/30 (seeded) into training, validation and test; the test chains' problems are
+    steered and scored by Ward et al.'s 'Wait'/'Hmm' per 100 words."""
+    from reasonlens.tasks.backtracking import read_chains
+    from reasonlens.tasks.backtracking.labels import label_chains, render_prompt
+
+    template = "chat" if getattr(tokenizer, "chat_template", None) else "raw"
+    chains = read_chains(path)
+    rows = label_chains(tokenizer, chains, "backtracking", template=template)
+    order = np.random.default_rng(seed).permutation(len(rows))
+    n_train, n_val = len(rows) // 2, len(rows) // 5
+    parts = {
+        "train": order[:n_train],
+        "val": order[n_train : n_train + n_val],
+        "test": order[n_train + n_val :],
+    }
+
+    def starts(i: int) -> list[int]:
+        lab = rows[i].labels
+        return [t for t in range(len(lab)) if lab[t] and (t == 0 or not lab[t - 1])]
+
+    for name in ("train", "val"):
+        if not any(starts(int(i)) for i in parts[name]):
+            raise UserError(
+                f"--chains {path}: the {name} split ({len(parts[name])} of {len(rows)} chains) "
+                "has no backtracking span; give more chains with backtracking spans"
+            )
+    if not len(parts["test"]):
+        raise UserError(f"--chains {path}: {len(rows)} chains leave none to steer; add chains")
+
+    def split(name: str):
+        idx = [int(i) for i in parts[name]]
+        return [list(rows[i].input_ids) for i in idx], [starts(i) for i in idx]
+
+    test = [chains[int(i)] for i in parts["test"]]
+    gold = [backtrack_words(c.text) for c in test]
+    return BehaviourData(
+        source=f"annotated chains {path} (template {template})",
+        train=split("train"),
+        val=split("val"),
+        prompts=[render_prompt(tokenizer, c.problem, template) for c in test],
+        score=lambda _i, text: backtrack_words(text),
+        metric="'Wait'/'Hmm' per 100 words",
+        gold=float(np.mean(gold)),
+        n={k: len(v) for k, v in parts.items()},
+    )
+
+
 def behaviour_directions(
-    model, p, layers: list[int], val_control, control_prompts, settings, directory
+    model,
+    p,
+    layers: list[int],
+    val_control,
+    control_prompts,
+    data: BehaviourData,
+    seed: int,
+    directory,
 ) -> dict[str, Any]:
     """The backtracking direction of one model, its layer, and its steering dose-response
     (doses chosen by their KL on `val_control`, reported on `control_prompts`)."""
@@ -103,30 +209,26 @@ def behaviour_directions(
     from reasonlens.analyses.directions import window_contrast
     from reasonlens.analyses.steering import alpha_sweep
     from reasonlens.studies.directions.stages import dose_grid
-    from reasonlens.tasks.backtracking.traces import prompt_text
     from reasonlens.trace.capture import capture
     from reasonlens.trace.inputs import TraceInput
 
-    seed, width = settings.seed, p.window
-    traces = maze_traces(p.maze_train, p.maze_val, p.maze_test, p.maze_rooms, seed)
+    width = p.window
     sites = [f"layers.{x}.{SITE}" for x in layers]
-    encoded = {k: encode_traces(model.tokenizer, v) for k, v in traces.items() if k != "test"}
 
-    def acts_of(split: str):
-        ids, _ = encoded[split]
+    def acts_of(ids):
         inputs = [TraceInput(input_ids=tuple(x)) for x in ids]
         return capture(
             model, inputs, sites, positions="all", batch_size=p.batch_size, progress=False
         )
 
-    train_ids, train_starts = encoded["train"]
-    train = acts_of("train")
+    train_ids, train_starts = data.train
+    train = acts_of(train_ids)
     spans = [[t for t in s if t >= width] for s in train_starts]
     if not any(spans):
-        raise UserError(f"no backtrack starts at least {width} tokens into its trace")
+        raise UserError(f"no backtrack starts at least {width} tokens into its chain")
     dirs = window_contrast(train, spans, -width, width, sites, shuffles=1, seed=seed)
-    val_ids, val_starts = encoded["val"]
-    val = acts_of("val")
+    val_ids, val_starts = data.val
+    val = acts_of(val_ids)
     masks = window_mask([len(x) for x in val_ids], val_starts, width)
     raw = dirs.raw[:, 0]  # [layers, d]
     shuffled = dirs.shuffled[0, :, 0]
@@ -136,12 +238,10 @@ def behaviour_directions(
     layer = layers[pick]
     direction, control = raw[pick], shuffled[pick]
 
-    test = traces["test"]
-    prompts = [prompt_text(t.maze) for t in test]
     grid = dose_grid(model, direction, layer, val_control, p)
     sweep = alpha_sweep(
         model,
-        prompts,
+        data.prompts,
         direction,
         f"layers.{layer}.{SITE}",
         grid.alphas,
@@ -155,11 +255,10 @@ def behaviour_directions(
         batch_size=p.generate_batch,
         resamples=p.resamples,
     )
-    mazes = [t.maze for t in test]
-    sweep = sweep.rescored(lambda i, text: count_backtracks([text], [mazes[i]])[0])
+    sweep = sweep.rescored(data.score)
     top = max(grid.alphas)
     out = sweep.to_dict()
-    out["metric"] = "backtracks per chain (the maze checker)"
+    out["metric"] = data.metric
     out["dose_grid"] = grid.to_dict()
     out["monotone_share"] = sweep.monotone_share("increase")
     out["monotone_share_random"] = sweep.monotone_share("increase", sweep.random)
@@ -167,14 +266,15 @@ def behaviour_directions(
     out["examples"] = {str(a): sweep.texts[0][i][:2] for i, a in enumerate(sweep.alphas)}
     sweep.plot(directory / "steering_backtracking.png", f"Backtracking direction at layer {layer}")
     return {
+        "source": data.source,
         "window": width,
         "layers": layers,
-        "n_traces": {k: len(v) for k, v in traces.items()},
+        "n_traces": data.n,
         "n_windows": int(sum(len(s) for s in spans)),
         "direction_norm": dirs.norms[:, 0].tolist(),
         "val_auc": auc,
         "val_auc_random_windows": auc_shuffled,
         "chosen": {"layer": layer, "norm": float(direction.norm()), "val_auc": auc[pick]},
-        "gold_backtracks_per_chain": float(np.mean([len(t.backtracks) for t in test])),
+        "gold_backtracks_per_chain": data.gold,
         "steering": out,
     }

@@ -245,18 +245,20 @@ def constant_sweep(steer: dict, what: str) -> str | None:
 
 def _behaviour_section(role: str, m: dict) -> Section:
     """The backtracking direction of one model: where it is chosen, what steering it does to
-    backtracks per chain (the maze checker), and what it costs on control prompts."""
+    the behaviour (the maze checker's backtracks per chain, or 'Wait'/'Hmm' per 100 words on
+    a user's chains), and what it costs on control prompts."""
     b = m["behaviour"]
     steer, chosen = b["steering"], b["chosen"]
     top = max(steer["alphas"])
     top_row = _alpha_row(steer, top)
     kl_top = Estimate.of(top_row["direction"].get("kl")).show(4)
     monotone = steer["monotone_share"]
-    degenerate = constant_sweep(steer, "backtracks")
+    what = steer.get("metric", "backtracks per chain")
+    degenerate = constant_sweep(steer, what)
     claims = [
         Claim(
-            f"steering along the backtracking direction raises backtracks per chain at the "
-            f"largest alpha ({top:g})",
+            f"steering along the backtracking direction raises {what} at the largest alpha "
+            f"({top:g})",
             Estimate.of(top_row["direction"]["metric"]).show(),
             not_measurable(degenerate)
             if degenerate
@@ -266,8 +268,8 @@ def _behaviour_section(role: str, m: dict) -> Section:
             f"{Estimate.of(top_row.get('random windows', {}).get('metric')).show()}",
         ),
         Claim(
-            "the dose-response is monotone (backtracks never fall as alpha rises, and rise "
-            "overall)",
+            "the dose-response is monotone (the behaviour never falls as alpha rises, and "
+            "rises overall)",
             f"{monotone:.0%} of resamples",
             not_measurable(degenerate)
             if degenerate
@@ -275,7 +277,7 @@ def _behaviour_section(role: str, m: dict) -> Section:
             control=f"random directions: {steer['monotone_share_random']:.0%}",
         ),
     ]
-    dose = _dose_table(steer, "backtracks / chain", "random windows")
+    dose = _dose_table(steer, what, "random windows")
     auc = Table(
         ["layer", "validation AUC", "random-window direction's AUC", "norm"],
         [
@@ -293,14 +295,14 @@ def _behaviour_section(role: str, m: dict) -> Section:
     return Section(
         f"{m['label']} ({role}): the backtracking direction",
         [
-            f"From {n['train']} gold maze search traces ({b['n_windows']} backtracks), the mean "
-            f"residual over the {b['window']} tokens before each backtrack minus the mean over "
-            f"every token, per candidate layer; chosen on {n['val']} validation traces by the "
-            "AUC with which its projection separates the window tokens from the rest: layer "
-            f"{chosen['layer']} (AUC {chosen['val_auc']:.3f}, norm {chosen['norm']:.3f}; KL on "
-            f"control prompts at alpha {top:g}: {kl_top}). Steered on {n['test']} held-out "
-            f"maze prompts (gold traces: {b['gold_backtracks_per_chain']:.2f} backtracks per "
-            "chain); the checker counts backtracks in each chain.",
+            f"From {n['train']} {b.get('source', 'gold maze search traces')} "
+            f"({b['n_windows']} backtracks), the mean residual over the {b['window']} tokens "
+            "before each backtrack minus the mean over every token, per candidate layer; chosen "
+            f"on {n['val']} validation chains by the AUC with which its projection separates "
+            f"the window tokens from the rest: layer {chosen['layer']} (AUC "
+            f"{chosen['val_auc']:.3f}, norm {chosen['norm']:.3f}; KL on control prompts at alpha "
+            f"{top:g}: {kl_top}). Steered on {n['test']} held-out prompts, scored by {what} "
+            f"(in the held-out gold chains: {b['gold_backtracks_per_chain']:.2f}).",
             Claims(claims, reference=None, control="control"),
             doses_line(steer),
             dose,

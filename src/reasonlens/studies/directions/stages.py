@@ -103,9 +103,14 @@ def contrast_of(settings: Settings) -> str:
 
 
 def behaviour_of(settings: Settings) -> str | None:
-    """Which behaviour direction the study adds: "backtracking" with --behaviour backtracking
-    or a pair built on the maze task (its models write search traces), else None."""
+    """Which behaviour direction the study adds: "backtracking" with --behaviour backtracking,
+    --chains (a user's annotated chains) or a pair built on the maze task (its models write
+    search traces), else None."""
     given = settings.option("behaviour")
+    if settings.option("chains"):
+        if given not in (None, "backtracking"):
+            raise UserError(f"--chains gives backtracking spans, not {given!r}")
+        return "backtracking"
     if given is not None:
         if given not in BEHAVIOURS:
             raise UserError(f"--behaviour {given!r}: valid: {', '.join(BEHAVIOURS)}")
@@ -607,10 +612,16 @@ def analyse_model(
     lap("patching")
     behaviour = None
     if behaviour_of(settings) == "backtracking":
-        from reasonlens.studies.directions.behaviour import behaviour_directions
+        from reasonlens.studies.directions.behaviour import (
+            behaviour_directions,
+            chains_data,
+            maze_data,
+        )
 
+        chains = settings.option("chains")
+        data = chains_data(tok, chains, seed) if chains else maze_data(tok, p, seed)
         behaviour = behaviour_directions(
-            model, p, layers, val.control, test.control, settings, directory
+            model, p, layers, val.control, test.control, data, seed, directory
         )
     record = {
         "label": label,
@@ -848,6 +859,15 @@ def compare_models(
 # ----------------------------------------------------------------------------- stages
 
 
+def _digest(path: str | None) -> str | None:
+    """A chains file's content digest (a stage recomputes when the file changes)."""
+    if not path:
+        return None
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _fingerprints(settings: Settings) -> dict[str, str]:
     if settings.model_weights is None:  # re-rendering a report: nothing runs
         return {}
@@ -868,6 +888,7 @@ def stages(p: DirectionsPreset, settings: Settings) -> list[Stage]:
         "seed": settings.seed,
         "layers": settings.option("layers"),
         "behaviour": behaviour_of(settings),
+        "chains": _digest(settings.option("chains")),
         "contrast": None if settings.option("prompts") else contrast_of(settings),
     }
 
