@@ -13,10 +13,10 @@ class DirectionsPreset:
     # problems per split: directions from `train`, the layer chosen on `val`, effects on `test`
     train: int = 32
     val: int = 16
-    test: int = 24
+    test: int = 16
     # candidate layers for selection: this many evenly spaced (None: every layer), or the
     # user's --layers (layer_specific)
-    candidates: int | None = 8
+    candidates: int | None = 6
     needs_layers: bool = False
     # steering doses, per model and direction: -a..a in `doses` steps a side, `a` the largest
     # candidate whose steering (either sign) moves the next token on validation control
@@ -41,9 +41,9 @@ class DirectionsPreset:
     window: int = 8
     maze_train: int = 24
     maze_val: int = 8
-    maze_test: int = 16
+    maze_test: int = 12
     maze_rooms: tuple[int, int] = (5, 7)
-    chain_tokens: int = 160
+    chain_tokens: int = 128
     generate_batch: int = 64
 
     def to_dict(self) -> dict:
@@ -52,7 +52,7 @@ class DirectionsPreset:
 
 QUICK = DirectionsPreset(
     "quick_test",
-    "CPU, <= 15 min on smollm2-135m: 32/16/24 problems per split, 8 candidate layers, "
+    "CPU, <= 15 min on smollm2-135m: 32/16/16 problems per split, 6 candidate layers, "
     "5 doses up to the largest alpha within a KL of 0.5 on validation prompts, 2 "
     "random-direction controls and a shuffled-label direction",
 )
