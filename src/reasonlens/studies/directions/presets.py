@@ -13,7 +13,7 @@ class DirectionsPreset:
     # problems per split: directions from `train`, the layer chosen on `val`, effects on `test`
     train: int = 32
     val: int = 16
-    test: int = 16
+    test: int = 12
     # candidate layers for selection: this many evenly spaced (None: every layer), or the
     # user's --layers (layer_specific)
     candidates: int | None = 6
@@ -41,7 +41,7 @@ class DirectionsPreset:
     window: int = 8
     maze_train: int = 24
     maze_val: int = 8
-    maze_test: int = 12
+    maze_test: int = 8
     maze_rooms: tuple[int, int] = (5, 7)
     chain_tokens: int = 128
     generate_batch: int = 64
@@ -52,7 +52,7 @@ class DirectionsPreset:
 
 QUICK = DirectionsPreset(
     "quick_test",
-    "CPU, <= 15 min on smollm2-135m: 32/16/16 problems per split, 6 candidate layers, "
+    "CPU, <= 15 min on smollm2-135m: 32/16/12 problems per split, 6 candidate layers, "
     "5 doses up to the largest alpha within a KL of 0.5 on validation prompts, 2 "
     "random-direction controls and a shuffled-label direction",
 )
