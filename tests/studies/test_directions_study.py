@@ -116,7 +116,8 @@ def test_a_pair_adds_the_model_both_arms_started_from(tiny_dir, second_dir, tmp_
     results = _run(tiny_dir, out, pair=str(pair))
     three = results["comparison"]["three_models"]
     assert three["reference"] == "start (warmup)"
-    assert three["layer"] == results["per_model"]["model_a"]["chosen"]["layer"]
+    records = [results["per_model"][r] for r in ("model_a", "model_b")]
+    assert (three["layer"], three["layer_rule"]) == stages.judged_layer(records, 2)
     for row in three["per_layer"]:
         assert row["first_arm_to_start"] == pytest.approx(0.0, abs=1e-6)
         assert row["second_arm_to_start"] == pytest.approx(row["arms"], abs=1e-6)
@@ -197,6 +198,20 @@ def test_study_with_the_backtracking_direction(tiny_dir, tmp_path, monkeypatch):
     assert "backtracking direction" in report
     # a random model writes no search: no condition has a backtrack, so no verdict is given
     assert "not measurable (every chain of every condition (18: direction and controls at" in report
+
+
+def test_the_three_model_claim_is_judged_where_a_selection_passed():
+    passed = {"label": "RL", "selection": {"fallback": None}, "chosen": {"layer": 7}}
+    failed = {
+        "label": "distilled",
+        "selection": {"fallback": "no candidate"},
+        "chosen": {"layer": 0},
+    }
+    assert stages.judged_layer([failed, passed], 30) == (
+        7,
+        "RL's layer, chosen on validation prompts",
+    )
+    assert stages.judged_layer([failed, failed], 30)[0] == 15
 
 
 def test_patching_pairs_are_the_largest_group_of_one_length():

@@ -21,7 +21,7 @@ class DirectionsPreset:
     # steering doses, per model and direction: -a..a in `doses` steps a side, `a` the largest
     # candidate whose steering (either sign) moves the next token on validation control
     # prompts by a mean KL <= steer_kl_max nats (analyses.steering.kl_bounded_alphas)
-    alpha_candidates: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+    alpha_candidates: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
     steer_kl_max: float = 0.5
     doses: int = 2
     n_random: int = 2
@@ -64,6 +64,7 @@ FULL = DirectionsPreset(
     val=100,
     test=100,
     candidates=None,
+    alpha_candidates=(0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0),
     doses=3,
     patch_pool=1000,
     patch_pairs=100,

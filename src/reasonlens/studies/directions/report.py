@@ -325,7 +325,7 @@ def _three_models(models: list[str], t: dict) -> tuple[Claim, Table | None]:
     row = t["per_layer"][t["layer"]]
     est = Estimate(row["difference"], row["low"], row["high"])
     claim = Claim(
-        f"{text} (layer {t['layer']}, chosen on validation prompts)",
+        f"{text} (layer {t['layer']}: {t.get('layer_rule', 'chosen on validation prompts')})",
         f"1 - cos: {a}-{b} {row['arms']:.4f}, {a}-start {row['first_arm_to_start']:.4f}, "
         f"{b}-start {row['second_arm_to_start']:.4f}; difference {est.show(4)}",
         by_interval(est),

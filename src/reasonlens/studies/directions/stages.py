@@ -660,8 +660,17 @@ def _directions(acts: tuple, layer: int, idx):
     return r.mean(0) - c.mean(0), r[idx].mean(1) - c[idx].mean(1)
 
 
+def judged_layer(records: list[dict], n_layers: int) -> tuple[int, str]:
+    """Where the three-model claim is judged: the first arm whose layer was chosen on the
+    validation prompts by the selection rule (not by its fallback), else the middle layer."""
+    for r in records:
+        if not r["selection"].get("fallback"):
+            return r["chosen"]["layer"], f"{r['label']}'s layer, chosen on validation prompts"
+    return n_layers // 2, "the middle layer (neither arm's selection passed its filters)"
+
+
 def three_model_divergence(
-    reference, items, train, acts, layer, n_layers, idx, p, settings
+    reference, items, train, acts, judged, n_layers, idx, p, settings
 ) -> dict:
     """How far apart the two arms' reasoning directions are, against how far each moved from
     the model both started from: per layer, the divergences 1 - cos (paired bootstrap over the
@@ -676,6 +685,7 @@ def three_model_divergence(
     from reasonlens.models import load_model
 
     source, label = reference
+    layer, rule = judged
     model = load_model(source, device=settings.device)
     mine = format_split(model.tokenizer, items)
     if mine.reasoning != train.reasoning or mine.control != train.control:
@@ -719,6 +729,7 @@ def three_model_divergence(
         "reference": label,
         "source": source,
         "layer": layer,
+        "layer_rule": rule,
         "per_layer": rows,
         "interval": f"95% percentile bootstrap over the {len(train.reasoning)} train problems, "
         "paired across the three models",
@@ -812,7 +823,7 @@ def compare_models(
     reference = reference_of(settings)
     if reference is not None:
         out["three_models"] = three_model_divergence(
-            reference, items["train"], fa, acts, records[0]["chosen"]["layer"], n, idx, p, settings
+            reference, items["train"], fa, acts, judged_layer(records, n), n, idx, p, settings
         )
     # transfer: each model's chosen direction steering the other at the matching depth
     test = [format_split(m.tokenizer, items["test"]) for m in loaded]
