@@ -342,3 +342,17 @@ def test_chains_without_backtracking_are_refused(tiny_dir, tmp_path, capsys):
     )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "backtracking" in err
     assert not out.exists()
+
+
+def test_a_patch_that_changes_nothing_is_not_measurable():
+    from reasonlens.studies.directions.report import _patching_claim
+
+    zero = {"value": 0.0, "low": 0.0, "high": 0.0}
+    some = {"value": 0.2, "low": 0.1, "high": 0.3}
+    record = {
+        "layer": 0, "restored": [zero, some], "restored_mismatched": [zero, some],
+        "beyond_mismatched": zero, "clean_minus_corrupt": 1.0,
+    }  # fmt: skip
+    assert _patching_claim(record).verdict.word == "not measurable"
+    record["layer"] = 1
+    assert _patching_claim(record).verdict.word != "not measurable"

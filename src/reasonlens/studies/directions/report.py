@@ -172,6 +172,13 @@ def _patching_claim(r: dict) -> Claim:
     if "not_measurable" in r:
         return Claim(text, "–", not_measurable(r["not_measurable"]))
     x = r["layer"]
+    cells = (r["restored"][x], r["restored_mismatched"][x])
+    if all(abs(c[k] or 0.0) < 1e-9 for c in cells for k in ("value", "low", "high")):
+        why = (
+            f"at layer {x} neither patch changes the score at all (the last token's residual "
+            "stream there holds nothing yet from the tokens where the prompts differ)"
+        )
+        return Claim(f"{text} at the direction's layer ({x})", "0", not_measurable(why))
     return Claim(
         f"{text} at the direction's layer ({x}) beyond a mismatched source",
         f"restored {Estimate.of(r['restored'][x]).show()} of a clean-corrupt gap of "
