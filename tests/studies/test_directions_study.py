@@ -347,7 +347,7 @@ def test_chains_without_backtracking_are_refused(tiny_dir, tmp_path, capsys):
 def test_a_patch_that_changes_nothing_is_not_measurable():
     from reasonlens.studies.directions.report import _patching_claim
 
-    zero = {"value": 0.0, "low": 0.0, "high": 0.0}
+    zero = {"value": 1e-6, "low": -1.2e-6, "high": 3.3e-6}  # float noise, as measured
     some = {"value": 0.2, "low": 0.1, "high": 0.3}
     record = {
         "layer": 0, "restored": [zero, some], "restored_mismatched": [zero, some],
