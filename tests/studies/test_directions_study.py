@@ -356,3 +356,16 @@ def test_a_patch_that_changes_nothing_is_not_measurable():
     assert _patching_claim(record).verdict.word == "not measurable"
     record["layer"] = 1
     assert _patching_claim(record).verdict.word != "not measurable"
+
+
+def test_path_patching_when_the_preset_asks(tiny_dir, tmp_path, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setitem(presets.PRESETS, "tiny", dataclasses.replace(TINY, path_patching=True))
+    out = tmp_path / "run"
+    results = _run(tiny_dir, out)
+    paths = results["per_model"]["model_a"]["patching"]["paths"]
+    # two layers: the senders are layer 0's attention and MLP outputs, the receiver layer 1
+    assert [x["sender"] for x in paths["senders"]] == ["layers.0.attn_out", "layers.0.mlp_out"]
+    assert paths["receivers"] == ["layers.1.resid_pre"]
+    assert "Path patching (descriptive, no claim)" in (out / "report.md").read_text()

@@ -35,6 +35,9 @@ class DirectionsPreset:
     # `patch_pool` extra problems (built-in arithmetic; a user's file patches its test split)
     patch_pool: int = 160
     patch_pairs: int = 16
+    # path patching from each candidate layer's attention and MLP output to the last layer's
+    # input (off in quick: it is not in the quick budget)
+    path_patching: bool = False
     # the backtracking direction (maze models): windows of `window` tokens before each
     # backtrack in gold traces (train / val / test mazes), steered on the test mazes for
     # `chain_tokens` new tokens, `generate_batch` rows a generate call
@@ -68,6 +71,7 @@ FULL = DirectionsPreset(
     doses=3,
     patch_pool=1000,
     patch_pairs=100,
+    path_patching=True,
     n_random=5,
     max_new_tokens=8,
     shuffles=5,

@@ -197,12 +197,33 @@ def _patching_blocks(r: dict | None) -> list:
         [i, Estimate.of(a).show(), Estimate.of(b).show()]
         for i, (a, b) in enumerate(zip(r["restored"], r["restored_mismatched"], strict=True))
     ]
-    return [
+    out = [
         f"Activation patching ({r['site']}, {r['position']}; {r['n_pairs']} test pairs): the "
         "computation score restored in the control run, from its own reasoning run and from "
         "another item's:",
         Table(["layer", "restored (matched)", "restored (mismatched source)"], rows),
     ]
+    paths = r.get("paths")
+    if paths and "not_measurable" not in paths:
+        out += [
+            "Path patching (descriptive, no claim): the reasoning run with one sender taken "
+            f"from its control run and reaching only {paths['receivers'][0]} (heads frozen); "
+            "the change in the computation score:",
+            Table(
+                ["sender", "change [95% CI]", "share of the control's gap"],
+                [
+                    [
+                        x["sender"],
+                        Estimate.of(x["effect"]).show(),
+                        "–"
+                        if x["share_of_corrupt_gap"] is None
+                        else f"{x['share_of_corrupt_gap']:.2f}",
+                    ]
+                    for x in paths["senders"]
+                ],
+            ),
+        ]
+    return out
 
 
 def _ranges_blocks(r: dict | None) -> list:

@@ -405,6 +405,29 @@ def answer_patching(model, pool: Formatted, layer: int, p: DirectionsPreset, see
     }
 
 
+def answer_paths(model, pool: Formatted, layers: list[int], p: DirectionsPreset, seed: int):
+    """Path patching (Wang et al.): the reasoning run with one sender, the attention or MLP
+    output of a candidate layer, taken from its control run, reaching only the last layer's
+    input (every head's output frozen at the reasoning run); the change in the computation
+    score per sender. Descriptive: which direct paths carry the score."""
+    from reasonlens.analyses.effects import logit_difference
+    from reasonlens.analyses.patching import path_patching
+
+    group = aligned_group(pool, p.patch_pairs)
+    if group is None:
+        return {"not_measurable": "no two prompts align with their controls in token length"}
+    last = model.n_layers - 1
+    senders = [f"layers.{x}.{c}" for x in layers if x < last for c in ("attn_out", "mlp_out")]
+    if not senders:
+        return {"not_measurable": "no candidate layer lies before the last layer"}
+    result = path_patching(
+        model, group.reasoning, group.control, logit_difference(group.answer, group.copy),
+        senders, [f"layers.{last}.resid_pre"], batch_size=p.batch_size,
+        resamples=p.resamples, seed=seed,
+    )  # fmt: skip
+    return result.to_dict()
+
+
 def candidate_layers(n_layers: int, p: DirectionsPreset, given: list[int] | None) -> list[int]:
     if given is not None:
         return given
@@ -609,6 +632,8 @@ def analyse_model(
     lap("ablation")
     pool = format_split(tok, items.get("patch") or items["test"])
     patching = answer_patching(model, pool, layer, p, seed)
+    if p.path_patching:
+        patching["paths"] = answer_paths(model, pool, layers, p, seed)
     lap("patching")
     behaviour = None
     if behaviour_of(settings) == "backtracking":
