@@ -140,7 +140,7 @@ def test_user_prompts_file(tiny_dir, tmp_path, tiny_preset):
 
 @pytest.mark.parametrize(
     "case",
-    ["three", "missing", "empty", "no_answer", "layers", "pair", "needs_layers"],
+    ["three", "missing", "empty", "no_answer", "layers", "pair", "needs_layers", "blank"],
 )
 def test_bad_input_exit_2_nothing_written(case, tiny_dir, second_dir, tmp_path, capsys):
     out = tmp_path / "run"
@@ -164,6 +164,8 @@ def test_bad_input_exit_2_nothing_written(case, tiny_dir, second_dir, tmp_path, 
         args += ["--pair", tmp_path / "pairdir"]
     elif case == "needs_layers":
         args[3] = "layer_specific"
+    elif case == "blank":  # an empty value is refused, not read as "not given"
+        args += ["--chains", ""]
     code, _, err = run_cli(args, capsys)
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1, err

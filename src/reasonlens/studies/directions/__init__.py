@@ -65,6 +65,10 @@ def _check(settings: Settings) -> None:
     )
 
     p = PRESETS[settings.preset]
+    for o in OPTIONS:  # an empty value would silently mean "not given"
+        value = settings.option(o.name)
+        if isinstance(value, str) and not value.strip():
+            raise UserError(f"--{o.name} is empty: give a value, or leave --{o.name} out")
     if settings.option("pair") and settings.option("models"):
         raise UserError("give --pair or --models, not both")
     models = models_of(settings)
