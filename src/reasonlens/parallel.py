@@ -167,9 +167,7 @@ def refuse_fsdp_on_cpus() -> None:
         )
 
 
-def launch_command(
-    target: list[str], processes: int, port: int | None = None, python: str | None = None
-) -> list[str]:
+def launch_command(target: list[str], processes: int) -> list[str]:
     """`accelerate launch` of ``target`` (``["-m", "reasonlens", ...]`` or a script and its
     arguments) in ``processes`` processes, one a GPU where there are GPUs, else on the CPU
     (gloo). ``--multi_gpu`` starts them through torchrun whatever the devices:
@@ -178,11 +176,10 @@ def launch_command(
     import sys
     from pathlib import Path
 
-    if port is None:  # a free port: other jobs may be launching at the same time
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-    accelerate = Path(python or sys.executable).with_name("accelerate")
+    with socket.socket() as sock:  # a free port: other jobs may be launching at the same time
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    accelerate = Path(sys.executable).with_name("accelerate")
     return [
         str(accelerate), "launch", "--multi_gpu", "--num_processes", str(processes),
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",

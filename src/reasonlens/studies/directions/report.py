@@ -343,7 +343,8 @@ def _behaviour_section(role: str, m: dict) -> Section:
 
 def _three_models(models: list[str], t: dict) -> tuple[Claim, Table | None]:
     """The claim that the two arms' directions differ more from each other than either from
-    the model both started from, at the first arm's chosen layer, and the per-layer table."""
+    the model both started from, at the judged layer (the record says by which rule), and the
+    per-layer table."""
     a, b = models
     text = (
         f"the {b} model's direction differs from the {a} model's more than either from "
@@ -353,8 +354,9 @@ def _three_models(models: list[str], t: dict) -> tuple[Claim, Table | None]:
         return Claim(text, "–", not_measurable(t["not_measurable"])), None
     row = t["per_layer"][t["layer"]]
     est = Estimate(row["difference"], row["low"], row["high"])
+    rule = t.get("layer_rule", "the first arm's chosen layer")  # runs before the rule was kept
     claim = Claim(
-        f"{text} (layer {t['layer']}: {t.get('layer_rule', 'chosen on validation prompts')})",
+        f"{text} (layer {t['layer']}: {rule})",
         f"1 - cos: {a}-{b} {row['arms']:.4f}, {a}-start {row['first_arm_to_start']:.4f}, "
         f"{b}-start {row['second_arm_to_start']:.4f}; difference {est.show(4)}",
         by_interval(est),

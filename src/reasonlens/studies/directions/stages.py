@@ -22,6 +22,7 @@ import numpy as np
 
 from reasonlens.errors import UserError
 from reasonlens.runs import Stage
+from reasonlens.runs.files import file_sha256
 from reasonlens.studies.base import Settings
 from reasonlens.studies.directions.presets import PRESETS, DirectionsPreset
 from reasonlens.studies.kit import analysis_stage
@@ -700,8 +701,8 @@ def three_model_divergence(
     """How far apart the two arms' reasoning directions are, against how far each moved from
     the model both started from: per layer, the divergences 1 - cos (paired bootstrap over the
     train prompts) and the difference between the arms' divergence and the larger of the two
-    start-to-arm ones. The layer judged is the first arm's chosen layer (chosen on the
-    validation prompts). The noise floor beside it: each model's split-half divergence (its
+    start-to-arm ones. The layer judged is `judged` (see :func:`judged_layer`). The noise
+    floor beside it: each model's split-half divergence (its
     direction from one half of the prompts against the other half)."""
     import torch
     from torch.nn.functional import cosine_similarity
@@ -895,15 +896,6 @@ def compare_models(
 # ----------------------------------------------------------------------------- stages
 
 
-def _digest(path: str | None) -> str | None:
-    """A chains file's content digest (a stage recomputes when the file changes)."""
-    if not path:
-        return None
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _fingerprints(settings: Settings) -> dict[str, str]:
     if settings.model_weights is None:  # re-rendering a report: nothing runs
         return {}
@@ -924,7 +916,8 @@ def stages(p: DirectionsPreset, settings: Settings) -> list[Stage]:
         "seed": settings.seed,
         "layers": settings.option("layers"),
         "behaviour": behaviour_of(settings),
-        "chains": _digest(settings.option("chains")),
+        # a chains file is recorded by its content: a stage recomputes when the file changes
+        "chains": file_sha256(chains) if (chains := settings.option("chains")) else None,
         "contrast": None if settings.option("prompts") else contrast_of(settings),
     }
 
