@@ -371,3 +371,27 @@ def test_path_patching_when_the_preset_asks(tiny_dir, tmp_path, monkeypatch):
     assert [x["sender"] for x in paths["senders"]] == ["layers.0.attn_out", "layers.0.mlp_out"]
     assert paths["receivers"] == ["layers.1.resid_pre"]
     assert "Path patching (descriptive, no claim)" in (out / "report.md").read_text()
+
+
+def test_a_floor_at_the_judged_alpha_is_not_measurable():
+    """Every condition at 0 with no spread at the largest alpha (a floor): no verdict there,
+    though lower alphas differ; a sweep with spread at that alpha gets its verdict."""
+    from reasonlens.studies.directions.report import _judged
+
+    def cell(v, lo=None, hi=None):
+        return {
+            "metric": {"value": v, "low": v if lo is None else lo, "high": v if hi is None else hi}
+        }
+
+    steer = {
+        "vectors": ["direction", "random 0"],
+        "n_prompts": 4,
+        "per_alpha": [
+            {"alpha": 1.0, "direction": cell(0.25, 0.0, 0.5), "random 0": cell(0.0)},
+            {"alpha": 2.0, "direction": cell(0.0), "random 0": cell(0.0)},
+        ],
+        "versus_random_at_max_alpha": {"word": "unclear", "why": "0 includes 0", "label": None},
+    }
+    assert _judged(steer, 2.0, "solved").word == "not measurable"
+    assert "at alpha 2" in _judged(steer, 2.0, "solved").why
+    assert _judged(steer, 1.0, "solved").word == "unclear"

@@ -95,7 +95,7 @@ def _model_section(role: str, m: dict) -> Section:
         Claim(
             f"steering along it raises the solve rate at the largest alpha ({top:g})",
             Estimate.of(top_row["direction"]["metric"]).show(),
-            _verdict(steer["versus_random_at_max_alpha"]),
+            _judged(steer, top, "solved"),
             control=f"random: {Estimate.of(top_row['random_mean']['metric']).show()}; "
             f"shuffled: {Estimate.of(top_row.get('shuffled labels', {}).get('metric')).show()}",
         ),
@@ -250,13 +250,14 @@ def _ranges_blocks(r: dict | None) -> list:
     ]
 
 
-def constant_sweep(steer: dict, what: str) -> str | None:
+def constant_sweep(steer: dict, what: str, alpha: float | None = None) -> str | None:
     """Why a sweep cannot be judged, when every condition (the direction and every control at
-    every alpha) gave the same value on every prompt (each mean equal, each interval of zero
-    width); None otherwise."""
+    every alpha, or at `alpha` only) gave the same value on every prompt (each mean equal,
+    each interval of zero width): a floor or a ceiling; None otherwise."""
     cells = [
         row[name]["metric"]
         for row in steer["per_alpha"]
+        if alpha is None or row["alpha"] == alpha
         for name in steer["vectors"]
         if name in row
     ]
@@ -266,9 +267,18 @@ def constant_sweep(steer: dict, what: str) -> str | None:
     ):
         return None
     n = steer["n_prompts"] * len(cells)
+    where = "at every alpha" if alpha is None else f"at alpha {alpha:g}"
     return (
-        f"every chain of every condition ({n}: direction and controls at every alpha) has "
-        f"{first:g} {what}"
+        f"every chain of every condition ({n}: direction and controls {where}) has {first:g} {what}"
+    )
+
+
+def _judged(steer: dict, alpha: float, what: str) -> Verdict:
+    """The verdict on raising `what` at `alpha` beside the random directions, or not
+    measurable when every condition there sits at one value."""
+    degenerate = constant_sweep(steer, what, alpha)
+    return (
+        not_measurable(degenerate) if degenerate else _verdict(steer["versus_random_at_max_alpha"])
     )
 
 
@@ -431,7 +441,7 @@ def _comparison_section(c: dict) -> Section:
                     f"{key}: the direction (layer {t['source_layer']} -> {t['target_layer']}) "
                     f"raises the solve rate at alpha {top:g}",
                     Estimate.of(row["direction"]["metric"]).show(),
-                    _verdict(t["versus_random_at_max_alpha"]),
+                    _judged(t, top, "solved"),
                     control=f"random: {Estimate.of(row['random_mean']['metric']).show()}",
                 )
             )
