@@ -202,6 +202,64 @@ def test_study_with_the_backtracking_direction(tiny_dir, tmp_path, monkeypatch):
     assert "not measurable (every chain of every condition (18: direction and controls at" in report
 
 
+TINY_BEHAVIOUR = dict(
+    maze_train=4, maze_val=2, maze_test=2, window=2, chain_tokens=6, generate_batch=8
+)
+
+
+def test_the_start_models_backtracking_direction_steers_each_arm(
+    tiny_dir, second_dir, tmp_path, monkeypatch
+):
+    """Ward et al.'s transfer on a constructed pair whose start model IS its distilled arm:
+    the start's direction is the distilled arm's own, so steering the distilled arm with it
+    must give exactly the arm's own dose-response, and steering the start (the same weights)
+    the same again; the RL arm gets the same direction at the same layer."""
+    import dataclasses
+
+    monkeypatch.setitem(presets.PRESETS, "tiny", dataclasses.replace(TINY, **TINY_BEHAVIOUR))
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    record = {"task": "maze", "start": "warmup", "distilled": tiny_dir, "rl": second_dir,
+              "models": {"warmup": tiny_dir, "distilled": tiny_dir, "rl": second_dir}}  # fmt: skip
+    (pair / "pair.json").write_text(json.dumps(record))
+    out = tmp_path / "run"
+    results = _run(tiny_dir, out, pair=str(pair), behaviour="backtracking")
+    moved = results["comparison"]["behaviour_transfer"]
+    own = results["per_model"]["model_a"]["behaviour"]
+    assert moved["source"]["chosen"] == own["chosen"]
+    assert moved["source"]["val_auc"] == own["val_auc"]
+    start = "start (warmup)"
+    sweeps = moved["sweeps"]
+    assert list(sweeps) == [f"{start} -> {start}", f"{start} -> distilled", f"{start} -> RL"]
+    assert [s["own"] for s in sweeps.values()] == [True, False, False]
+    for key in (f"{start} -> {start}", f"{start} -> distilled"):
+        assert sweeps[key]["per_alpha"] == own["steering"]["per_alpha"]
+        assert sweeps[key]["dose_grid"] == own["steering"]["dose_grid"]
+    rl = sweeps[f"{start} -> RL"]
+    assert rl["source_layer"] == rl["target_layer"] == own["chosen"]["layer"]
+    assert rl["vectors"] == ["direction", "random 0", "random windows"]
+    report = (out / "report.md").read_text()
+    assert f"{start} -> RL: the backtracking direction (layer" in report
+    assert "(its own model)" in report and "the model both arms started from" in report
+
+
+def test_two_models_swap_backtracking_directions(tiny_dir, second_dir, tmp_path, monkeypatch):
+    """Without a pair, each model's backtracking direction (kept by its own stage) steers the
+    other at the layer of matching depth."""
+    import dataclasses
+
+    monkeypatch.setitem(presets.PRESETS, "tiny", dataclasses.replace(TINY, **TINY_BEHAVIOUR))
+    results = _run(
+        tiny_dir, tmp_path / "two", models=f"{tiny_dir},{second_dir}", behaviour="backtracking"
+    )
+    sweeps = results["comparison"]["behaviour_transfer"]["sweeps"]
+    a, b = (results["per_model"][r] for r in ("model_a", "model_b"))
+    assert list(sweeps) == [f"{a['label']} -> {b['label']}", f"{b['label']} -> {a['label']}"]
+    for (src, _), s in zip(((a, b), (b, a)), sweeps.values(), strict=True):
+        assert s["source_layer"] == s["target_layer"] == src["behaviour"]["chosen"]["layer"]
+        assert not s["own"] and len(s["per_alpha"]) == 3
+
+
 def test_the_three_model_claim_is_judged_where_a_selection_passed():
     passed = {"label": "RL", "selection": {"fallback": None}, "chosen": {"layer": 7}}
     failed = {

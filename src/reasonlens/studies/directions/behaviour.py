@@ -192,23 +192,27 @@ def chains_data(tokenizer, path: str, seed: int) -> BehaviourData:
     )
 
 
-def behaviour_directions(
-    model,
-    p,
-    layers: list[int],
-    val_control,
-    control_prompts,
-    data: BehaviourData,
-    seed: int,
-    directory,
-) -> dict[str, Any]:
-    """The backtracking direction of one model, its layer, and its steering dose-response
-    (doses chosen by their KL on `val_control`, reported on `control_prompts`)."""
-    import dataclasses
+def data_for(tokenizer, p, chains: str | None, seed: int) -> BehaviourData:
+    """The behaviour data under one model's tokenizer: a user's chains when given, else the
+    gold maze traces."""
+    return chains_data(tokenizer, chains, seed) if chains else maze_data(tokenizer, p, seed)
 
+
+@dataclass
+class BehaviourDirection:
+    """A model's backtracking direction at the layer chosen on validation chains, its control
+    (the random-window direction at that layer) and the record of how it was chosen."""
+
+    layer: int
+    direction: Any  # torch tensor [d]
+    control: Any  # torch tensor [d]
+    record: dict[str, Any]
+
+
+def behaviour_direction(model, p, layers: list[int], data: BehaviourData, seed: int):
+    """The window contrast at each candidate layer from the training chains; the layer whose
+    projection best separates the validation chains' windows (AUC)."""
     from reasonlens.analyses.directions import window_contrast
-    from reasonlens.analyses.steering import alpha_sweep
-    from reasonlens.studies.directions.stages import dose_grid
     from reasonlens.trace.capture import capture
     from reasonlens.trace.inputs import TraceInput
 
@@ -236,20 +240,45 @@ def behaviour_directions(
     auc_shuffled = [separation_auc(val, x, shuffled[i], masks) for i, x in enumerate(layers)]
     pick = int(np.nanargmax(auc))
     layer = layers[pick]
-    direction, control = raw[pick], shuffled[pick]
+    record = {
+        "source": data.source,
+        "window": width,
+        "layers": layers,
+        "n_traces": data.n,
+        "n_windows": int(sum(len(s) for s in spans)),
+        "direction_norm": dirs.norms[:, 0].tolist(),
+        "val_auc": auc,
+        "val_auc_random_windows": auc_shuffled,
+        "chosen": {"layer": layer, "norm": float(raw[pick].norm()), "val_auc": auc[pick]},
+        "gold_backtracks_per_chain": data.gold,
+    }
+    return BehaviourDirection(layer, raw[pick], shuffled[pick], record)
 
-    grid = dose_grid(model, direction, layer, val_control, p)
+
+def behaviour_steering(
+    model, found: BehaviourDirection, layer: int, val_control, control_prompts, data, p, seed
+):
+    """Steer `model` along a backtracking direction at `layer` on the held-out prompts, at
+    doses chosen by their KL on `val_control`, and count the behaviour: a dose-response beside
+    random directions of equal norm and the random-window direction. The direction may come
+    from another model (transfer)."""
+    import dataclasses
+
+    from reasonlens.analyses.steering import alpha_sweep
+    from reasonlens.studies.directions.stages import dose_grid
+
+    grid = dose_grid(model, found.direction, layer, val_control, p)
     sweep = alpha_sweep(
         model,
         data.prompts,
-        direction,
+        found.direction,
         f"layers.{layer}.{SITE}",
         grid.alphas,
         behaviour=lambda _t: 0.0,
         control_prompts=control_prompts,
         max_new_tokens=p.chain_tokens,
         n_random=p.n_random,
-        controls={"random windows": control},
+        controls={"random windows": found.control},
         seed=seed,
         chat=False,
         batch_size=p.generate_batch,
@@ -264,17 +293,25 @@ def behaviour_directions(
     out["monotone_share_random"] = sweep.monotone_share("increase", sweep.random)
     out["versus_random_at_max_alpha"] = dataclasses.asdict(sweep.versus_random(top, "increase"))
     out["examples"] = {str(a): sweep.texts[0][i][:2] for i, a in enumerate(sweep.alphas)}
-    sweep.plot(directory / "steering_backtracking.png", f"Backtracking direction at layer {layer}")
-    return {
-        "source": data.source,
-        "window": width,
-        "layers": layers,
-        "n_traces": data.n,
-        "n_windows": int(sum(len(s) for s in spans)),
-        "direction_norm": dirs.norms[:, 0].tolist(),
-        "val_auc": auc,
-        "val_auc_random_windows": auc_shuffled,
-        "chosen": {"layer": layer, "norm": float(direction.norm()), "val_auc": auc[pick]},
-        "gold_backtracks_per_chain": data.gold,
-        "steering": out,
-    }
+    return out, sweep
+
+
+def behaviour_directions(
+    model,
+    p,
+    layers: list[int],
+    val_control,
+    control_prompts,
+    data: BehaviourData,
+    seed: int,
+    directory,
+) -> tuple[dict[str, Any], BehaviourDirection]:
+    """The backtracking direction of one model, its layer, and its steering dose-response
+    (doses chosen by their KL on `val_control`, reported on `control_prompts`)."""
+    found = behaviour_direction(model, p, layers, data, seed)
+    steering, sweep = behaviour_steering(
+        model, found, found.layer, val_control, control_prompts, data, p, seed
+    )
+    title = f"Backtracking direction at layer {found.layer}"
+    sweep.plot(directory / "steering_backtracking.png", title)
+    return {**found.record, "steering": steering}, found

@@ -390,6 +390,43 @@ def _three_models(models: list[str], t: dict) -> tuple[Claim, Table | None]:
     return claim, table
 
 
+def _behaviour_transfer(t: dict) -> tuple[list[Claim], list]:
+    """Ward et al.'s transfer: a model's backtracking direction steering another model (and,
+    with a pair, the start model's direction steering the start model itself, where Ward et
+    al.'s base did not respond)."""
+    what = "the backtracking direction transfers"
+    if "not_measurable" in t:
+        return [Claim(what, "–", not_measurable(t["not_measurable"]))], []
+    claims, blocks = [], []
+    source = t.get("source")
+    if source is not None:
+        chosen = source["chosen"]
+        blocks.append(
+            f"Backtracking direction of {source['model']} (the model both arms started "
+            f"from), the rule each model's own follows: layer {chosen['layer']} (validation "
+            f"AUC {chosen['val_auc']:.3f}, norm {chosen['norm']:.3f}). Ward et al. found a "
+            "base model's direction makes the distilled model backtrack but not the base itself."
+        )
+    for key, s in t["sweeps"].items():
+        top = max(s["alphas"])
+        row = _alpha_row(s, top)
+        metric = s.get("metric", "backtracks per chain")
+        own = " (its own model)" if s.get("own") else ""
+        claims.append(
+            Claim(
+                f"{key}{own}: the backtracking direction (layer {s['source_layer']} -> "
+                f"{s['target_layer']}) raises {metric} at alpha {top:g}",
+                Estimate.of(row["direction"]["metric"]).show(),
+                _judged(s, top, metric),
+                control=f"random: {Estimate.of(row['random_mean']['metric']).show()}; "
+                f"random windows: "
+                f"{Estimate.of(row.get('random windows', {}).get('metric')).show()}",
+            )
+        )
+        blocks += [f"{key}{own}. " + doses_line(s), _dose_table(s, metric, "random windows")]
+    return claims, blocks
+
+
 def _comparison_section(c: dict) -> Section:
     blocks: list[Any] = []
     claims = []
@@ -445,6 +482,11 @@ def _comparison_section(c: dict) -> Section:
                     control=f"random: {Estimate.of(row['random_mean']['metric']).show()}",
                 )
             )
+    moved = c.get("behaviour_transfer")
+    if moved is not None:
+        more_claims, more_blocks = _behaviour_transfer(moved)
+        claims += more_claims
+        blocks += more_blocks
     three = c.get("three_models")
     if three is not None:
         claim, table = _three_models(c["models"], three)

@@ -636,19 +636,16 @@ def analyse_model(
     if p.path_patching:
         patching["paths"] = answer_paths(model, pool, layers, p, seed)
     lap("patching")
-    behaviour = None
+    behaviour, tensors = None, {"raw": raw, "shuffled": shuffled}
     if behaviour_of(settings) == "backtracking":
-        from reasonlens.studies.directions.behaviour import (
-            behaviour_directions,
-            chains_data,
-            maze_data,
-        )
+        from reasonlens.studies.directions.behaviour import behaviour_directions, data_for
 
-        chains = settings.option("chains")
-        data = chains_data(tok, chains, seed) if chains else maze_data(tok, p, seed)
-        behaviour = behaviour_directions(
+        data = data_for(tok, p, settings.option("chains"), seed)
+        behaviour, found = behaviour_directions(
             model, p, layers, val.control, test.control, data, seed, directory
         )
+        # the chosen direction and its random-window control, for transfer to another model
+        tensors["behaviour"] = torch.stack([found.direction, found.control])
     record = {
         "label": label,
         "source": source,
@@ -676,7 +673,7 @@ def analyse_model(
     if behaviour is not None:
         lap("backtracking direction")
     record["seconds"] = seconds
-    return ModelAnalysis(record, {"raw": raw, "shuffled": shuffled})
+    return ModelAnalysis(record, tensors)
 
 
 def _directions(acts: tuple, layer: int, idx):
@@ -696,7 +693,7 @@ def judged_layer(records: list[dict], n_layers: int) -> tuple[int, str]:
 
 
 def three_model_divergence(
-    reference, items, train, acts, judged, n_layers, idx, p, settings
+    reference, model, items, train, acts, judged, n_layers, idx, p, settings
 ) -> dict:
     """How far apart the two arms' reasoning directions are, against how far each moved from
     the model both started from: per layer, the divergences 1 - cos (paired bootstrap over the
@@ -708,11 +705,9 @@ def three_model_divergence(
     from torch.nn.functional import cosine_similarity
 
     from reasonlens.analyses import stats
-    from reasonlens.models import load_model
 
     source, label = reference
     layer, rule = judged
-    model = load_model(source, device=settings.device)
     mine = format_split(model.tokenizer, items)
     if mine.reasoning != train.reasoning or mine.control != train.control:
         why = f"{label} tokenizes the prompts differently"
@@ -847,10 +842,14 @@ def compare_models(
         "paired across the models",
     }
     reference = reference_of(settings)
+    start = None
     if reference is not None:
+        start = load_model(reference[0], device=settings.device)
+        start.name = reference[1]
         out["three_models"] = three_model_divergence(
-            reference, items["train"], fa, acts, judged_layer(records, n), n, idx, p, settings
-        )
+            reference, start, items["train"], fa, acts, judged_layer(records, n), n, idx, p,
+            settings,
+        )  # fmt: skip
     # transfer: each model's chosen direction steering the other at the matching depth
     test = [format_split(m.tokenizer, items["test"]) for m in loaded]
     val = [format_split(m.tokenizer, items["val"]) for m in loaded]
@@ -858,9 +857,7 @@ def compare_models(
     transfer = {}
     for i, j in ((0, 1), (1, 0)):
         src_layer = records[i]["chosen"]["layer"]
-        layer = min(
-            loaded[j].n_layers - 1, round(src_layer * loaded[j].n_layers / loaded[i].n_layers)
-        )
+        layer = matching_layer(src_layer, loaded[i], loaded[j])
         vector = vectors[i]["raw"][src_layer].double()
         grid = dose_grid(loaded[j], vector, layer, val[j].control, p)
         sweep = alpha_sweep(
@@ -890,6 +887,84 @@ def compare_models(
             ),
         }
     out["transfer"] = transfer
+    if all(r.get("behaviour") for r in records):
+        if start is None and not all("behaviour" in v for v in vectors):
+            why = "the models' stages were computed before their directions were kept; re-run"
+            out["behaviour_transfer"] = {"not_measurable": why}
+            return out
+        out["behaviour_transfer"] = behaviour_transfer(
+            models, loaded, start, records, vectors, items, p, settings
+        )
+    return out
+
+
+def matching_layer(layer: int, source, target) -> int:
+    """The target's layer at the same relative depth as `layer` in the source."""
+    return min(target.n_layers - 1, round(layer * target.n_layers / source.n_layers))
+
+
+def behaviour_transfer(
+    models: list[tuple[str, str]],
+    loaded: list,
+    start,
+    records: list[dict],
+    vectors: list[dict],
+    items: dict,
+    p: DirectionsPreset,
+    settings: Settings,
+) -> dict:
+    """Ward et al.'s transfer test: a backtracking direction taken from one model steering
+    another. Ward et al. found that a base model's direction makes the distilled model
+    backtrack but not the base itself. With a pair, the analogue: the direction of the model
+    both arms started from (`start`) steers each arm and the start model; with two models,
+    each model's direction steers the other (how it steers its own model is in that model's
+    record). Each at the target's layer of matching depth, at the doses the target's KL
+    budget allows, beside random directions of equal norm and the source's random-window
+    direction."""
+    from reasonlens.studies.directions.behaviour import (
+        BehaviourDirection,
+        behaviour_direction,
+        behaviour_steering,
+        data_for,
+    )
+
+    chains, seed = settings.option("chains"), settings.seed
+    labels = [label for _, label in models]
+    out: dict[str, Any] = {}
+    if start is not None:
+        if start.d_model != loaded[0].d_model:
+            why = f"the start model's width {start.d_model} is not the arms' {loaded[0].d_model}"
+            return {"not_measurable": why}
+        layers = records[0]["behaviour"]["layers"]
+        data = data_for(start.tokenizer, p, chains, seed)
+        found = behaviour_direction(start, p, layers, data, seed)
+        out["source"] = {"model": start.name, **found.record}
+        plan = [(start.name, start, found, [start, *loaded])]
+    else:
+        plan = []
+        for i, j in ((0, 1), (1, 0)):
+            v = vectors[i]["behaviour"]
+            record = records[i]["behaviour"]
+            found = BehaviourDirection(record["chosen"]["layer"], v[0], v[1], record)
+            plan.append((labels[i], loaded[i], found, [loaded[j]]))
+    sweeps = {}
+    for label, source, found, targets in plan:
+        for target in targets:
+            layer = matching_layer(found.layer, source, target)
+            val, test = (format_split(target.tokenizer, items[k]) for k in ("val", "test"))
+            data = data_for(target.tokenizer, p, chains, seed)
+            steering, _ = behaviour_steering(
+                target, found, layer, val.control, test.control, data, p, seed
+            )
+            sweeps[f"{label} -> {target.name}"] = {
+                **steering,
+                "source": label,
+                "target": target.name,
+                "own": target is source,
+                "source_layer": found.layer,
+                "target_layer": layer,
+            }
+    out["sweeps"] = sweeps
     return out
 
 
