@@ -403,7 +403,7 @@ def _behaviour_transfer(t: dict) -> tuple[list[Claim], list]:
         chosen = source["chosen"]
         blocks.append(
             f"Backtracking direction of {source['model']} (the model both arms started "
-            f"from), the rule each model's own follows: layer {chosen['layer']} (validation "
+            f"from), chosen by the rule each model's own is: layer {chosen['layer']} (validation "
             f"AUC {chosen['val_auc']:.3f}, norm {chosen['norm']:.3f}). Ward et al. found a "
             "base model's direction makes the distilled model backtrack but not the base itself."
         )
