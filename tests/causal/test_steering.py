@@ -98,7 +98,16 @@ def test_a_sweep_is_one_generation_whose_rows_equal_separate_ones(tiny_llama, tm
         controls={"shuffled": _direction(seed=9)},
     )
     assert result.settings["rows"] == len(PROMPTS) * len(alphas) * 4
+    # greedy rows at alpha 0 are generated once, for the direction, and shared by the controls
+    assert result.settings["rows_generated"] == len(PROMPTS) * (len(alphas) * 4 - 3)
+    assert all(result.texts[v][0] == result.texts[0][0] for v in range(4))
+    assert (result.length[:, 0] == result.length[0, 0]).all()
     assert result.settings["rows_per_generate"] == result.settings["rows"]  # one generate call
+    sampled = alpha_sweep(  # sampled rows differ by chance: every row is generated
+        tiny_llama, PROMPTS, r, "layers.1.resid_pre", alphas, lambda t: 0.0,
+        max_new_tokens=STEPS, n_random=2, temperature=1.0,
+    )  # fmt: skip
+    assert sampled.settings["rows_generated"] == len(PROMPTS) * len(alphas) * 3
     for a, alpha in enumerate(alphas):
         with steering(tiny_llama, "layers.1.resid_pre", r, alpha):
             separate = generate_tokens(tiny_llama, PROMPTS, max_new_tokens=STEPS)

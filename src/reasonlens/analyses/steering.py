@@ -332,25 +332,38 @@ def alpha_sweep(
     size = len(row_ids) if batch_size is None else batch_size
     if size < 1:
         raise UserError("batch size must be at least 1")
+    # Greedy rows at alpha 0 add nothing, whatever the vector: generated once (the
+    # direction's) and shared by every control, which saves (V - 1) / (V * A) of the work.
+    zero = alpha_list.index(0.0) if temperature == 0 and 0.0 in alpha_list else None
+
+    def source_row(r: int) -> int:  # rows are (vector, alpha, prompt), prompts fastest
+        block, prompt = divmod(r, n)
+        return zero * n + prompt if zero is not None and block % n_a == zero else r
+
+    source = [source_row(r) for r in range(len(row_ids))]
+    todo = [r for r in range(len(row_ids)) if source[r] == r]
+    rows = rows[todo]
     current = {"rows": rows[:size]}
 
     def fn(x, ctx):
         return add_rows(current["rows"])(x, ctx)
 
-    outputs: list[list[int]] = []
+    generated: list[list[int]] = []
     with site_hooks(model, [(ref, fn)]):
-        for lo in range(0, len(row_ids), size):
+        for lo in range(0, len(todo), size):
             current["rows"] = rows[lo : lo + size]
-            outputs.extend(
+            generated.extend(
                 generate_tokens(
                     model,
-                    row_ids[lo : lo + size],
+                    [row_ids[r] for r in todo[lo : lo + size]],
                     max_new_tokens=max_new_tokens,
                     batch_size=size,
                     temperature=temperature,
                     seed=seed,
                 )
             )
+    at = {r: k for k, r in enumerate(todo)}
+    outputs = [generated[at[source[r]]] for r in range(len(row_ids))]
     texts_flat = model.tokenizer.batch_decode(outputs, skip_special_tokens=True)
     values = torch.tensor([float(behaviour(t)) for t in texts_flat], dtype=torch.float64)
     lengths = torch.tensor([len(o) for o in outputs], dtype=torch.float64)
@@ -380,6 +393,7 @@ def alpha_sweep(
             "seed": seed,
             "chat": chat,
             "rows": len(row_ids),
+            "rows_generated": len(todo),
             "rows_per_generate": size,
         },
         resamples=resamples,
