@@ -46,15 +46,18 @@ def test_blocksworld_reward_orders_plans_as_intended():
     )
     assert BW.score(ITEM, BW.cut(longer))["goal_reached"]
     assert bw(longer) == pytest.approx(0.8)  # no optimal bonus
-    # legal but stops short of the goal: parsed + every step legal, no relation made yet
-    assert bw(steps[0] + "\n") == pytest.approx(0.2)
+    # legal but stops short of the goal: parsed, no relation made yet: legality earns nothing
+    assert bw(steps[0] + "\n") == pytest.approx(0.1)
+    # every block to the table: always legal, still nothing made
+    table = "step 1: pick-up red\nstep 2: stack red on-top-of table\n"
+    assert BW.score(ITEM, BW.cut(table))["legal"] and bw(table) == pytest.approx(0.1)
     # red onto green: one of the two missing relations (red on green, blue on red) made
-    assert bw("\n".join(steps[:2]) + "\n") == pytest.approx(0.2 + 0.2 * 0.5)
-    # first step illegal (red is on blue), the rest never runs: parsed, no legal step
+    assert bw("\n".join(steps[:2]) + "\n") == pytest.approx(0.1 + 0.3 * 0.5)
+    # first step illegal (red is on blue), the rest never runs: parsed, nothing made
     assert bw("step 1: pick-up blue\n" + "\n".join(steps[1:]) + "\n") == pytest.approx(0.1)
-    # two legal steps (red on green), then an illegal one: half of four steps legal
+    # two legal steps (red on green), then an illegal one: what the legal prefix made counts
     half = steps[:2] + ["step 3: pick-up green", steps[3]]
-    assert bw("\n".join(half) + "\n") == pytest.approx(0.1 + 0.1 * 0.5 + 0.2 * 0.5)
+    assert bw("\n".join(half) + "\n") == pytest.approx(0.1 + 0.3 * 0.5)
     assert bw("I do not know.\n") == 0.0  # unparsed
     assert bw("") == 0.0
 

@@ -32,24 +32,21 @@ RewardFn = Callable[[TaskItem, str, Mapping[str, Any]], float]
 
 
 def blocksworld_reward(item: TaskItem, completion: str, verdicts: Mapping[str, Any]) -> float:
-    """Blocksworld: 0.1 for a plan that parses, up to 0.1 for the share of its steps that are
-    legal before the first illegal one, up to 0.2 for the share of the goal's missing "X on Y"
-    relations its legal steps make true, 0.4 for reaching the goal, 0.2 for an optimal plan
-    (as short as the planner's): 1.0 for an optimal plan, 0.0 for no plan.
+    """Blocksworld: 0.1 for a plan that parses, up to 0.3 for the share of the goal's missing
+    "X on Y" relations that its legal steps (those before the first illegal one) make true,
+    0.4 for reaching the goal, 0.2 for an optimal plan (as short as the planner's): 1.0 for an
+    optimal plan, 0.0 for no plan. Legal steps earn only what they achieve.
 
-    The progress term is what moves a policy past safe plans: with legality alone worth 0.3,
-    GRPO on a 135M model settled on short legal plans that go nowhere (measured: every group
-    at 0.3, zero variance, from step 33 of 40)."""
+    Why no bonus for legality itself: GRPO on a 135M model games it. With legality worth 0.3,
+    it settled on short legal plans that go nowhere (every group at 0.3 from step 33 of 40);
+    with 0.1 for the share of legal steps beside 0.2 for progress, it learned to put every
+    block on the table (always legal, a sure 0.2, where sampled attempts at the goal often
+    broke a rule): held-out solve rate 0.42 (warm-up) -> 0.08 (measured, 4-step problems)."""
     if not verdicts.get("parsed"):
         return 0.0
-    n = verdicts.get("n_steps") or 0
-    first_bad = verdicts.get("first_illegal_step")
-    legal = n if first_bad is None else first_bad - 1
-    share = legal / n if n else 0.0
     return (
         0.1
-        + 0.1 * share
-        + 0.2 * (verdicts.get("goal_progress") or 0.0)
+        + 0.3 * (verdicts.get("goal_progress") or 0.0)
         + 0.4 * bool(verdicts.get("goal_reached"))
         + 0.2 * bool(verdicts.get("optimal"))
     )
