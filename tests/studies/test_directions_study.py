@@ -103,15 +103,21 @@ def test_two_models_compare(tiny_dir, second_dir, tmp_path, tiny_preset):
     assert "Across the two models" in report and "directions align beyond random" in report
 
 
+def _pair_starting_at_its_distilled_arm(tmp_path, task, distilled, rl):
+    """A pair record whose start (warm-up) model is its distilled arm."""
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    record = {"task": task, "start": "warmup", "distilled": distilled, "rl": rl,
+              "models": {"warmup": distilled, "distilled": distilled, "rl": rl}}  # fmt: skip
+    (pair / "pair.json").write_text(json.dumps(record))
+    return pair
+
+
 def test_a_pair_adds_the_model_both_arms_started_from(tiny_dir, second_dir, tmp_path, tiny_preset):
     """A constructed pair whose start model IS its distilled arm: the distilled arm has moved
     nowhere (divergence 0), the RL arm is as far from the start as from the distilled arm, so
     the difference is 0 at every layer; the report states the three-model claim."""
-    pair = tmp_path / "pair"
-    pair.mkdir()
-    record = {"task": "blocksworld", "start": "warmup", "distilled": tiny_dir, "rl": second_dir,
-              "models": {"warmup": tiny_dir, "distilled": tiny_dir, "rl": second_dir}}  # fmt: skip
-    (pair / "pair.json").write_text(json.dumps(record))
+    pair = _pair_starting_at_its_distilled_arm(tmp_path, "blocksworld", tiny_dir, second_dir)
     out = tmp_path / "run"
     results = _run(tiny_dir, out, pair=str(pair))
     three = results["comparison"]["three_models"]
@@ -217,11 +223,7 @@ def test_the_start_models_backtracking_direction_steers_each_arm(
     import dataclasses
 
     monkeypatch.setitem(presets.PRESETS, "tiny", dataclasses.replace(TINY, **TINY_BEHAVIOUR))
-    pair = tmp_path / "pair"
-    pair.mkdir()
-    record = {"task": "maze", "start": "warmup", "distilled": tiny_dir, "rl": second_dir,
-              "models": {"warmup": tiny_dir, "distilled": tiny_dir, "rl": second_dir}}  # fmt: skip
-    (pair / "pair.json").write_text(json.dumps(record))
+    pair = _pair_starting_at_its_distilled_arm(tmp_path, "maze", tiny_dir, second_dir)
     out = tmp_path / "run"
     results = _run(tiny_dir, out, pair=str(pair), behaviour="backtracking")
     moved = results["comparison"]["behaviour_transfer"]
