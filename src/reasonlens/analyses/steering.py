@@ -373,8 +373,13 @@ def alpha_sweep(
     ]
 
     kls = None
-    if control is not None:
-        kls = _steered_kl(model, ref, per_row, control, size).view(n_v, n_a, len(control))
+    if control is not None:  # at alpha 0 nothing is added: KL 0 exactly, not computed
+        moved = [k for k in range(n_v * n_a) if alpha_list[k % n_a] != 0.0]
+        kls = torch.zeros(n_v * n_a, len(control), dtype=torch.float64)
+        if moved:
+            got = _steered_kl(model, ref, per_row[moved], control, size)
+            kls[moved] = got.view(len(moved), len(control)).to(kls.dtype)
+        kls = kls.view(n_v, n_a, len(control))
 
     return SteeringResult(
         site=ref.name,

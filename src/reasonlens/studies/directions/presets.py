@@ -40,13 +40,14 @@ class DirectionsPreset:
     path_patching: bool = False
     # the backtracking direction (maze models): windows of `window` tokens before each
     # backtrack in gold traces (train / val / test mazes), steered on the test mazes for
-    # `chain_tokens` new tokens, `generate_batch` rows a generate call
+    # `chain_tokens` new tokens, `generate_batch` rows a generate call (quick's 96: the gold
+    # chains of 5-7 rooms are 81-85 tokens at the median, their first backtrack at 23-59)
     window: int = 8
     maze_train: int = 24
     maze_val: int = 8
     maze_test: int = 8
     maze_rooms: tuple[int, int] = (5, 7)
-    chain_tokens: int = 128
+    chain_tokens: int = 96
     generate_batch: int = 64
 
     def to_dict(self) -> dict:
