@@ -72,7 +72,9 @@ PRESETS: dict[str, PairPreset] = {
                     beta=0.001,
                     save_steps=10,
                 ),
-                cells=((2, 4), (3, 4)),
+                # 4-step problems: the warm-up model solves 42% of them (12% of a 4/6-step
+                # mix), so GRPO starts from a model that earns the goal reward
+                cells=((2, 4),),
             ),
             "maze": TaskPlan(
                 n_warmup=192,
