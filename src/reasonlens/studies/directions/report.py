@@ -282,6 +282,14 @@ def _judged(steer: dict, alpha: float, what: str) -> Verdict:
     )
 
 
+def _behaviour_controls(row: dict) -> str:
+    """A backtracking sweep's controls at one alpha: random directions, random windows."""
+    return (
+        f"random: {Estimate.of(row['random_mean']['metric']).show()}; random windows: "
+        f"{Estimate.of(row.get('random windows', {}).get('metric')).show()}"
+    )
+
+
 def _behaviour_section(role: str, m: dict) -> Section:
     """The backtracking direction of one model: where it is chosen, what steering it does to
     the behaviour (the maze checker's backtracks per chain, or 'Wait'/'Hmm' per 100 words on
@@ -302,9 +310,7 @@ def _behaviour_section(role: str, m: dict) -> Section:
             not_measurable(degenerate)
             if degenerate
             else _verdict(steer["versus_random_at_max_alpha"]),
-            control=f"random: {Estimate.of(top_row['random_mean']['metric']).show()}; "
-            f"random windows: "
-            f"{Estimate.of(top_row.get('random windows', {}).get('metric')).show()}",
+            control=_behaviour_controls(top_row),
         ),
         Claim(
             "the dose-response is monotone (the behaviour never falls as alpha rises, and "
@@ -418,9 +424,7 @@ def _behaviour_transfer(t: dict) -> tuple[list[Claim], list]:
                 f"{s['target_layer']}) raises {metric} at alpha {top:g}",
                 Estimate.of(row["direction"]["metric"]).show(),
                 _judged(s, top, metric),
-                control=f"random: {Estimate.of(row['random_mean']['metric']).show()}; "
-                f"random windows: "
-                f"{Estimate.of(row.get('random windows', {}).get('metric')).show()}",
+                control=_behaviour_controls(row),
             )
         )
         blocks += [f"{key}{own}. " + doses_line(s), _dose_table(s, metric, "random windows")]

@@ -888,10 +888,6 @@ def compare_models(
         }
     out["transfer"] = transfer
     if all(r.get("behaviour") for r in records):
-        if start is None and not all("behaviour" in v for v in vectors):
-            why = "the models' stages were computed before their directions were kept; re-run"
-            out["behaviour_transfer"] = {"not_measurable": why}
-            return out
         out["behaviour_transfer"] = behaviour_transfer(
             models, loaded, start, records, vectors, items, p, settings
         )
@@ -941,6 +937,9 @@ def behaviour_transfer(
         out["source"] = {"model": start.name, **found.record}
         plan = [(start.name, start, found, [start, *loaded])]
     else:
+        if not all("behaviour" in v for v in vectors):
+            why = "the models' stages were computed before their directions were kept; re-run"
+            return {"not_measurable": why}
         plan = []
         for i, j in ((0, 1), (1, 0)):
             v = vectors[i]["behaviour"]
