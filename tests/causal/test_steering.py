@@ -2,6 +2,7 @@
 layer; alpha 0 is bit for bit no hook; an alpha sweep is one batched generation whose rows equal
 separate generations; bad sweeps are refused."""
 
+import dataclasses
 import math
 
 import pytest
@@ -102,7 +103,7 @@ def test_a_sweep_is_one_generation_whose_rows_equal_separate_ones(tiny_llama, tm
     assert result.settings["rows_generated"] == len(PROMPTS) * (len(alphas) * 4 - 3)
     assert all(result.texts[v][0] == result.texts[0][0] for v in range(4))
     assert (result.length[:, 0] == result.length[0, 0]).all()
-    assert result.settings["rows_per_generate"] == result.settings["rows"]  # one generate call
+    assert result.settings["rows_per_generate"] == result.settings["rows_generated"]  # one call
     sampled = alpha_sweep(  # sampled rows differ by chance: every row is generated
         tiny_llama, PROMPTS, r, "layers.1.resid_pre", alphas, lambda t: 0.0,
         max_new_tokens=STEPS, n_random=2, temperature=1.0,
@@ -144,6 +145,51 @@ def test_a_sweep_is_one_generation_whose_rows_equal_separate_ones(tiny_llama, tm
     save_result(tmp_path, "sweep", record, result.per_example())
     assert load_record(tmp_path, "sweep")["alphas"] == alphas
     assert result.plot(tmp_path / "sweep.png").stat().st_size > 0
+
+
+def test_controls_swept_at_some_alphas_equal_the_full_sweep_there(tiny_llama, tmp_path):
+    """`control_alphas`: the direction at every alpha, the controls only where asked (and at
+    the shared greedy alpha 0); what is swept equals the full sweep row for row, the rest is
+    NaN in the tensors and None in the record, and no verdict is drawn where it is missing."""
+    args = dict(
+        prompts=PROMPTS, direction=_direction(), site="layers.1.resid_pre",
+        alphas=[0.0, 3.0, -6.0], behaviour=lambda text: float(text.count("a")),
+        control_prompts=PROMPTS, max_new_tokens=STEPS, n_random=2,
+        controls={"shuffled": _direction(seed=9)},
+    )  # fmt: skip
+    full = alpha_sweep(tiny_llama, **args)
+    ends = alpha_sweep(tiny_llama, **args, control_alphas=[-6.0])
+    n = len(PROMPTS)
+    assert ends.settings["rows_generated"] == n * (3 + 3)  # direction x 3, controls x (-6)
+    assert ends.settings["control_alphas"] == [-6.0, 0.0]
+    for v in range(4):
+        for a in (0, 2):  # alpha 0 (shared) and -6: the full sweep's rows exactly
+            assert ends.texts[v][a] == full.texts[v][a]
+            assert torch.equal(ends.metric[v, a], full.metric[v, a])
+            torch.testing.assert_close(ends.kl[v, a], full.kl[v, a], rtol=0, atol=1e-12)
+    assert ends.texts[0][1] == full.texts[0][1]
+    assert all(t is None for v in range(1, 4) for t in ends.texts[v][1])
+    assert ends.metric[1:, 1].isnan().all() and ends.kl[1:, 1].isnan().all()
+    assert ends.length[1:, 1].isnan().all() and not ends.length[0].isnan().any()
+    row = ends.to_dict()["per_alpha"][1]
+    assert row["random_mean"]["metric"]["value"] is None
+    assert row["direction_minus_random"]["low"] is None
+    assert row["direction"]["metric"] == full.to_dict()["per_alpha"][1]["direction"]["metric"]
+    assert ends.versus_random(-6.0) == full.versus_random(-6.0)
+    with pytest.raises(UserError, match="not swept at alpha 3.0"):
+        ends.versus_random(3.0)
+    # the random controls' dose-response over the alphas they have: (-6, 0)
+    flat = torch.zeros_like(ends.metric)
+    flat[1:, 1] = math.nan
+    flat[1:3, 0] = 1.0  # higher at alpha 0 than at -6: monotone rising
+    assert dataclasses.replace(ends, metric=flat).monotone_share("increase", ends.random) == 1.0
+    flat[1:3, 0] = 0.0  # flat: not a dose-response
+    assert dataclasses.replace(ends, metric=flat).monotone_share("increase", ends.random) == 0.0
+    rescored = ends.rescored(lambda i, t: 1.0)
+    assert rescored.metric[1:, 1].isnan().all() and (rescored.metric[0] == 1.0).all()
+    assert ends.plot(tmp_path / "ends.png").stat().st_size > 0
+    with pytest.raises(UserError, match=r"control alphas \[1.0\] are not among"):
+        alpha_sweep(tiny_llama, **args, control_alphas=[1.0])
 
 
 def test_the_verdict_against_random_controls_uses_the_one_vocabulary():

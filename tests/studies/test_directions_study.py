@@ -213,16 +213,22 @@ TINY_BEHAVIOUR = dict(
 )
 
 
+@pytest.mark.parametrize("every_dose", [True, False], ids=["controls-every-dose", "at-ends"])
 def test_the_start_models_backtracking_direction_steers_each_arm(
-    tiny_dir, second_dir, tmp_path, monkeypatch
+    every_dose, tiny_dir, second_dir, tmp_path, monkeypatch
 ):
     """Ward et al.'s transfer on a constructed pair whose start model IS its distilled arm:
     the start's direction is the distilled arm's own, so steering the distilled arm with it
     must give exactly the arm's own dose-response, and steering the start (the same weights)
-    the same again; the RL arm gets the same direction at the same layer."""
+    the same again; the RL arm gets the same direction at the same layer. With the controls
+    only at the end doses (quick), five doses: the controls are missing in between, and the
+    report and the summary figure say so and still render."""
     import dataclasses
 
-    monkeypatch.setitem(presets.PRESETS, "tiny", dataclasses.replace(TINY, **TINY_BEHAVIOUR))
+    shape = {} if every_dose else {"doses": 2, "controls_every_dose": False}
+    monkeypatch.setitem(
+        presets.PRESETS, "tiny", dataclasses.replace(TINY, **TINY_BEHAVIOUR, **shape)
+    )
     pair = _pair_starting_at_its_distilled_arm(tmp_path, "maze", tiny_dir, second_dir)
     out = tmp_path / "run"
     results = _run(tiny_dir, out, pair=str(pair), behaviour="backtracking")
@@ -243,6 +249,18 @@ def test_the_start_models_backtracking_direction_steers_each_arm(
     report = (out / "report.md").read_text()
     assert f"{start} -> RL: the backtracking direction (layer" in report
     assert "(its own model)" in report and "the model both arms started from" in report
+    if not every_dose:
+        for steer in (rl, own["steering"], results["per_model"]["model_b"]["steering"]):
+            rows = steer["per_alpha"]
+            assert len(rows) == 5 and steer["settings"]["control_alphas"] == [
+                rows[0]["alpha"], 0.0, rows[-1]["alpha"]
+            ]  # fmt: skip
+            assert all(r["direction"]["metric"]["value"] is not None for r in rows)
+            assert [r["random_mean"]["metric"]["value"] is None for r in rows] == [
+                False, True, False, True, False
+            ]  # fmt: skip
+        assert "The controls were swept at alphas" in report
+        assert (out / "summary.png").stat().st_size > 0
 
 
 def test_two_models_swap_backtracking_directions(tiny_dir, second_dir, tmp_path, monkeypatch):

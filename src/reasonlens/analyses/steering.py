@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -90,17 +91,28 @@ class SteeringResult:
     def random(self) -> list[int]:
         return [i for i, v in enumerate(self.vectors) if v.startswith("random")]
 
+    def controls_at(self, alpha: float) -> bool:
+        """Whether the random controls were swept at `alpha` (see ``control_alphas``)."""
+        a = self.alphas.index(alpha)
+        return bool(self.random) and bool(torch.isfinite(self.metric[self.random, a]).all())
+
     def summary(self) -> list[dict]:
         """Per alpha: each figure with its interval, for the direction, its random controls
         (their mean) and every other control, and direction minus random-control mean."""
-        metric = mean_interval(self.metric.numpy(), self.resamples, self.seed)
-        length = mean_interval(self.length.numpy(), self.resamples, self.seed)
-        kls = None if self.kl is None else mean_interval(self.kl.numpy(), self.resamples, self.seed)
-        rand = self.random
-        if rand:
-            rand_metric = mean_interval(
-                self.metric[rand].mean(0).numpy(), self.resamples, self.seed
+        with warnings.catch_warnings():  # a control not swept at an alpha: NaN -> None
+            warnings.simplefilter("ignore", RuntimeWarning)
+            metric = mean_interval(self.metric.numpy(), self.resamples, self.seed)
+            length = mean_interval(self.length.numpy(), self.resamples, self.seed)
+            kls = (
+                None
+                if self.kl is None
+                else mean_interval(self.kl.numpy(), self.resamples, self.seed)
             )
+            rand = self.random
+            if rand:
+                rand_metric = mean_interval(
+                    self.metric[rand].mean(0).numpy(), self.resamples, self.seed
+                )
         out = []
         for a, alpha in enumerate(self.alphas):
             row: dict = {"alpha": alpha}
@@ -114,8 +126,12 @@ class SteeringResult:
                 row[name] = entry
             if rand:
                 row["random_mean"] = {"metric": estimate(*(x[a] for x in rand_metric[:3]))}
-                row["direction_minus_random"] = paired_interval(
-                    metric[3][0, a], rand_metric[3][a], metric[0][0, a] - rand_metric[0][a]
+                row["direction_minus_random"] = (
+                    paired_interval(
+                        metric[3][0, a], rand_metric[3][a], metric[0][0, a] - rand_metric[0][a]
+                    )
+                    if self.controls_at(alpha)
+                    else {"value": None, "low": None, "high": None, "share_higher": None}
                 )
             out.append(row)
         return out
@@ -124,7 +140,10 @@ class SteeringResult:
         """The same sweep with its metric from `score(prompt index, completion)`: for a
         checker that needs each prompt's own problem (the answer, the maze), which the
         sweep's `behaviour(text)` does not see."""
-        values = [[[score(i, t) for i, t in enumerate(row)] for row in v] for v in self.texts]
+        values = [
+            [[math.nan if t is None else score(i, t) for i, t in enumerate(row)] for row in v]
+            for v in self.texts
+        ]
         return dataclasses.replace(self, metric=torch.tensor(values, dtype=torch.float64))
 
     def monotone_share(self, expect: str = "increase", vectors: Sequence[int] = (0,)) -> float:
@@ -136,6 +155,9 @@ class SteeringResult:
 
         order = np.argsort(self.alphas)
         values = self.metric[list(vectors)].mean(0).numpy()[order]  # [alphas, prompts]
+        values = values[np.isfinite(values).all(-1)]  # the alphas these vectors were swept at
+        if len(values) < 2:
+            return math.nan
         idx = resample_indices(values.shape[1], self.resamples, self.seed)
         means = values[:, idx].mean(-1)  # [alphas, resamples]
         sign = 1.0 if expect == "increase" else -1.0
@@ -152,6 +174,8 @@ class SteeringResult:
             raise UserError(f"alpha {alpha} was not swept; swept: {self.alphas}")
         if not self.random:
             raise UserError("the sweep has no random controls (n_random=0)")
+        if not self.controls_at(alpha):
+            raise UserError(f"the random controls were not swept at alpha {alpha}")
         row = self.summary()[self.alphas.index(alpha)]
         return versus_control(row["direction_minus_random"], expect)
 
@@ -193,11 +217,10 @@ class SteeringResult:
             if self.random:
                 groups.append(("random (mean)", values[self.random].mean(0)))
             for label, v in groups:
-                mean, low, high, _ = mean_interval(v.numpy(), self.resamples, self.seed)
-                line = ax.plot(alphas[order], mean[order], marker=".", label=label)[0]
-                ax.fill_between(
-                    alphas[order], low[order], high[order], color=line.get_color(), alpha=0.2
-                )
+                keep = order[torch.isfinite(v[order]).all(-1).numpy()]  # alphas it was swept at
+                mean, low, high, _ = mean_interval(v[keep].numpy(), self.resamples, self.seed)
+                line = ax.plot(alphas[keep], mean, marker=".", label=label)[0]
+                ax.fill_between(alphas[keep], low, high, color=line.get_color(), alpha=0.2)
             ax.set_xlabel("alpha")
             ax.set_title(name, fontsize=9)
             ax.grid(alpha=0.3)
@@ -278,6 +301,21 @@ def kl_bounded_alphas(
     )
 
 
+def _swept(
+    alphas: list[float], n_vectors: int, control_alphas: Sequence[float] | None, zero: int | None
+) -> list[bool]:
+    """Which (vector, alpha) pairs a sweep runs, vector-major: the direction at every alpha,
+    the controls at `control_alphas` (every alpha when None) and at a shared greedy alpha 0."""
+    if control_alphas is None:
+        return [True] * (n_vectors * len(alphas))
+    wanted = {_check_alpha(a) for a in control_alphas}
+    if not wanted <= set(alphas):
+        raise UserError(f"control alphas {sorted(wanted - set(alphas))} are not among {alphas}")
+    return [
+        v == 0 or a in wanted or i == zero for v in range(n_vectors) for i, a in enumerate(alphas)
+    ]
+
+
 def alpha_sweep(
     model: LoadedModel,
     prompts: Prompts,
@@ -294,13 +332,16 @@ def alpha_sweep(
     batch_size: int | None = None,
     temperature: float = 0.0,
     resamples: int = 1000,
+    control_alphas: Sequence[float] | None = None,
 ) -> SteeringResult:
     """Steer with each alpha (and each control vector) in one batched generation.
 
     `behaviour(text)` scores a completion (e.g. "Wait"/"Hmm" per 100 words). `n_random` random
     directions of the direction's norm (seeded by `seed`) and the vectors in `controls` are
-    swept with the same alphas. `batch_size` caps the rows of one generate call (default: all
-    rows at once); rows mix alphas whatever it is."""
+    swept with the same alphas, or only at `control_alphas` (a subset, e.g. the end doses
+    where a verdict is judged; greedy rows at alpha 0 come free): the controls' figures at the
+    other alphas are NaN (None in a record). `batch_size` caps the rows of one generate call
+    (default: all rows at once); rows mix alphas whatever it is."""
     ref = vector_site(model, site)
     vector = check_direction(model, direction)
     if alphas is None or len(alphas) == 0:
@@ -326,22 +367,25 @@ def alpha_sweep(
     # computed in the model's dtype as `steering` computes it.
     per_row = (scale[None, :, None] * stack[:, None, :]).reshape(-1, model.d_model)
     n_v, n_a, n = len(vectors), len(alpha_list), len(ids)
-
-    rows = per_row.repeat_interleave(n, dim=0)
-    row_ids = [x for _ in range(n_v * n_a) for x in ids]
-    size = len(row_ids) if batch_size is None else batch_size
-    if size < 1:
-        raise UserError("batch size must be at least 1")
     # Greedy rows at alpha 0 add nothing, whatever the vector: generated once (the
     # direction's) and shared by every control, which saves (V - 1) / (V * A) of the work.
     zero = alpha_list.index(0.0) if temperature == 0 and 0.0 in alpha_list else None
+    swept = _swept(alpha_list, n_v, control_alphas, zero)  # [V * A] (vector, alpha) pairs run
 
-    def source_row(r: int) -> int:  # rows are (vector, alpha, prompt), prompts fastest
+    rows = per_row.repeat_interleave(n, dim=0)
+    row_ids = [x for _ in range(n_v * n_a) for x in ids]
+
+    def source_row(r: int) -> int | None:  # rows are (vector, alpha, prompt), prompts fastest
         block, prompt = divmod(r, n)
+        if not swept[block]:
+            return None
         return zero * n + prompt if zero is not None and block % n_a == zero else r
 
     source = [source_row(r) for r in range(len(row_ids))]
     todo = [r for r in range(len(row_ids)) if source[r] == r]
+    size = len(todo) if batch_size is None else batch_size
+    if size < 1:
+        raise UserError("batch size must be at least 1")
     rows = rows[todo]
     current = {"rows": rows[:size]}
 
@@ -363,10 +407,15 @@ def alpha_sweep(
                 )
             )
     at = {r: k for k, r in enumerate(todo)}
-    outputs = [generated[at[source[r]]] for r in range(len(row_ids))]
-    texts_flat = model.tokenizer.batch_decode(outputs, skip_special_tokens=True)
-    values = torch.tensor([float(behaviour(t)) for t in texts_flat], dtype=torch.float64)
-    lengths = torch.tensor([len(o) for o in outputs], dtype=torch.float64)
+    decoded = model.tokenizer.batch_decode(generated, skip_special_tokens=True)
+    texts_flat = [None if s is None else decoded[at[s]] for s in source]
+    nan = float("nan")
+    values = torch.tensor(
+        [nan if t is None else float(behaviour(t)) for t in texts_flat], dtype=torch.float64
+    )
+    lengths = torch.tensor(
+        [nan if s is None else len(generated[at[s]]) for s in source], dtype=torch.float64
+    )
     texts = [
         [texts_flat[(v * n_a + a) * n : (v * n_a + a + 1) * n] for a in range(n_a)]
         for v in range(n_v)
@@ -374,8 +423,9 @@ def alpha_sweep(
 
     kls = None
     if control is not None:  # at alpha 0 nothing is added: KL 0 exactly, not computed
-        moved = [k for k in range(n_v * n_a) if alpha_list[k % n_a] != 0.0]
+        moved = [k for k in range(n_v * n_a) if alpha_list[k % n_a] != 0.0 and swept[k]]
         kls = torch.zeros(n_v * n_a, len(control), dtype=torch.float64)
+        kls[[k for k in range(n_v * n_a) if not swept[k]]] = nan
         if moved:
             got = _steered_kl(model, ref, per_row[moved], control, size)
             kls[moved] = got.view(len(moved), len(control)).to(kls.dtype)
@@ -398,6 +448,9 @@ def alpha_sweep(
             "seed": seed,
             "chat": chat,
             "rows": len(row_ids),
+            "control_alphas": sorted(alpha_list[a] for a in range(n_a) if swept[n_a + a])
+            if n_v > 1
+            else [],
             "rows_generated": len(todo),
             "rows_per_generate": size,
         },

@@ -265,7 +265,7 @@ def behaviour_steering(
     import dataclasses
 
     from reasonlens.analyses.steering import alpha_sweep
-    from reasonlens.studies.directions.stages import dose_grid
+    from reasonlens.studies.directions.stages import control_alphas, dose_grid
 
     grid = dose_grid(model, found.direction, layer, val_control, p)
     sweep = alpha_sweep(
@@ -283,6 +283,7 @@ def behaviour_steering(
         chat=False,
         batch_size=p.generate_batch,
         resamples=p.resamples,
+        control_alphas=control_alphas(grid.alphas, p),
     )
     sweep = sweep.rescored(data.score)
     top = max(grid.alphas)

@@ -25,12 +25,15 @@ class DirectionsPreset:
     steer_kl_max: float = 0.5
     doses: int = 2
     n_random: int = 2
+    # the controls (random directions, the shuffled-label or random-window direction) at every
+    # dose, or only at the two end doses where the verdicts are judged (quick: a third fewer
+    # rows; the direction keeps its whole dose-response)
+    controls_every_dose: bool = True
     max_new_tokens: int = 5
     shuffles: int = 1
     kl_max: float = 0.1
     batch_size: int = 16
     resamples: int = 1000
-    transfer: bool = True
     # activation patching: pairs of one token length, at most `patch_pairs`, found among
     # `patch_pool` extra problems (built-in arithmetic; a user's file patches its test split)
     patch_pool: int = 160
@@ -48,7 +51,7 @@ class DirectionsPreset:
     maze_test: int = 8
     maze_rooms: tuple[int, int] = (5, 7)
     chain_tokens: int = 96
-    generate_batch: int = 64
+    generate_batch: int = 96
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,7 +61,8 @@ QUICK = DirectionsPreset(
     "quick_test",
     "CPU, <= 15 min on smollm2-135m: 32/16/12 problems per split, 6 candidate layers, "
     "5 doses up to the largest alpha within a KL of 0.5 on validation prompts, 2 "
-    "random-direction controls and a shuffled-label direction",
+    "random-direction controls and a shuffled-label direction at the end doses",
+    controls_every_dose=False,
 )
 FULL = DirectionsPreset(
     "full_analysis",
@@ -86,6 +90,7 @@ FULL = DirectionsPreset(
 LAYERS = DirectionsPreset(
     "layer_specific",
     "quick's sizes, the candidate layers given by --layers (e.g. 8-20 or 4,8,12)",
+    controls_every_dose=False,
     candidates=None,
     needs_layers=True,
 )

@@ -33,6 +33,18 @@ def doses_line(steer: dict) -> str:
         f"KL of at most {g['kl_max']:g} nats"
         + ("" if within else " (none does: the smallest is used)")
         + f"; KL per candidate: {kls}."
+        + _controls_line(steer)
+    )
+
+
+def _controls_line(steer: dict) -> str:
+    """Where the controls were swept, when not at every dose (the preset's choice)."""
+    at = steer.get("settings", {}).get("control_alphas")
+    if not at or len(at) == len(steer["alphas"]):
+        return ""
+    return (
+        f" The controls were swept at alphas {', '.join(f'{a:g}' for a in at)} only (the ends, "
+        "where the verdicts are judged; – elsewhere), the direction at every alpha."
     )
 
 
@@ -536,12 +548,19 @@ def summary_figure(run: RunDir, results: dict) -> str:
         axes[1].plot(layers, ctrl, ":", label=f"{m['label']}: first number (control)")
         steer = m["steering"]
         ys = [r["direction"]["metric"]["value"] for r in steer["per_alpha"]]
-        rs = [r["random_mean"]["metric"]["value"] for r in steer["per_alpha"]]
+        rs = [  # the random controls where they were swept (every dose, or the ends)
+            (r["alpha"], r["random_mean"]["metric"]["value"])
+            for r in steer["per_alpha"]
+            if r["random_mean"]["metric"]["value"] is not None
+        ]
         line = axes[2].plot(
             steer["alphas"], ys, marker="o", label=f"{m['label']} (layer {m['chosen']['layer']})"
         )[0]
         axes[2].plot(
-            steer["alphas"], rs, "--", color=line.get_color(), label=f"{m['label']}: random"
+            *zip(*sorted(rs), strict=True),
+            "--",
+            color=line.get_color(),
+            label=f"{m['label']}: random",
         )
         del role
     axes[0].set_title("probe accuracy per layer (val; dashed: shuffled labels)", fontsize=9)

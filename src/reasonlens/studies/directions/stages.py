@@ -310,6 +310,12 @@ def dose_grid(model, direction, layer: int, prompts, p: DirectionsPreset):
     )
 
 
+def control_alphas(alphas: tuple[float, ...], p: DirectionsPreset) -> tuple[float, ...] | None:
+    """The doses a sweep's controls run at: every dose, or the two ends (where the verdicts
+    are judged) when the preset spares the rest."""
+    return None if p.controls_every_dose else (min(alphas), max(alphas))
+
+
 def layer_range_ablation(model, train, val, test, p: DirectionsPreset, seed: int) -> dict:
     """Mean-ablate windows of consecutive layers (attention and MLP outputs replaced by their
     means over the train prompts); the window that lowers the computation score most on the
@@ -598,6 +604,7 @@ def analyse_model(
         chat=False,
         batch_size=bs,
         resamples=p.resamples,
+        control_alphas=control_alphas(grid.alphas, p),
     )
     answers = [x["answer"] for x in items["test"]]
     sweep = sweep.rescored(lambda i, text: solved(text, answers[i]))
@@ -874,6 +881,7 @@ def compare_models(
             chat=False,
             batch_size=p.batch_size,
             resamples=p.resamples,
+            control_alphas=control_alphas(grid.alphas, p),
         )
         sweep = sweep.rescored(lambda k, text: solved(text, answers[k]))
         key = f"{models[i][1]} -> {models[j][1]}"
