@@ -182,6 +182,20 @@ def test_batched_layer_ablation_rows_equal_one_run_per_window(tiny_llama, mode):
             result.ablated[i], metric(logits, torch.arange(2)).double(), rtol=0, atol=1e-5
         )
     assert result.to_dict()["windows"][0]["layers"] == [0, 1]
+    if mode == "mean":  # means taken once (layer_means) and reused give the same rows
+        from reasonlens.analyses.ablation import layer_means
+
+        means = layer_means(model, reference, chat=False)
+        again = layer_ablation_effect(
+            model, IDS, metric, layers=[0, 2], mode=mode, window=2, chat=False,
+            reference_means=means,
+        )  # fmt: skip
+        assert torch.equal(again.ablated, result.ablated)
+        with pytest.raises(UserError, match="reference means lack layers.2.attn_out"):
+            layer_ablation_effect(
+                model, IDS, metric, layers=[0, 2], mode=mode, window=2, chat=False,
+                reference_means=layer_means(model, reference, layers=[0, 1], chat=False),
+            )  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -134,3 +134,30 @@ def test_load_items_names_the_file_and_what_the_task_expects(tmp_path):
         load_items(task, [empty])
     with pytest.raises(UserError, match="data file not found"):
         load_items(task, [tmp_path / "nope.jsonl"])
+
+
+def test_sampling_at_a_vanishing_temperature_is_greedy_decoding(tiny_llama):
+    """sample_task's known answer: as the temperature goes to 0 every sample is the greedy
+    completion that evaluate_task writes, cut and scored the same; at T=1 the samples are
+    seeded (same seed, same text) and differ between seeds."""
+    from reasonlens.evaluate.task_eval import sample_task
+    from reasonlens.tasks import get_task
+    from reasonlens.tasks.blocksworld import generate_problems
+
+    task = get_task("blocksworld")
+    items = [task.item(p) for p in generate_problems(4, 2, 3, unique=True, seed=2)]
+    greedy = evaluate_task(
+        tiny_llama, task, items, mode="generate", max_new_tokens=6, progress=False
+    ).examples
+    cold = sample_task(tiny_llama, task, items, samples=3, temperature=1e-6, max_new_tokens=6)
+    for rec, got in zip(greedy, cold, strict=True):
+        assert got == [(rec["output"], rec["verdicts"])] * 3
+    hot = [
+        sample_task(tiny_llama, task, items, 3, 1.0, max_new_tokens=6, seed=s) for s in (0, 0, 1)
+    ]
+    assert hot[0] == hot[1] and hot[0] != hot[2]
+    for bad, message in (({"samples": 0}, "samples must be at least 1"),
+                         ({"temperature": 0.0}, "needs a temperature above 0")):  # fmt: skip
+        args = {"samples": 2, "temperature": 1.0, **bad}
+        with pytest.raises(UserError, match=message):
+            sample_task(tiny_llama, task, items, **args)

@@ -225,7 +225,7 @@ def test_the_start_models_backtracking_direction_steers_each_arm(
     report and the summary figure say so and still render."""
     import dataclasses
 
-    shape = {} if every_dose else {"doses": 2, "controls_every_dose": False}
+    shape = {} if every_dose else {"doses": 2, "controls_every_dose": False, "grid_prompts": 2}
     monkeypatch.setitem(
         presets.PRESETS, "tiny", dataclasses.replace(TINY, **TINY_BEHAVIOUR, **shape)
     )
@@ -260,6 +260,9 @@ def test_the_start_models_backtracking_direction_steers_each_arm(
                 False, True, False, True, False
             ]  # fmt: skip
         assert "The controls were swept at alphas" in report
+        # the doses are chosen by the KL on the first 2 of the 4 validation control prompts
+        assert own["steering"]["dose_grid"]["n_prompts"] == rl["dose_grid"]["n_prompts"] == 2
+        assert "on 2 validation control prompts" in report
         assert (out / "summary.png").stat().st_size > 0
 
 

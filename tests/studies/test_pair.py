@@ -69,9 +69,23 @@ def test_a_tiny_pair_runs_resumes_and_says_which_model_is_which(
     assert list(models) == roles
     for m in models.values():
         assert m["n"] == 4 and m["reward"]["low"] <= m["reward"]["value"] <= m["reward"]["high"]
+    # the trained models are also sampled (8 a problem at the RL temperature), the base not
+    assert "sampled_reward" not in models["base"]
+    for role in roles[1:]:
+        m = models[role]
+        assert m["samples"] == {"per_problem": 8, "temperature": 1.0}
+        assert 0.0 <= m["sampled_solved"]["value"] <= 1.0
+        rows = (out / "eval" / f"samples_{role}.jsonl").read_text().splitlines()
+        assert len(rows) == 4 and all(len(json.loads(r)["outputs"]) == 8 for r in rows)
+    comps = results["eval"]["comparisons"]
+    assert "rl-distilled:sampled_reward" in comps and "rl-base:sampled_reward" not in comps
+    assert ("rl-warmup:sampled_reward" in comps) == (task == "blocksworld")
     assert results["training"]["rl"]["method"] == "grpo"
     report = (out / "report.md").read_text()
     assert "GRPO raises the held-out reward" in report and "rl/reward.png" in report
+    assert ("GRPO raises the held-out expected reward (8 samples" in report) == (
+        task == "blocksworld"
+    )
     stages = json.loads((out / "stages.json").read_text())
     code, _, err = run_cli(argv, capsys)  # finished: read back, nothing runs again
     assert code == 0, err

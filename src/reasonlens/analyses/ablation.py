@@ -216,7 +216,10 @@ def _check_layer_mode(
     reference: Prompts | None,
     chat: bool,
     batch_size: int,
+    means: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor] | None:
+    """The means mean ablation of `layers` puts in place (None for another mode): `means` when
+    given (taken once for several calls), else over `reference`."""
     if mode not in MODES:
         raise one_of("layer ablation mode", mode, MODES)
     if component not in COMPONENTS:
@@ -225,10 +228,31 @@ def _check_layer_mode(
         raise UserError("skip bypasses a whole layer: use component='layer' (or mode='zero')")
     if mode != "mean":
         return None
+    sites = [f"layers.{x}.{s}" for x in sorted(set(layers)) for s in COMPONENTS[component]]
+    if means is not None:
+        missing = sorted(set(sites) - set(means))
+        if missing:
+            raise UserError(f"the reference means lack {missing[0]}: take them for these layers")
+        return means
     if reference is None:
         raise UserError("mean ablation needs reference prompts to take the mean over")
-    sites = [f"layers.{x}.{s}" for x in sorted(set(layers)) for s in COMPONENTS[component]]
     return mean_activations(model, reference, sites, chat, batch_size)
+
+
+def layer_means(
+    model: LoadedModel,
+    reference: Prompts,
+    layers: Sequence[int] | None = None,
+    component: str = "layer",
+    chat: bool = True,
+    batch_size: int = 32,
+) -> dict[str, torch.Tensor]:
+    """The mean outputs over every token of `reference` that mean ablation of `layers` puts
+    in place, for :func:`layer_ablation_effect`'s `reference_means`."""
+    chosen = _layers(model, layers)
+    means = _check_layer_mode(model, "mean", component, chosen, reference, chat, batch_size)
+    assert means is not None
+    return means
 
 
 @contextmanager
@@ -483,16 +507,20 @@ def layer_ablation_effect(
     batch_size: int = 32,
     resamples: int = 1000,
     seed: int = 0,
+    reference_means: dict[str, torch.Tensor] | None = None,
 ) -> LayerAblationResult:
     """The metric at the last token with each window of `window` consecutive layers ablated,
     one window starting at each of `layers` (all by default), all windows as rows of one
-    batched pass."""
+    batched pass. Mean ablation takes its means over `reference`, or `reference_means` (from
+    :func:`layer_means`: one pass over the reference for several calls)."""
     chosen = _layers(model, layers)
     if window < 1:
         raise UserError("window must be at least 1")
     windows = [list(range(x, min(x + window, model.n_layers))) for x in chosen]
     used = sorted({x for w in windows for x in w})
-    means = _check_layer_mode(model, mode, component, used, reference, chat, batch_size)
+    means = _check_layer_mode(
+        model, mode, component, used, reference, chat, batch_size, reference_means
+    )
     ids = encode(model, prompts, chat)
     n, n_cond = len(ids), len(windows) + 1
     # condition 0: nothing ablated; condition i: window i - 1

@@ -255,6 +255,7 @@ class DoseGrid:
     kl_max: float
     candidates: tuple[float, ...]
     kl: tuple[tuple[float, float], ...]  # mean KL at (-alpha, +alpha) per candidate
+    n_prompts: int = 0  # the prompts the KL is a mean over
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -298,6 +299,7 @@ def kl_bounded_alphas(
         kl_max=float(kl_max),
         candidates=tuple(float(a) for a in values),
         kl=tuple((float(lo), float(hi)) for lo, hi in means.tolist()),
+        n_prompts=len(ids),
     )
 
 

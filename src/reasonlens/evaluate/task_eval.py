@@ -298,3 +298,47 @@ def load_items(task: Task, paths: Sequence[str | Path], limit: int | None = None
             raise UserError(f"{path} holds no examples (empty file); {task.expected}")
         out.extend(items[:limit] if limit is not None else items)
     return out
+
+
+def sample_task(
+    model: LoadedModel,
+    task: Task,
+    items: Sequence[Any],
+    samples: int,
+    temperature: float,
+    max_new_tokens: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> list[list[tuple[str, dict]]]:
+    """``samples`` completions of each item at ``temperature``, cut and scored by the task:
+    per item, a list of ``(output, verdicts)``.
+
+    Why: an RL policy is trained on the expected reward of its samples; greedy decoding
+    measures its mode only, which GRPO can leave where it was while sharpening the rest (so
+    a pair reports both). Seeded like :func:`generate_tokens` (the same items, samples,
+    batch size and seed give the same text on CPU)."""
+    if samples < 1:
+        raise UserError(f"samples must be at least 1, got {samples}")
+    if temperature <= 0:
+        raise UserError(f"a sampled evaluation needs a temperature above 0, not {temperature}")
+    if not items:
+        raise UserError("no examples to evaluate")
+    items = [task.item(x) for x in items]
+    if max_new_tokens is None:
+        max_new_tokens = default_max_new_tokens([encode_item(model.tokenizer, it) for it in items])
+    outputs = generate_tokens(
+        model,
+        [it.prompt for it in items for _ in range(samples)],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        chat=False,
+        stop=task.stop,
+        temperature=temperature,
+        seed=seed,
+    )
+    texts = model.tokenizer.batch_decode(outputs, skip_special_tokens=True)
+    out: list[list[tuple[str, dict]]] = []
+    for i, it in enumerate(items):
+        cut = [task.cut(t) for t in texts[i * samples : (i + 1) * samples]]
+        out.append([(c, task.score(it, c)) for c in cut])
+    return out

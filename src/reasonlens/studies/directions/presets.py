@@ -23,6 +23,7 @@ class DirectionsPreset:
     # prompts by a mean KL <= steer_kl_max nats (analyses.steering.kl_bounded_alphas)
     alpha_candidates: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
     steer_kl_max: float = 0.5
+    grid_prompts: int | None = None  # validation control prompts the KL is taken on (None: all)
     doses: int = 2
     n_random: int = 2
     # the controls (random directions, the shuffled-label or random-window direction) at every
@@ -60,9 +61,10 @@ class DirectionsPreset:
 QUICK = DirectionsPreset(
     "quick_test",
     "CPU, <= 15 min on smollm2-135m: 32/16/12 problems per split, 6 candidate layers, "
-    "5 doses up to the largest alpha within a KL of 0.5 on validation prompts, 2 "
+    "5 doses up to the largest alpha within a mean KL of 0.5 on 8 validation prompts, 2 "
     "random-direction controls and a shuffled-label direction at the end doses",
     controls_every_dose=False,
+    grid_prompts=8,
 )
 FULL = DirectionsPreset(
     "full_analysis",
@@ -91,6 +93,7 @@ LAYERS = DirectionsPreset(
     "layer_specific",
     "quick's sizes, the candidate layers given by --layers (e.g. 8-20 or 4,8,12)",
     controls_every_dose=False,
+    grid_prompts=8,
     candidates=None,
     needs_layers=True,
 )

@@ -29,12 +29,16 @@ def doses_line(steer: dict) -> str:
     within = any(max(k) <= g["kl_max"] for k in g["kl"])
     return (
         f"Alphas {', '.join(f'{a:g}' for a in g['alphas'])}: up to the largest candidate whose "
-        f"steering (either sign) moves the next token on validation control prompts by a mean "
-        f"KL of at most {g['kl_max']:g} nats"
+        f"steering (either sign) moves the next token on {_count(g.get('n_prompts'))}validation "
+        f"control prompts by a mean KL of at most {g['kl_max']:g} nats"
         + ("" if within else " (none does: the smallest is used)")
         + f"; KL per candidate: {kls}."
         + _controls_line(steer)
     )
+
+
+def _count(n: int | None) -> str:
+    return f"{n} " if n else ""
 
 
 def _controls_line(steer: dict) -> str:

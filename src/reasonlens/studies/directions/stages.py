@@ -294,14 +294,15 @@ def logit_lens(model, acts, targets: list[int]) -> dict:
 
 def dose_grid(model, direction, layer: int, prompts, p: DirectionsPreset):
     """The steering doses for `direction` at `layer` of `model`, chosen on `prompts` (held
-    out from the scored split): the preset's KL budget rule."""
+    out from the scored split; the first ``p.grid_prompts`` of them): the preset's KL budget
+    rule."""
     from reasonlens.analyses.steering import kl_bounded_alphas
 
     return kl_bounded_alphas(
         model,
         direction,
         f"layers.{layer}.{SITE}",
-        prompts,
+        prompts[: p.grid_prompts],
         p.alpha_candidates,
         p.steer_kl_max,
         p.doses,
@@ -322,13 +323,14 @@ def layer_range_ablation(model, train, val, test, p: DirectionsPreset, seed: int
     validation prompts is judged on the test prompts against the same ablation's effect on
     the control prompts' own score (copy the first number), paired by item: a window the
     reasoning needs should hurt the computation more than the copy."""
-    from reasonlens.analyses.ablation import layer_ablation_effect
+    from reasonlens.analyses.ablation import layer_ablation_effect, layer_means
     from reasonlens.analyses.effects import estimate, logit_difference, mean_interval
 
     width = max(1, round(model.n_layers / 6))
     starts = list(range(0, model.n_layers, width))
+    means = layer_means(model, train.reasoning + train.control, chat=False, batch_size=p.batch_size)
     common = dict(
-        layers=starts, mode="mean", window=width, reference=train.reasoning + train.control,
+        layers=starts, mode="mean", window=width, reference_means=means,
         chat=False, batch_size=p.batch_size, resamples=p.resamples, seed=seed,
     )  # fmt: skip
     on_val = layer_ablation_effect(

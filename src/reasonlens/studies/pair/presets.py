@@ -23,6 +23,9 @@ class TaskPlan:
     rl: GrpoRecipe
     eval_batch: int = 16
     max_new_tokens: int | None = None  # None: enough for the longest gold answer
+    # the trained models also sampled this many times a held-out problem at the RL arm's
+    # temperature: the expected reward GRPO optimises, beside the greedy mode (0: greedy only)
+    eval_samples: int = 8
     # Blocksworld: (level, blocks) cells the problems are drawn from, evenly
     cells: tuple[tuple[int, int], ...] = ((2, 4), (3, 4))
     rooms: tuple[int, int] = (5, 8)  # the maze: rooms per maze
@@ -75,6 +78,7 @@ PRESETS: dict[str, PairPreset] = {
                 # 4-step problems: the warm-up model solves 42% of them (12% of a 4/6-step
                 # mix), so GRPO starts from a model that earns the goal reward
                 cells=((2, 4),),
+                eval_samples=0,  # 8 samples of 60 problems: 2.7 min a model, over the budget
             ),
             "maze": TaskPlan(
                 n_warmup=192,
@@ -95,6 +99,7 @@ PRESETS: dict[str, PairPreset] = {
                     save_steps=8,
                 ),
                 rooms=(5, 7),
+                eval_samples=0,
             ),
         },
     ),

@@ -41,12 +41,22 @@ def pair_report(run: RunDir, results: dict, stages: dict) -> Report:
     models, comps = ev["models"], ev["comparisons"]
     ref = ev["reference"]
     metrics = list(next(iter(models.values()))["rates"])
+    sampled = next((m["samples"] for m in models.values() if "samples" in m), None)
+    extra = (
+        [
+            f"reward, {sampled['per_problem']} samples at T={sampled['temperature']:g}",
+            "solved, sampled",
+        ]
+        if sampled
+        else []
+    )
     rows = [
         [NAMES.get(role, role), _ci(m["reward"]), _ci(m["solved"])]
+        + ([_ci(m.get("sampled_reward")), _ci(m.get("sampled_solved"))] if sampled else [])
         + [m["rates"][k] for k in metrics]
         for role, m in models.items()
     ]
-    table = Table(["model", "reward [95% CI]", "solved [95% CI]", *metrics], rows)
+    table = Table(["model", "reward, greedy [95% CI]", "solved, greedy", *extra, *metrics], rows)
 
     def claim(key: str, text: str) -> Claim:
         c = comps[key]
@@ -63,6 +73,16 @@ def pair_report(run: RunDir, results: dict, stages: dict) -> Report:
         ),
         claim("rl-distilled:reward", "the RL arm earns more reward than the distilled arm"),
     ]
+    if f"rl-{ref}:sampled_reward" in comps:
+        how = f"{sampled['per_problem']} samples a problem at T={sampled['temperature']:g}"
+        claims.insert(
+            1,
+            claim(
+                f"rl-{ref}:sampled_reward",
+                f"GRPO raises the held-out expected reward ({how}, as in training) above the "
+                f"{ref_name} model's",
+            ),
+        )
     rl = stages["rl"]["results"]
     curve = Bullets(
         [

@@ -132,7 +132,13 @@ def stages(preset: PairPreset, settings: Settings) -> list[Stage]:
     out.append(
         analysis_stage(
             "eval",
-            {**base_inputs(settings), "eval_batch": plan.eval_batch, "bootstrap": BOOTSTRAP},
+            {
+                **base_inputs(settings),
+                "eval_batch": plan.eval_batch,
+                "bootstrap": BOOTSTRAP,
+                "eval_samples": plan.eval_samples,
+                "temperature": plan.rl.temperature,
+            },
             evaluate,
             depends=weights_of(**{f"{r}_weights": r for r in trained}),
         )
@@ -145,11 +151,13 @@ def evaluate_models(
 ) -> dict:
     """Every model greedy on the held-out problems: the task's rates, the reward the RL arm
     was trained on, the solve rate, each with a 95% bootstrap CI over problems, and paired
-    differences (the same resamples) between the arms and the warm-up model."""
+    differences (the same resamples) between the arms and the warm-up model. The trained
+    models are also sampled (``plan.eval_samples`` a problem at the RL arm's temperature): the
+    mean reward and solve rate of a problem's samples, what GRPO optimises."""
     import numpy as np
 
     from reasonlens.analyses.stats import paired, percentile_interval, resample_indices
-    from reasonlens.evaluate.task_eval import evaluate_task, load_items
+    from reasonlens.evaluate.task_eval import evaluate_task, load_items, sample_task
     from reasonlens.studies.kit import load_role
     from reasonlens.tasks import get_task
     from reasonlens.train.rewards import REWARDS
@@ -179,7 +187,35 @@ def evaluate_models(
         )
         solved = np.array([bool(rec["verdicts"][SOLVED[name]]) for rec in result.examples], float)
         entry = {"n": len(items), "rates": {m: result.totals[m] for m in the_task.metrics}}
-        for key, values in (("reward", rewards), ("solved", solved)):
+        measures = [("reward", rewards), ("solved", solved)]
+        if role != BASE and plan.eval_samples:
+            sampled = sample_task(
+                model,
+                the_task,
+                items,
+                plan.eval_samples,
+                plan.rl.temperature,
+                max_new_tokens=plan.max_new_tokens,
+                batch_size=plan.eval_batch * plan.eval_samples,
+                seed=settings.seed,
+            )
+            per = [
+                [(reward_fn(it, o, v), bool(v[SOLVED[name]])) for o, v in row]
+                for it, row in zip(items, sampled, strict=True)
+            ]
+            scores = np.array(per, dtype=float)  # [problems, samples, (reward, solved)]
+            measures += [
+                ("sampled_reward", scores[..., 0].mean(1)),
+                ("sampled_solved", scores[..., 1].mean(1)),
+            ]
+            entry["samples"] = {
+                "per_problem": plan.eval_samples,
+                "temperature": plan.rl.temperature,
+            }
+            with (folder / f"samples_{role}.jsonl").open("w", encoding="utf-8") as handle:
+                for it, row in zip(items, sampled, strict=True):
+                    handle.write(json.dumps({"id": it.id, "outputs": [o for o, _ in row]}) + "\n")
+        for key, values in measures:
             res = values[idx].mean(axis=1)
             low, high = percentile_interval(res)
             entry[key] = {"value": float(values.mean()), "low": float(low), "high": float(high)}
@@ -192,14 +228,17 @@ def evaluate_models(
         del model
     ref = "warmup" if "warmup" in roles else BASE
     comparisons = {}
-    for a, b, key in (
+    pairs = [
         ("rl", ref, "reward"),
         ("distilled", ref, "solved"),
         ("rl", ref, "solved"),
         ("distilled", ref, "reward"),
         ("rl", "distilled", "reward"),
         ("rl", "distilled", "solved"),
-    ):
+    ]
+    if plan.eval_samples:  # the base model is not sampled
+        pairs += [(a, b, f"sampled_{k}") for a, b, k in pairs if BASE not in (a, b)]
+    for a, b, key in pairs:
         diff = paired(draws[(a, key)], draws[(b, key)])
         value = models[a][key]["value"] - models[b][key]["value"]
         comparisons[f"{a}-{b}:{key}"] = {
