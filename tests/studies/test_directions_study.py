@@ -260,6 +260,11 @@ def test_the_start_models_backtracking_direction_steers_each_arm(
                 False, True, False, True, False
             ]  # fmt: skip
         assert "The controls were swept at alphas" in report
+        # a random model writes no search: the sweeps are degenerate, with or without the
+        # controls at every dose, and say so instead of giving a verdict
+        claims = [x for x in report.splitlines() if "the backtracking direction: " in x]
+        assert claims and all("not measurable (every chain of every condition" in x for x in claims)
+        assert "direction and controls at every alpha swept) has 0 backtracks" in claims[0]
         # the doses are chosen by the KL on the first 2 of the 4 validation control prompts
         assert own["steering"]["dose_grid"]["n_prompts"] == rl["dose_grid"]["n_prompts"] == 2
         assert "on 2 validation control prompts" in report

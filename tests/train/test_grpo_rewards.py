@@ -46,18 +46,21 @@ def test_blocksworld_reward_orders_plans_as_intended():
     )
     assert BW.score(ITEM, BW.cut(longer))["goal_reached"]
     assert bw(longer) == pytest.approx(0.8)  # no optimal bonus
-    # legal but stops short of the goal: parsed, no relation made yet: legality earns nothing
+    # legal but stops short of the goal: parsed only: legality earns nothing
     assert bw(steps[0] + "\n") == pytest.approx(0.1)
-    # every block to the table: always legal, still nothing made
+    # every block to the table: always legal, nothing earned
     table = "step 1: pick-up red\nstep 2: stack red on-top-of table\n"
     assert BW.score(ITEM, BW.cut(table))["legal"] and bw(table) == pytest.approx(0.1)
-    # red onto green: one of the two missing relations (red on green, blue on red) made
-    assert bw("\n".join(steps[:2]) + "\n") == pytest.approx(0.1 + 0.3 * 0.5)
-    # first step illegal (red is on blue), the rest never runs: parsed, nothing made
+    # red onto green: one of the two missing relations made, the goal not reached: no credit
+    half_way = "\n".join(steps[:2]) + "\n"
+    assert BW.score(ITEM, BW.cut(half_way))["goal_progress"] == 0.5
+    assert bw(half_way) == pytest.approx(0.1)
+    # first step illegal (red is on blue): parsed, nothing more
     assert bw("step 1: pick-up blue\n" + "\n".join(steps[1:]) + "\n") == pytest.approx(0.1)
-    # two legal steps (red on green), then an illegal one: what the legal prefix made counts
+    # the goal's steps after an illegal one do not count: the plan fails where it breaks a rule
     half = steps[:2] + ["step 3: pick-up green", steps[3]]
-    assert bw("\n".join(half) + "\n") == pytest.approx(0.1 + 0.3 * 0.5)
+    assert not BW.score(ITEM, BW.cut("\n".join(half) + "\n"))["goal_reached"]
+    assert bw("\n".join(half) + "\n") == pytest.approx(0.1)
     assert bw("I do not know.\n") == 0.0  # unparsed
     assert bw("") == 0.0
 

@@ -32,24 +32,22 @@ RewardFn = Callable[[TaskItem, str, Mapping[str, Any]], float]
 
 
 def blocksworld_reward(item: TaskItem, completion: str, verdicts: Mapping[str, Any]) -> float:
-    """Blocksworld: 0.1 for a plan that parses, up to 0.3 for the share of the goal's missing
-    "X on Y" relations that its legal steps (those before the first illegal one) make true,
-    0.4 for reaching the goal, 0.2 for an optimal plan (as short as the planner's): 1.0 for an
-    optimal plan, 0.0 for no plan. Legal steps earn only what they achieve.
+    """Blocksworld: 0.1 for a plan that parses, 0.7 for reaching the goal, 0.2 for an optimal
+    plan (as short as the planner's): 1.0 for an optimal plan, 0.8 for a longer one that
+    reaches the goal, 0.1 for a plan that does not, 0.0 for no plan. Legal steps earn only by
+    leading to the goal.
 
-    Why no bonus for legality itself: GRPO on a 135M model games it. With legality worth 0.3,
-    it settled on short legal plans that go nowhere (every group at 0.3 from step 33 of 40);
-    with 0.1 for the share of legal steps beside 0.2 for progress, it learned to put every
-    block on the table (always legal, a sure 0.2, where sampled attempts at the goal often
-    broke a rule): held-out solve rate 0.42 (warm-up) -> 0.08 (measured, 4-step problems)."""
+    Why no partial credit: GRPO on a 135M model games it (measured on 4-step problems, 40
+    steps). With legality worth 0.3 it settled on short legal plans that go nowhere; with
+    credit for the goal relations that the legal steps make (0.3) it learned to put every
+    block on the table (always legal, often a goal relation, where a sampled attempt to stack
+    on a block could break a rule and end the credit): held-out solve rate 0.42 -> 0.07. With
+    the goal and optimality only (and a KL term, beta 0.04), nothing collapses: solve rate
+    0.42 -> 0.40 after 48 steps of 2 prompts x 8 completions, blocks put on the table in 52%
+    of stack steps against the warm-up's 45%."""
     if not verdicts.get("parsed"):
         return 0.0
-    return (
-        0.1
-        + 0.3 * (verdicts.get("goal_progress") or 0.0)
-        + 0.4 * bool(verdicts.get("goal_reached"))
-        + 0.2 * bool(verdicts.get("optimal"))
-    )
+    return 0.1 + 0.7 * bool(verdicts.get("goal_reached")) + 0.2 * bool(verdicts.get("optimal"))
 
 
 def maze_reward(item: TaskItem, completion: str, verdicts: Mapping[str, Any]) -> float:

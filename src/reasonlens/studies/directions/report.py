@@ -270,13 +270,14 @@ def constant_sweep(steer: dict, what: str, alpha: float | None = None) -> str | 
     """Why a sweep cannot be judged, when every condition (the direction and every control at
     every alpha, or at `alpha` only) gave the same value on every prompt (each mean equal,
     each interval of zero width): a floor or a ceiling; None otherwise."""
-    cells = [
+    every = [
         row[name]["metric"]
         for row in steer["per_alpha"]
         if alpha is None or row["alpha"] == alpha
         for name in steer["vectors"]
         if name in row
     ]
+    cells = [c for c in every if c["value"] is not None]  # None: a control not swept there
     first = cells[0]["value"] if cells else None
     if first is None or any(
         (c["value"], c["low"], c["high"]) != (first, first, first) for c in cells
@@ -284,6 +285,8 @@ def constant_sweep(steer: dict, what: str, alpha: float | None = None) -> str | 
         return None
     n = steer["n_prompts"] * len(cells)
     where = "at every alpha" if alpha is None else f"at alpha {alpha:g}"
+    if len(cells) < len(every):
+        where += " swept"
     return (
         f"every chain of every condition ({n}: direction and controls {where}) has {first:g} {what}"
     )
