@@ -90,3 +90,16 @@ def test_a_tiny_pair_runs_resumes_and_says_which_model_is_which(
     code, _, err = run_cli(argv, capsys)  # finished: read back, nothing runs again
     assert code == 0, err
     assert json.loads((out / "stages.json").read_text()) == stages
+
+
+def test_the_cpu_preset_is_quick_with_blocksworlds_longer_grpo():
+    """`cpu` changes one thing from quick: the steps of Blocksworld's GRPO (the budget found
+    to beat the warm-up model); the maze and every other setting are quick's."""
+    import dataclasses
+
+    quick, cpu = presets.PRESETS["quick"], presets.PRESETS["cpu"]
+    assert cpu.tasks["maze"] == quick.tasks["maze"]
+    bw_quick, bw_cpu = quick.tasks["blocksworld"], cpu.tasks["blocksworld"]
+    assert (bw_quick.rl.max_steps, bw_cpu.rl.max_steps) == (48, 120)
+    same = dataclasses.replace(bw_cpu.rl, max_steps=48, save_steps=bw_quick.rl.save_steps)
+    assert dataclasses.replace(bw_cpu, rl=same) == bw_quick

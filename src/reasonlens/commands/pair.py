@@ -16,7 +16,9 @@ def register(app: typer.Typer) -> None:
         task: str = typer.Option(..., "--task", help="maze or blocksworld."),
         model: str = ModelOpt,
         out: Path = typer.Option(..., "--out", "-o", help="The pair's directory."),
-        preset: str = typer.Option("quick", help="quick (a 2-core CPU) or full (a GPU)."),
+        preset: str = typer.Option(
+            "quick", help="quick (a 2-core CPU, 30 min), cpu (an hour) or full (a GPU)."
+        ),
         seed: int = typer.Option(0, help="Seed for data, training and evaluation."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
